@@ -1,0 +1,188 @@
+"""A small, strict CBOR (RFC 8949) codec for the messages of the guest ABI.
+
+Supported: unsigned and negative integers (64-bit), byte and text strings, arrays, maps,
+false/true/null, and floats (decoded from half/single/double, encoded as double).
+Refused on decode: indefinite lengths, tags, undefined and other simple values, integers
+outside 64 bits, invalid UTF-8, nesting deeper than `MAX_DEPTH`, trailing bytes, and any
+length that runs past the input. Guests are hostile, so every length is checked before
+it is used and nothing is allocated from a length the input has not backed with bytes.
+"""
+
+from __future__ import annotations
+
+import struct
+from typing import Any
+
+from dohost.core.errors import Code, DohostError
+
+MAX_DEPTH = 64
+
+_pack_be_u16 = struct.Struct(">H").pack
+_pack_be_u32 = struct.Struct(">I").pack
+_pack_be_u64 = struct.Struct(">Q").pack
+_pack_f64 = struct.Struct(">d").pack
+_unpack_f16 = struct.Struct(">e").unpack_from
+_unpack_f32 = struct.Struct(">f").unpack_from
+_unpack_f64 = struct.Struct(">d").unpack_from
+
+
+class CborError(DohostError):
+    def __init__(self, message: str) -> None:
+        super().__init__(Code.BAD_ENCODING, message)
+
+
+def encode_head(major: int, n: int) -> bytes:
+    mt = major << 5
+    if n < 24:
+        return bytes((mt | n,))
+    if n < 0x100:
+        return bytes((mt | 24, n))
+    if n < 0x10000:
+        return bytes((mt | 25,)) + _pack_be_u16(n)
+    if n < 0x100000000:
+        return bytes((mt | 26,)) + _pack_be_u32(n)
+    if n < 0x10000000000000000:
+        return bytes((mt | 27,)) + _pack_be_u64(n)
+    raise CborError("integer does not fit in 64 bits")
+
+
+def encode(value: Any) -> bytes:
+    """Encode a Python value (int, bytes, str, list/tuple, dict, bool, None, float)."""
+    out: list[bytes] = []
+    _encode_into(value, out, 0)
+    return b"".join(out)
+
+
+def _encode_into(v: Any, out: list[bytes], depth: int) -> None:
+    if depth > MAX_DEPTH:
+        raise CborError("value nested too deeply")
+    if v is None:
+        out.append(b"\xf6")
+    elif v is True:
+        out.append(b"\xf5")
+    elif v is False:
+        out.append(b"\xf4")
+    elif isinstance(v, int):
+        if v >= 0:
+            out.append(encode_head(0, v))
+        else:
+            out.append(encode_head(1, -1 - v))
+    elif isinstance(v, bytes | bytearray | memoryview):
+        out.append(encode_head(2, len(v)))
+        out.append(bytes(v))
+    elif isinstance(v, str):
+        b = v.encode("utf-8")
+        out.append(encode_head(3, len(b)))
+        out.append(b)
+    elif isinstance(v, list | tuple):
+        out.append(encode_head(4, len(v)))
+        for item in v:
+            _encode_into(item, out, depth + 1)
+    elif isinstance(v, dict):
+        out.append(encode_head(5, len(v)))
+        for k, item in v.items():
+            _encode_into(k, out, depth + 1)
+            _encode_into(item, out, depth + 1)
+    elif isinstance(v, float):
+        out.append(b"\xfb" + _pack_f64(v))
+    else:
+        raise CborError(f"cannot encode a value of type {type(v).__name__}")
+
+
+def decode(data: bytes) -> Any:
+    """Decode exactly one CBOR item that spans all of `data`."""
+    value, pos = _decode_at(data, 0, 0)
+    if pos != len(data):
+        raise CborError(f"{len(data) - pos} trailing bytes after the CBOR item")
+    return value
+
+
+def _read_arg(data: bytes, pos: int, info: int) -> tuple[int, int]:
+    if info < 24:
+        return info, pos
+    n = len(data)
+    if info == 24:
+        if pos + 1 > n:
+            raise CborError("truncated CBOR")
+        return data[pos], pos + 1
+    if info == 25:
+        if pos + 2 > n:
+            raise CborError("truncated CBOR")
+        return int.from_bytes(data[pos : pos + 2], "big"), pos + 2
+    if info == 26:
+        if pos + 4 > n:
+            raise CborError("truncated CBOR")
+        return int.from_bytes(data[pos : pos + 4], "big"), pos + 4
+    if info == 27:
+        if pos + 8 > n:
+            raise CborError("truncated CBOR")
+        return int.from_bytes(data[pos : pos + 8], "big"), pos + 8
+    if info == 31:
+        raise CborError("indefinite-length CBOR items are not accepted")
+    raise CborError(f"reserved CBOR additional information {info}")
+
+
+def _decode_at(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
+    if depth > MAX_DEPTH:
+        raise CborError(f"CBOR nested deeper than {MAX_DEPTH}")
+    if pos >= len(data):
+        raise CborError("truncated CBOR")
+    ib = data[pos]
+    major, info = ib >> 5, ib & 0x1F
+    pos += 1
+    if major == 7:
+        if info == 20:
+            return False, pos
+        if info == 21:
+            return True, pos
+        if info == 22:
+            return None, pos
+        if info == 25:
+            if pos + 2 > len(data):
+                raise CborError("truncated CBOR float")
+            return _unpack_f16(data, pos)[0], pos + 2
+        if info == 26:
+            if pos + 4 > len(data):
+                raise CborError("truncated CBOR float")
+            return _unpack_f32(data, pos)[0], pos + 4
+        if info == 27:
+            if pos + 8 > len(data):
+                raise CborError("truncated CBOR float")
+            return _unpack_f64(data, pos)[0], pos + 8
+        raise CborError(f"unsupported CBOR simple value {info}")
+    arg, pos = _read_arg(data, pos, info)
+    if major == 0:
+        return arg, pos
+    if major == 1:
+        return -1 - arg, pos
+    if major == 2 or major == 3:
+        end = pos + arg
+        if end > len(data):
+            raise CborError("CBOR string runs past the end of the input")
+        if major == 2:
+            return data[pos:end], end
+        try:
+            return data[pos:end].decode("utf-8"), end
+        except UnicodeDecodeError:
+            raise CborError("CBOR text string is not valid UTF-8") from None
+    if major == 4:
+        # Each item takes at least one byte: refuse counts the input cannot back.
+        if arg > len(data) - pos:
+            raise CborError("CBOR array longer than its input")
+        items = []
+        for _ in range(arg):
+            item, pos = _decode_at(data, pos, depth + 1)
+            items.append(item)
+        return items, pos
+    if major == 5:
+        if arg > (len(data) - pos) // 2:
+            raise CborError("CBOR map longer than its input")
+        result: dict[Any, Any] = {}
+        for _ in range(arg):
+            key, pos = _decode_at(data, pos, depth + 1)
+            if isinstance(key, list | dict):
+                raise CborError("CBOR map keys must be integers or strings")
+            val, pos = _decode_at(data, pos, depth + 1)
+            result[key] = val
+        return result, pos
+    raise CborError("CBOR tags are not accepted")

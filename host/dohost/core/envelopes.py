@@ -1,0 +1,149 @@
+"""The request and response messages of a fetch event (abi/request.cddl, abi/response.cddl).
+
+`Request` and `Response` are what the embedded API and the HTTP front door pass around;
+`encode_request` and `decode_response` turn them into and out of the CBOR the guest sees.
+Both are on the path of every event, so the request encoder is written out by hand
+rather than going through the generic codec.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dohost.core import cbor
+from dohost.core.cbor import CborError, encode_head
+
+# Headers the host owns: a guest cannot set them on its response.
+HOP_BY_HOP = frozenset(
+    {"connection", "transfer-encoding", "content-length", "upgrade", "keep-alive", "te", "trailer"}
+)
+
+
+@dataclass(slots=True)
+class Request:
+    method: str = "GET"
+    path: str = "/"
+    query: str = ""
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for k, v in self.headers:
+            if k == name:
+                return v
+        return None
+
+
+@dataclass(slots=True)
+class Response:
+    status: int = 200
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: bytes = b""
+
+    def header(self, name: str) -> str | None:
+        name = name.lower()
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    @property
+    def text(self) -> str:
+        return self.body.decode("utf-8", errors="replace")
+
+
+def _tstr(s: str) -> bytes:
+    b = s.encode("utf-8")
+    return encode_head(3, len(b)) + b
+
+
+# Precomputed map head and keys: {"method", "path", "query", "headers", "body"}.
+_REQ_PREFIX = encode_head(5, 5) + _tstr("method")
+_K_PATH = _tstr("path")
+_K_QUERY = _tstr("query")
+_K_HEADERS = _tstr("headers")
+_K_BODY = _tstr("body")
+_PAIR = encode_head(4, 2)
+
+
+def encode_request(req: Request) -> bytes:
+    parts = [_REQ_PREFIX, _tstr(req.method), _K_PATH, _tstr(req.path), _K_QUERY]
+    parts.append(_tstr(req.query))
+    parts.append(_K_HEADERS)
+    parts.append(encode_head(4, len(req.headers)))
+    for name, value in req.headers:
+        parts.append(_PAIR)
+        parts.append(_tstr(name.lower()))
+        parts.append(_tstr(value))
+    parts.append(_K_BODY)
+    parts.append(encode_head(2, len(req.body)))
+    parts.append(req.body)
+    return b"".join(parts)
+
+
+def decode_request(data: bytes) -> Request:
+    m = cbor.decode(data)
+    if not isinstance(m, dict):
+        raise CborError("request must be a CBOR map")
+    headers = _headers(m.get("headers", []), "request")
+    body = m.get("body", b"")
+    method, path, query = m.get("method", "GET"), m.get("path", "/"), m.get("query", "")
+    if not (isinstance(method, str) and isinstance(path, str) and isinstance(query, str)):
+        raise CborError("request method, path and query must be text")
+    if not isinstance(body, bytes):
+        raise CborError("request body must be a byte string")
+    return Request(method, path, query, headers, body)
+
+
+def _headers(raw: object, what: str) -> list[tuple[str, str]]:
+    if not isinstance(raw, list):
+        raise CborError(f"{what} headers must be an array of [name, value] pairs")
+    out: list[tuple[str, str]] = []
+    for pair in raw:
+        if (
+            not isinstance(pair, list)
+            or len(pair) != 2
+            or not isinstance(pair[0], str)
+            or not isinstance(pair[1], str)
+        ):
+            raise CborError(f"each {what} header must be a [text, text] pair")
+        out.append((pair[0], pair[1]))
+    return out
+
+
+def encode_response(resp: Response) -> bytes:
+    return cbor.encode(
+        {"status": resp.status, "headers": [list(h) for h in resp.headers], "body": resp.body}
+    )
+
+
+def decode_response(data: bytes) -> Response:
+    """Decode and check a guest's response; malformed input raises CborError."""
+    m = cbor.decode(data)
+    if not isinstance(m, dict):
+        raise CborError("response must be a CBOR map")
+    status = m.get("status", 200)
+    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+        raise CborError("response status must be an integer from 100 to 599")
+    headers = [
+        (k, v) for k, v in _headers(m.get("headers", []), "response") if k.lower() not in HOP_BY_HOP
+    ]
+    for k, v in headers:
+        if not _is_token(k) or "\r" in v or "\n" in v or "\0" in v:
+            raise CborError(f"response header {k[:64]!r} is not a valid HTTP header")
+    body = m.get("body", b"")
+    if isinstance(body, str):
+        body = body.encode("utf-8")
+    if not isinstance(body, bytes):
+        raise CborError("response body must be a byte or text string")
+    return Response(status, headers, body)
+
+
+_TOKEN_CHARS = frozenset(
+    "!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"
+)
+
+
+def _is_token(name: str) -> bool:
+    return 0 < len(name) <= 256 and all(c in _TOKEN_CHARS for c in name)

@@ -1,0 +1,62 @@
+"""The one wasmtime engine of a host process, and the epoch ticker that bounds CPU time.
+
+Every guest runs with epoch interruption: a daemon thread increments the engine's epoch
+every `TICK_MS`, and each event arms its store's deadline as a number of ticks, so a guest
+that loops forever traps with `TrapCode.INTERRUPT` within one tick of its budget. Python
+signals cannot interrupt running wasm, hence a thread.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from dataclasses import dataclass
+
+import wasmtime
+
+from dohost.runtime import fastcall
+
+TICK_MS = 5
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    max_wasm_stack: int = 1 << 20  # 1 MiB of wasm stack; deep recursion traps with STACK_OVERFLOW
+    opt_level: str = "speed"
+
+    def fingerprint(self) -> str:
+        """Identifies compiled code: part of the module cache key."""
+        text = f"wasmtime={fastcall._version()};epoch=1;may_move=0;stack={self.max_wasm_stack};opt={self.opt_level}"
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class EpochTicker:
+    """Advances the engine's epoch every TICK_MS on a daemon thread."""
+
+    def __init__(self, engine: wasmtime.Engine) -> None:
+        self._engine = engine
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="dohost-epoch", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(TICK_MS / 1000):
+            self._engine.increment_epoch()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=1)
+
+
+def make_engine(settings: EngineSettings) -> wasmtime.Engine:
+    cfg = wasmtime.Config()
+    cfg.epoch_interruption = True
+    # Fixed memory bases let runtime/fastcall.py cache them (see its invariants).
+    cfg.memory_may_move = False
+    cfg.max_wasm_stack = settings.max_wasm_stack
+    cfg.cranelift_opt_level = settings.opt_level
+    return wasmtime.Engine(cfg)
+
+
+def deadline_ticks(cpu_ms: int) -> int:
+    return max(1, -(-cpu_ms // TICK_MS))
