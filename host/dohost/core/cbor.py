@@ -131,31 +131,12 @@ def _decode_at(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     major, info = ib >> 5, ib & 0x1F
     pos += 1
     if major == 7:
-        if info == 20:
-            return False, pos
-        if info == 21:
-            return True, pos
-        if info == 22:
-            return None, pos
-        if info == 25:
-            if pos + 2 > len(data):
-                raise CborError("truncated CBOR float")
-            return _unpack_f16(data, pos)[0], pos + 2
-        if info == 26:
-            if pos + 4 > len(data):
-                raise CborError("truncated CBOR float")
-            return _unpack_f32(data, pos)[0], pos + 4
-        if info == 27:
-            if pos + 8 > len(data):
-                raise CborError("truncated CBOR float")
-            return _unpack_f64(data, pos)[0], pos + 8
-        raise CborError(f"unsupported CBOR simple value {info}")
-    arg, pos = _read_arg(data, pos, info)
+        return _decode_simple(data, pos, info)
+    # Small arguments are the common case (short strings, small maps): skip the call.
+    arg, pos = (info, pos) if info < 24 else _read_arg(data, pos, info)
     if major == 0:
         return arg, pos
-    if major == 1:
-        return -1 - arg, pos
-    if major == 2 or major == 3:
+    if major == 3 or major == 2:
         end = pos + arg
         if end > len(data):
             raise CborError("CBOR string runs past the end of the input")
@@ -165,6 +146,16 @@ def _decode_at(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
             return data[pos:end].decode("utf-8"), end
         except UnicodeDecodeError:
             raise CborError("CBOR text string is not valid UTF-8") from None
+    if major == 5:
+        if arg > (len(data) - pos) // 2:
+            raise CborError("CBOR map longer than its input")
+        result: dict[Any, Any] = {}
+        for _ in range(arg):
+            key, pos = _decode_at(data, pos, depth + 1)
+            if isinstance(key, list | dict):
+                raise CborError("CBOR map keys must be integers or strings")
+            result[key], pos = _decode_at(data, pos, depth + 1)
+        return result, pos
     if major == 4:
         # Each item takes at least one byte: refuse counts the input cannot back.
         if arg > len(data) - pos:
@@ -174,15 +165,28 @@ def _decode_at(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
             item, pos = _decode_at(data, pos, depth + 1)
             items.append(item)
         return items, pos
-    if major == 5:
-        if arg > (len(data) - pos) // 2:
-            raise CborError("CBOR map longer than its input")
-        result: dict[Any, Any] = {}
-        for _ in range(arg):
-            key, pos = _decode_at(data, pos, depth + 1)
-            if isinstance(key, list | dict):
-                raise CborError("CBOR map keys must be integers or strings")
-            val, pos = _decode_at(data, pos, depth + 1)
-            result[key] = val
-        return result, pos
+    if major == 1:
+        return -1 - arg, pos
     raise CborError("CBOR tags are not accepted")
+
+
+def _decode_simple(data: bytes, pos: int, info: int) -> tuple[Any, int]:
+    if info == 20:
+        return False, pos
+    if info == 21:
+        return True, pos
+    if info == 22:
+        return None, pos
+    if info == 25:
+        if pos + 2 > len(data):
+            raise CborError("truncated CBOR float")
+        return _unpack_f16(data, pos)[0], pos + 2
+    if info == 26:
+        if pos + 4 > len(data):
+            raise CborError("truncated CBOR float")
+        return _unpack_f32(data, pos)[0], pos + 4
+    if info == 27:
+        if pos + 8 > len(data):
+            raise CborError("truncated CBOR float")
+        return _unpack_f64(data, pos)[0], pos + 8
+    raise CborError(f"unsupported CBOR simple value {info}")

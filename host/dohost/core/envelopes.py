@@ -124,18 +124,24 @@ def decode_response(data: bytes) -> Response:
     if not isinstance(m, dict):
         raise CborError("response must be a CBOR map")
     status = m.get("status", 200)
-    if not isinstance(status, int) or isinstance(status, bool) or not 100 <= status <= 599:
+    if type(status) is not int or not 100 <= status <= 599:
         raise CborError("response status must be an integer from 100 to 599")
-    headers = [
-        (k, v) for k, v in _headers(m.get("headers", []), "response") if k.lower() not in HOP_BY_HOP
-    ]
-    for k, v in headers:
-        if not _is_token(k) or "\r" in v or "\n" in v or "\0" in v:
-            raise CborError(f"response header {k[:64]!r} is not a valid HTTP header")
+    headers: list[tuple[str, str]] = []
+    raw_headers = m.get("headers")
+    if raw_headers:
+        for k, v in _headers(raw_headers, "response"):
+            lk = k.lower()
+            if lk in HOP_BY_HOP:
+                continue
+            if not _is_token(k) or "\r" in v or "\n" in v or "\0" in v:
+                raise CborError(f"response header {k[:64]!r} is not a valid HTTP header")
+            headers.append((k, v))
+    elif raw_headers is not None and not isinstance(raw_headers, list):
+        raise CborError("response headers must be an array of [name, value] pairs")
     body = m.get("body", b"")
-    if isinstance(body, str):
+    if type(body) is str:
         body = body.encode("utf-8")
-    if not isinstance(body, bytes):
+    elif type(body) is not bytes:
         raise CborError("response body must be a byte or text string")
     return Response(status, headers, body)
 
@@ -146,4 +152,4 @@ _TOKEN_CHARS = frozenset(
 
 
 def _is_token(name: str) -> bool:
-    return 0 < len(name) <= 256 and all(c in _TOKEN_CHARS for c in name)
+    return 0 < len(name) <= 256 and _TOKEN_CHARS.issuperset(name)

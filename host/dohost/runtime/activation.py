@@ -29,7 +29,7 @@ from dohost.core.limits import (
     MAX_RANDOM_BYTES,
     EventLimits,
 )
-from dohost.runtime import crossing
+from dohost.runtime import crossing, fastcall
 from dohost.runtime.engine import deadline_ticks
 from dohost.runtime.fastcall import GuestTrapRequest
 from dohost.runtime.linker import CURRENT
@@ -43,6 +43,7 @@ _U32 = 0xFFFFFFFF
 _S = {c: c.abi_status for c in Code if c.abi_status is not None}
 BAD_POINTER = -2
 _LOG_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+OFFLOAD = "offload"  # _trap_reason of an import that asked to leave the loop thread
 
 
 @dataclass
@@ -76,7 +77,14 @@ class EventResult:
     cpu_s: float = 0.0
     storage_reads: int = 0
     storage_writes: int = 0
+    # An inline attempt ran out of its inline budget (or needed to block): nothing of it
+    # escaped, and the event must run again on a worker thread.
+    offload: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
+
+
+class OffloadRequest(Exception):
+    """An inline attempt must stop and the event run again on a worker thread."""
 
 
 class GuestFailure(Exception):
@@ -93,7 +101,10 @@ class Activation(WasiCalls):
         ident: ObjectIdent,
         storage: ObjectStorage,
         limits: EventLimits,
+        inline_ticks: int = 0,
     ) -> None:
+        """Instantiate (and run `_initialize`). With `inline_ticks` > 0 this is an inline
+        attempt (see run_event): it raises OffloadRequest when that budget runs out."""
         self.compiled = compiled
         self.ident = ident
         self.storage = storage
@@ -101,6 +112,8 @@ class Activation(WasiCalls):
         self.broken = False
         self.events = 0
         self._ticks = deadline_ticks(limits.cpu_ms)
+        self.inline = inline_ticks > 0  # running on the loop thread (see run_event)
+        self._log_lines: list[tuple[int, bytes]] = []
         # Per-event state.
         self.input: bytes | None = None
         self.response: Response | None = None
@@ -121,8 +134,11 @@ class Activation(WasiCalls):
             tables=4,
             memories=1,
         )
-        store.set_epoch_deadline(self._ticks)
+        store.set_epoch_deadline(inline_ticks if inline_ticks > 0 else self._ticks)
         self.store = store
+        self._set_deadline = (
+            fastcall.epoch_deadline_setter(store) if compiled.fast else store.set_epoch_deadline
+        )
         fast = compiled.fast
         prev = CURRENT.act
         CURRENT.act = self
@@ -141,14 +157,19 @@ class Activation(WasiCalls):
             if initialize is not None:
                 initialize()
         except wasmtime.Trap as t:
-            raise self._trap_error(t, "while instantiating") from None
+            err = self._trap_error(t, "while instantiating")
+            if isinstance(err, OffloadRequest):
+                raise err from None
+            raise DohostError(err.code, err.message) from None
         except wasmtime.WasmtimeError as e:
             raise DohostError(
                 Code.OBJECT_ERROR, f"instantiation failed: {_first_line(str(e))}"
             ) from None
         finally:
             CURRENT.act = prev
+            self.inline = False
             self._flush_output()
+            self._emit_logs()
         self.needs_init = self._init is not None
 
     @staticmethod
@@ -165,21 +186,29 @@ class Activation(WasiCalls):
 
     # ----------------------------------------------------------------- events
 
-    def run_event(self, kind: str, data: bytes) -> EventResult:
-        """Run one fetch or alarm event on the calling (worker) thread.
+    def run_event(self, kind: str, data: bytes, inline_ticks: int = 0) -> EventResult:
+        """Run one fetch or alarm event on the calling thread.
 
         On success the storage writes are handed to the committer and the returned
         ticket completes when they are durable. On any failure they are rolled back and
-        the activation is marked broken (the caller discards it)."""
+        the activation is marked broken (the caller discards it).
+
+        With `inline_ticks` > 0 the event is an *inline attempt* on the event loop's
+        thread: its CPU deadline is that short, and if it is reached (or the guest calls
+        an import that must block) the attempt is abandoned with `offload=True`. Nothing
+        of it has escaped by then: writes are rolled back, the response was never sent,
+        log lines are buffered per event and dropped. The supervisor then runs the event
+        again on a worker thread with the full budget."""
         self.input = data
         self.response = None
         self.pending = None
         self.last_err = None
         self.ops = self.reads = self.writes = 0
         self._trap_reason = None
+        self.inline = inline_ticks > 0
         self.events += 1
         CURRENT.act = self
-        self.store.set_epoch_deadline(self._ticks)
+        self._set_deadline(inline_ticks if inline_ticks > 0 else self._ticks)
         t0 = time.thread_time()
         try:
             self.storage.begin_event()
@@ -195,21 +224,29 @@ class Activation(WasiCalls):
             self._call_guest(export, len(data), f"dohost_{kind}")
             response = self.response if self.response is not None else Response(204, [], b"")
             ticket = self.storage.commit_event()
+            self._flush_output()
+            self._emit_logs()
             return EventResult(
                 response, ticket, None, time.thread_time() - t0, self.reads, self.writes
             )
+        except OffloadRequest:
+            self.broken = True
+            self._rollback()
+            self._out_buf.clear()
+            self._log_lines.clear()
+            return EventResult(offload=True, cpu_s=time.thread_time() - t0)
         except GuestFailure as f:
             return self._fail(DohostError(f.code, f.message), t0)
         except DohostError as e:
             return self._fail(e, t0)
-        except Exception as e:
+        except Exception as e:  # noqa: BLE001 - a host bug must not take the process down
             guest_log.exception("[%s] host error during event", self.ident.tag())
             return self._fail(DohostError(Code.INTERNAL, f"host error: {type(e).__name__}"), t0)
         finally:
             CURRENT.act = None
             self.input = None
             self.pending = None
-            self._flush_output()
+            self.inline = False
 
     def _call_guest(self, export: Any, arg: int | None, what: str) -> None:
         try:
@@ -218,14 +255,18 @@ class Activation(WasiCalls):
             raise self._trap_error(t, f"in {what}") from None
         except wasmtime.WasmtimeError as e:
             raise GuestFailure(Code.OBJECT_ERROR, f"{what} failed: {_first_line(str(e))}") from None
+        if self.inline and self._trap_reason == OFFLOAD:
+            raise OffloadRequest
         if r != 0:
             detail = f": last import error {self.last_err[0].code}" if self.last_err else ""
             raise GuestFailure(Code.OBJECT_ERROR, f"{what} returned {r}{detail}")
 
-    def _trap_error(self, t: wasmtime.Trap, where: str) -> GuestFailure:
+    def _trap_error(self, t: wasmtime.Trap, where: str) -> GuestFailure | OffloadRequest:
         if self._trap_reason is not None:
             return GuestFailure(Code.OBJECT_ERROR, f"{self._trap_reason} {where}")
         code = t.trap_code
+        if code == wasmtime.TrapCode.INTERRUPT and self.inline:
+            return OffloadRequest()
         if code == wasmtime.TrapCode.INTERRUPT:
             return GuestFailure(
                 Code.CPU_LIMIT, f"exceeded the CPU time limit of {self.limits.cpu_ms} ms {where}"
@@ -235,13 +276,18 @@ class Activation(WasiCalls):
             Code.OBJECT_ERROR, f"wasm trap {where}: {name}: {_first_line(t.message)}"
         )
 
-    def _fail(self, err: DohostError, t0: float) -> EventResult:
-        self.broken = True
+    def _rollback(self) -> None:
         if self.storage_open:
             try:
                 self.storage.rollback_event()
             except Exception:
                 guest_log.exception("[%s] rollback failed", self.ident.tag())
+
+    def _fail(self, err: DohostError, t0: float) -> EventResult:
+        self.broken = True
+        self._rollback()
+        self._flush_output()
+        self._emit_logs()
         return EventResult(None, None, err, time.thread_time() - t0, self.reads, self.writes)
 
     # ----------------------------------------------------------------- helpers
@@ -299,6 +345,16 @@ class Activation(WasiCalls):
                 buf.clear()
 
     def _log_line(self, level: int, text: bytes) -> None:
+        """Buffer a line; lines reach the log when the event ends (see run_event)."""
+        if len(self._log_lines) < 1000:
+            self._log_lines.append((level, text[:MAX_LOG_BYTES]))
+
+    def _emit_logs(self) -> None:
+        lines, self._log_lines = self._log_lines, []
+        for level, text in lines:
+            self._emit_log(level, text)
+
+    def _emit_log(self, level: int, text: bytes) -> None:
         guest_log.log(
             _LOG_LEVELS[level],
             "[%s] %s",

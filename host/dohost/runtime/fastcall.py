@@ -62,6 +62,7 @@ def _load() -> ctypes.CDLL | None:
             "wasmtime_memory_data",
             "wasmtime_memory_data_size",
             "wasmtime_trap_new",
+            "wasmtime_context_set_epoch_deadline",
         ):
             getattr(lib, sym)
     except (OSError, AttributeError):
@@ -103,6 +104,16 @@ if _lib is not None:
     _trap_new = _lib.wasmtime_trap_new
     _trap_new.restype = c_void_p
     _trap_new.argtypes = [c_char_p, c_size_t]
+    _set_deadline = _lib.wasmtime_context_set_epoch_deadline
+    _set_deadline.restype = None
+    _set_deadline.argtypes = [c_void_p, ctypes.c_uint64]
+
+
+def epoch_deadline_setter(store: wasmtime.Store) -> Callable[[int], None]:
+    """`store.set_epoch_deadline` without wasmtime-py's wrapper layers (~0.3 µs vs ~3)."""
+    ctx = _context_addr(store)
+    return lambda ticks: _set_deadline(ctx, ticks)
+
 
 # The whole user address space as one writable byte view. Raw values and guest memory
 # are then read and written with struct/memoryview operations, without a ctypes foreign

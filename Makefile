@@ -1,0 +1,48 @@
+# dohost — build, run and test from a fresh machine.
+#   make build      venv in .venv, the package, guest toolchains, every sample and fixture
+#   make run        a local server with the samples deployed (embedded SQLite storage)
+#   make test       the test suite (what CI runs)
+#   make test-slow  the long-running tests too
+#   make lint       ruff + mypy
+#   make bench      the benchmarks (writes bench/results/)
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export ZIG_GLOBAL_CACHE_DIR ?= $(CURDIR)/.zig-cache
+export PYTHONDONTWRITEBYTECODE := 1
+
+.PHONY: build venv guests run test test-slow lint bench clean
+
+build: venv guests
+
+venv: $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	touch $@
+
+guests: venv
+	$(PY) tools/build_guests.py
+
+run: build
+	$(PY) tools/dev_server.py
+
+test: build
+	$(PY) -m pytest -q -p no:cacheprovider
+
+test-slow: build
+	$(PY) -m pytest -q -p no:cacheprovider -m slow
+
+lint: venv
+	$(VENV)/bin/ruff check host tests bench tools
+	$(VENV)/bin/ruff format --check host tests bench tools
+	$(VENV)/bin/mypy
+
+bench: build
+	$(PY) -m bench
+
+clean:
+	rm -rf $(VENV) .zig-cache tests/fixtures/build samples/*/*.wasm dohost-data

@@ -1,0 +1,162 @@
+"""The `dohost` command.
+
+Every failure is one line on stderr and a non-zero exit, never a traceback:
+`main()` turns `DohostError` (and any other exception) into `error: <code>: <message>`.
+Exit codes: 0 ok, 1 the object answered with a status >= 400 or the host refused,
+2 usage errors (click's own).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from pathlib import Path
+
+import click
+import trio
+
+from dohost.core.envelopes import Request
+from dohost.core.errors import Code, DohostError
+
+
+def _fail(message: str, code: int = 1) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(code)
+
+
+def class_name_from_path(path: Path) -> str:
+    """`samples/counter/counter.wasm` -> `counter`; anything else becomes a valid name."""
+    name = re.sub(r"[^a-z0-9_-]+", "-", path.stem.lower()).strip("-_") or "module"
+    return name[:63]
+
+
+def _split_path(path: str) -> tuple[str, str]:
+    if not path.startswith("/"):
+        path = "/" + path
+    p, _, q = path.partition("?")
+    return p, q
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+def cli(verbose: int) -> None:
+    """dohost: durable objects compiled to WebAssembly, on your machine."""
+    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    logging.basicConfig(
+        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+    )
+
+
+@cli.command()
+@click.argument("module", type=click.Path(dir_okay=False, path_type=Path))
+@click.option(
+    "--object", "object_name", required=True, help="Name of the object that receives the event."
+)
+@click.option(
+    "--data",
+    "data_dir",
+    default="./dohost-data",
+    show_default=True,
+    type=click.Path(path_type=Path),
+)
+@click.option("-X", "--method", default=None, help="HTTP method (default GET, or POST with -d).")
+@click.option(
+    "--path", "path", default="/", show_default=True, help="Path (and ?query) inside the object."
+)
+@click.option(
+    "-d", "--data-body", "body", default=None, help="Request body; @FILE reads a file, @- stdin."
+)
+@click.option(
+    "-H", "--header", "headers", multiple=True, help="Request header 'Name: value' (repeatable)."
+)
+@click.option("--storage", type=click.Choice(["kv", "sqlite"]), default="kv", show_default=True)
+@click.option(
+    "--class", "class_name", default=None, help="Class name (default: from the file name)."
+)
+@click.option("--tenant", default="local", show_default=True)
+@click.option(
+    "--durability", type=click.Choice(["fsync", "os"]), default="fsync", show_default=True
+)
+def run(
+    module: Path,
+    object_name: str,
+    data_dir: Path,
+    method: str | None,
+    path: str,
+    body: str | None,
+    headers: tuple[str, ...],
+    storage: str,
+    class_name: str | None,
+    tenant: str,
+    durability: str,
+) -> None:
+    """Deliver one fetch event to an object of MODULE in an embedded host and print the body."""
+    from dohost.server.host import Host
+
+    try:
+        wasm = module.read_bytes()
+    except OSError as e:
+        _fail(f"cannot read {module}: {e.strerror}")
+    if body is None:
+        raw = b""
+    elif body == "@-":
+        raw = sys.stdin.buffer.read()
+    elif body.startswith("@"):
+        try:
+            raw = Path(body[1:]).read_bytes()
+        except OSError as e:
+            _fail(f"cannot read {body[1:]}: {e.strerror}")
+    else:
+        raw = body.encode()
+    hdrs = []
+    for h in headers:
+        name, sep, value = h.partition(":")
+        if not sep or not name.strip():
+            _fail(f"bad header {h!r}: use 'Name: value'", 2)
+        hdrs.append((name.strip().lower(), value.strip()))
+    p, q = _split_path(path)
+    req = Request((method or ("POST" if body is not None else "GET")).upper(), p, q, hdrs, raw)
+    cname = class_name or class_name_from_path(module)
+
+    async def go() -> int:
+        async with Host(data_dir, durability=durability) as host:
+            await host.deploy(tenant, cname, wasm, storage)
+            resp = await host.fetch(tenant, cname, object_name, req)
+        sys.stdout.buffer.write(resp.body)
+        if resp.body and not resp.body.endswith(b"\n") and sys.stdout.isatty():
+            sys.stdout.buffer.write(b"\n")
+        sys.stdout.flush()
+        if resp.status >= 400:
+            click.echo(f"error: the object answered {resp.status}", err=True)
+            return 1
+        return 0
+
+    sys.exit(trio.run(go))
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=False)
+    except click.exceptions.Abort:
+        _fail("aborted", 130)
+    except click.ClickException as e:
+        e.show()
+        sys.exit(e.exit_code)
+    except DohostError as e:
+        _fail(f"{e.code.code}: {e.message}")
+    except KeyboardInterrupt:
+        _fail("interrupted", 130)
+    except SystemExit:
+        raise
+    except BaseException as e:
+        if isinstance(e, BaseExceptionGroup):
+            inner = [x for x in e.exceptions if isinstance(x, DohostError)]
+            if inner:
+                _fail(f"{inner[0].code.code}: {inner[0].message}")
+        logging.getLogger("dohost").debug("unexpected error", exc_info=e)
+        _fail(f"{Code.INTERNAL.code}: {type(e).__name__}: {e}")
+
+
+if __name__ == "__main__":
+    main()

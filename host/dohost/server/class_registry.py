@@ -1,0 +1,177 @@
+"""Deployed classes: their rows in the system db and their compiled, linked modules.
+
+A class's current version is what the next event of each of its objects runs. Compiled
+code comes from the on-disk module cache, so a restart deserializes instead of
+recompiling; classes are linked lazily, on their first event.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+
+import wasmtime
+
+from dohost.core.errors import Code, DohostError
+from dohost.core.ids import new_class_key
+from dohost.core.limits import EventLimits
+from dohost.core.names import check_name
+from dohost.runtime.activation import Activation, CompiledClass, ObjectIdent
+from dohost.runtime.module_loader import ModuleCache, compile_module, validate_module
+from dohost.storage.api import CommitTicket, ListOptions, ListResult
+from dohost.storage.system_db import ClassRow, SystemDb
+
+STORAGE_BACKENDS = ("kv", "sqlite")
+
+
+@dataclass
+class ClassRuntime:
+    row: ClassRow
+    compiled: CompiledClass | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def version(self) -> int:
+        return self.row.version
+
+    @property
+    def class_key(self) -> bytes:
+        return self.row.class_key
+
+
+class _NoStorage:
+    """Storage for the trial instantiation at deploy: nothing is reachable there."""
+
+    def _refuse(self) -> DohostError:
+        return DohostError(
+            Code.NOT_SUPPORTED, "storage is not available while a module is being checked"
+        )
+
+    def begin_event(self) -> None:
+        raise self._refuse()
+
+    def get(self, key: bytes) -> bytes | None:
+        raise self._refuse()
+
+    def get_many(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        raise self._refuse()
+
+    def put(self, key: bytes, value: bytes) -> None:
+        raise self._refuse()
+
+    def put_many(self, entries: dict[bytes, bytes]) -> None:
+        raise self._refuse()
+
+    def delete(self, key: bytes) -> bool:
+        raise self._refuse()
+
+    def delete_many(self, keys: list[bytes]) -> int:
+        raise self._refuse()
+
+    def list(self, opts: ListOptions) -> ListResult:
+        raise self._refuse()
+
+    def delete_all(self) -> None:
+        raise self._refuse()
+
+    def rollback_event(self) -> None:
+        pass
+
+    def commit_event(self) -> CommitTicket:
+        return CommitTicket.completed()
+
+    def close(self) -> None:
+        pass
+
+
+class ClassRegistry:
+    def __init__(
+        self,
+        system: SystemDb,
+        engine: wasmtime.Engine,
+        linker: wasmtime.Linker,
+        modules: ModuleCache,
+        limits: EventLimits,
+        fast: bool,
+        max_module_bytes: int,
+    ) -> None:
+        self._system = system
+        self._engine = engine
+        self._linker = linker
+        self._modules = modules
+        self._limits = limits
+        self._fast = fast
+        self.max_module_bytes = max_module_bytes
+        self._classes: dict[tuple[str, str], ClassRuntime] = {
+            (r.tenant, r.name): ClassRuntime(r) for r in system.classes()
+        }
+
+    def get(self, tenant: str, name: str) -> ClassRuntime:
+        cls = self._classes.get((tenant, name))
+        if cls is None:
+            raise DohostError(Code.UNKNOWN_CLASS, f"no class named {name[:100]!r} is deployed")
+        return cls
+
+    def list(self, tenant: str) -> list[ClassRuntime]:
+        return [c for (t, _), c in sorted(self._classes.items()) if t == tenant]
+
+    def forget_tenant(self, tenant: str) -> None:
+        for key in [k for k in self._classes if k[0] == tenant]:
+            del self._classes[key]
+
+    def compiled(self, cls: ClassRuntime) -> CompiledClass:
+        """The linked module of the class's current version (worker thread: may compile)."""
+        c = cls.compiled
+        if c is not None:
+            return c
+        with cls.lock:
+            if cls.compiled is None:
+                wasm = self._system.load_module(cls.row.sha256)
+                module = self._modules.get(cls.row.sha256, wasm)
+                info = validate_module(module, wasm, self._limits.memory_bytes)
+                cls.compiled = CompiledClass(
+                    info, module, self._linker.instantiate_pre(module), self._engine, self._fast
+                )
+            return cls.compiled
+
+    def check_module(self, wasm: bytes) -> CompiledClass:
+        """Compile, validate against the ABI and instantiate once (worker thread).
+        Raises DohostError naming the problem; never stores anything."""
+        if len(wasm) > self.max_module_bytes:
+            raise DohostError(
+                Code.MODULE_TOO_LARGE,
+                f"the module is {len(wasm)} bytes; the limit is {self.max_module_bytes}",
+            )
+        module = compile_module(self._engine, wasm)
+        info = validate_module(module, wasm, self._limits.memory_bytes)
+        try:
+            pre = self._linker.instantiate_pre(module)
+        except wasmtime.WasmtimeError as e:
+            raise DohostError(Code.INVALID_MODULE, f"the module cannot be linked: {e}") from None
+        compiled = CompiledClass(info, module, pre, self._engine, self._fast)
+        # A trial activation catches what only instantiation reveals (limits, a start
+        # function or _initialize that traps or never returns) before anyone depends on it.
+        Activation(compiled, ObjectIdent("-", "-", "0" * 64), _NoStorage(), self._limits)
+        return compiled
+
+    def deploy(self, tenant: str, name: str, wasm: bytes, storage: str) -> ClassRuntime:
+        """Check and record a new version of a class (worker thread)."""
+        check_name("tenant", tenant)
+        check_name("class", name)
+        if storage not in STORAGE_BACKENDS:
+            raise DohostError(
+                Code.INVALID_ARGUMENT, f"storage must be one of {', '.join(STORAGE_BACKENDS)}"
+            )
+        existing = self._classes.get((tenant, name))
+        compiled = self.check_module(wasm)
+        sha = compiled.info.sha256
+        if existing is not None and existing.row.sha256 == sha and existing.row.storage == storage:
+            return existing  # the same bytes again: not a new version
+        self._modules.put(sha, compiled.module)
+        self._system.save_module(sha, wasm)
+        self._system.ensure_tenant(tenant)
+        key = existing.class_key if existing else new_class_key()
+        row = self._system.put_class_version(tenant, name, sha, storage, key)
+        cls = ClassRuntime(row, compiled)
+        self._classes[(tenant, name)] = cls
+        return cls

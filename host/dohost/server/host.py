@@ -1,0 +1,211 @@
+"""`dohost.Host`: the embedded API, and what the HTTP server and the CLI stand on.
+
+    async with Host("./data") as host:
+        await host.deploy("acme", "counter", wasm_bytes)
+        resp = await host.fetch("acme", "counter", "room-1", Request("POST", "/incr"))
+
+`fetch` returns the guest's response once the writes it depends on are durable (the
+output gate), and raises `DohostError` for everything that is not a guest response:
+an unknown class, a forged id, a trap (`object_error`), a CPU kill (`cpu_limit`), a
+failed commit (`storage_error`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import trio
+
+from dohost.core.envelopes import Request, Response, encode_request
+from dohost.core.errors import Code, DohostError
+from dohost.core.ids import ObjectId, id_from_name, id_from_string, new_unique_id
+from dohost.core.limits import EventLimits
+from dohost.core.names import check_name
+from dohost.runtime import crossing
+from dohost.runtime.engine import EngineSettings, EpochTicker, make_engine
+from dohost.runtime.linker import build_linker
+from dohost.runtime.module_loader import ModuleCache
+from dohost.server.class_registry import ClassRegistry, ClassRuntime
+from dohost.server.executor import WorkerPool
+from dohost.server.supervisor import Supervisor
+from dohost.storage.api import Durability
+from dohost.storage.manager import StorageManager
+from dohost.storage.system_db import SystemDb
+
+log = logging.getLogger("dohost.host")
+
+DEFAULT_MAX_MODULE_BYTES = 32 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    tenant: str
+    name: str
+    version: int
+    sha256: str
+    storage: str
+    module_size: int
+
+    @classmethod
+    def of(cls, c: ClassRuntime, size: int) -> ClassInfo:
+        return cls(c.row.tenant, c.row.name, c.row.version, c.row.sha256, c.row.storage, size)
+
+
+class Host:
+    """A durable-object host over one data directory. Use as an async context manager."""
+
+    def __init__(
+        self,
+        data_dir: str | Path,
+        *,
+        durability: str = Durability.FSYNC,
+        limits: EventLimits | None = None,
+        idle_timeout: float = 10.0,
+        max_resident: int = 10_000,
+        workers: int | None = None,
+        kv_shards: int = 4,
+        fastcall: bool | None = None,
+        max_module_bytes: int = DEFAULT_MAX_MODULE_BYTES,
+        shutdown_timeout: float = 30.0,
+    ) -> None:
+        if durability not in (Durability.FSYNC, Durability.OS):
+            raise DohostError(Code.INVALID_ARGUMENT, "durability must be 'fsync' or 'os'")
+        self.data_dir = Path(data_dir)
+        self.durability = durability
+        self.limits = limits or EventLimits()
+        self.idle_timeout = idle_timeout
+        self.max_resident = max_resident
+        self.shutdown_timeout = shutdown_timeout
+        self._workers = workers
+        self._kv_shards = kv_shards
+        self._fast = (
+            crossing.fast_enabled() if fastcall is None else (fastcall and crossing.fast_enabled())
+        )
+        self._max_module_bytes = max_module_bytes
+        self._stack: contextlib.AsyncExitStack | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Host:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        stack = contextlib.AsyncExitStack()
+        await stack.__aenter__()
+        try:
+            self.system = SystemDb(self.data_dir)
+            stack.callback(self.system.close)
+            settings = EngineSettings()
+            self.engine = make_engine(settings)
+            self.ticker = EpochTicker(self.engine)
+            stack.callback(self.ticker.stop)
+            self.modules = ModuleCache(
+                self.engine, self.data_dir / "cache" / "modules", settings.fingerprint()
+            )
+            self.classes = ClassRegistry(
+                self.system,
+                self.engine,
+                build_linker(self.engine, fast=self._fast),
+                self.modules,
+                self.limits,
+                self._fast,
+                self._max_module_bytes,
+            )
+            self.storage = StorageManager(
+                self.data_dir, durability=self.durability, shards_per_tenant=self._kv_shards
+            )
+            stack.callback(self.storage.close)
+            self.pool = WorkerPool(self._workers)
+            self.pool.start()
+            stack.callback(self.pool.close)
+            self.supervisor = Supervisor(
+                self.classes,
+                self.pool,
+                lambda t, c, oid, backend: self.storage.open_object(
+                    t, c, oid.raw, oid.name, backend
+                ),
+                self.limits,
+                idle_timeout=self.idle_timeout,
+                max_resident=self.max_resident,
+            )
+            stack.callback(self.supervisor.close_all)
+            nursery = await stack.enter_async_context(trio.open_nursery())
+            self._nursery = nursery
+            nursery.start_soon(self.supervisor.reaper)
+            stack.push_async_callback(self._drain)
+        except BaseException:
+            await stack.aclose()
+            raise
+        self._stack = stack
+        return self
+
+    async def _drain(self) -> None:
+        """Finish in-flight events (bounded), then let the stack close everything."""
+        self.supervisor.closing = True
+        with trio.move_on_after(self.shutdown_timeout) as scope:
+            await self.supervisor.drain()
+        if scope.cancelled_caught:
+            log.warning(
+                "shutdown: events still running after %.0f s; closing anyway", self.shutdown_timeout
+            )
+        self._nursery.cancel_scope.cancel()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        stack, self._stack = self._stack, None
+        if stack is not None:
+            await stack.__aexit__(exc_type, exc, tb)
+
+    # ------------------------------------------------------------------ classes
+
+    async def deploy(
+        self, tenant: str, class_name: str, wasm: bytes, storage: str = "kv"
+    ) -> ClassInfo:
+        """Validate and deploy a module as the next version of a class."""
+        cls = await self.pool.run(lambda: self.classes.deploy(tenant, class_name, wasm, storage))
+        return ClassInfo.of(cls, len(wasm))
+
+    def class_info(self, tenant: str, class_name: str) -> ClassInfo:
+        c = self.classes.get(tenant, class_name)
+        return ClassInfo.of(c, c.compiled.info.size if c.compiled else 0)
+
+    # ------------------------------------------------------------------ ids
+
+    def id_from_name(self, tenant: str, class_name: str, name: str) -> ObjectId:
+        return id_from_name(self.classes.get(tenant, class_name).class_key, name)
+
+    def new_unique_id(self, tenant: str, class_name: str) -> ObjectId:
+        return new_unique_id(self.classes.get(tenant, class_name).class_key)
+
+    def id_from_string(self, tenant: str, class_name: str, text: str) -> ObjectId:
+        return id_from_string(self.classes.get(tenant, class_name).class_key, text)
+
+    # ------------------------------------------------------------------ events
+
+    def _resolve(self, cls: ClassRuntime, obj: str | ObjectId) -> ObjectId:
+        if isinstance(obj, ObjectId):
+            # Re-check the MAC: an id minted for another class or tenant is refused here.
+            checked = id_from_string(cls.class_key, obj.hex)
+            return ObjectId(checked.raw, obj.name) if obj.name is not None else checked
+        return id_from_name(cls.class_key, obj)
+
+    async def fetch(
+        self, tenant: str, class_name: str, obj: str | ObjectId, request: Request
+    ) -> Response:
+        """Deliver a fetch event to an object (by name or id) and return its response."""
+        check_name("tenant", tenant)
+        cls = self.classes.get(tenant, class_name)
+        oid = self._resolve(cls, obj)
+        result = await self.supervisor.deliver(
+            tenant, class_name, oid, "fetch", encode_request(request)
+        )
+        if result.error is not None:
+            raise result.error
+        assert result.response is not None
+        return result.response

@@ -1,0 +1,338 @@
+"""Objects in memory: one inbox per object, activations, the output gate, eviction.
+
+Invariants:
+- **One event at a time per object.** Each `ObjectSlot` has a FIFO `trio.Lock`; an event
+  holds it from the moment it starts until its guest code has returned, so events of one
+  object never interleave. The commit of an event is *not* awaited under the lock: the
+  next event may start while the previous commit is in flight (it reads that event's
+  writes from the write-back cache), which is what lets one hot object sustain more
+  than one event per fsync.
+- **Output gate.** An event's response is released only after its commit ticket (which
+  covers every earlier commit of the object) has completed. A failed commit turns the
+  response into `storage_error` and resets the slot: activation and storage are
+  dropped, and the next event rebuilds them from what is on disk.
+- A slot's `activation` and `storage` are touched by a worker thread only while the slot
+  lock is held, and by the loop (eviction) only while it is not held and nobody waits.
+- Eviction never cuts an event: it only takes idle slots whose last commit completed.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import trio
+
+from dohost.core.errors import Code, DohostError
+from dohost.core.ids import ObjectId
+from dohost.core.limits import EventLimits
+from dohost.runtime.activation import Activation, EventResult, ObjectIdent, OffloadRequest
+from dohost.storage.api import CommitTicket, ObjectStorage
+
+if TYPE_CHECKING:
+    from dohost.server.class_registry import ClassRegistry, ClassRuntime
+    from dohost.server.executor import WorkerPool
+
+log = logging.getLogger("dohost.supervisor")
+
+SlotKey = tuple[str, str, bytes]
+# How long an object whose inline attempt ran out of budget goes straight to workers.
+HEAVY_FOR_S = 10.0
+
+
+class ObjectSlot:
+    __slots__ = (
+        "activation",
+        "activation_version",
+        "class_name",
+        "heavy_until",
+        "key",
+        "last_used",
+        "lock",
+        "name",
+        "object_id",
+        "storage",
+        "tenant",
+        "ticket",
+        "waiting",
+    )
+
+    def __init__(self, tenant: str, class_name: str, oid: ObjectId) -> None:
+        self.key: SlotKey = (tenant, class_name, oid.raw)
+        self.tenant = tenant
+        self.class_name = class_name
+        self.object_id = oid
+        self.name = oid.name
+        self.lock = trio.Lock()
+        self.storage: ObjectStorage | None = None
+        self.activation: Activation | None = None
+        self.activation_version = 0
+        self.ticket: CommitTicket | None = None
+        self.waiting = 0
+        self.last_used = 0.0
+        # An inline attempt ran out of budget: use workers until this (trio) time.
+        self.heavy_until = 0.0
+
+    def idle(self) -> bool:
+        return (
+            self.waiting == 0
+            and not self.lock.locked()
+            and (self.ticket is None or self.ticket.done)
+        )
+
+
+@dataclass
+class SupervisorStats:
+    events: int = 0
+    errors: int = 0
+    activations: int = 0
+    evictions: int = 0
+    hibernations: int = 0
+    storage_failures: int = 0
+    inline: int = 0  # events that ran on the loop thread
+    offloads: int = 0  # inline attempts that had to move to a worker
+
+
+OpenStorage = Callable[[str, str, ObjectId, str], ObjectStorage]
+
+
+async def wait_ticket(ticket: CommitTicket) -> DohostError | None:
+    """Await a commit ticket from the trio loop (it completes on a storage thread)."""
+    if ticket.done:
+        return ticket.error
+    token = trio.lowlevel.current_trio_token()
+    done = trio.Event()
+
+    def on_done(_t: CommitTicket) -> None:
+        try:
+            token.run_sync_soon(done.set)
+        except trio.RunFinishedError:
+            pass
+
+    ticket.add_done_callback(on_done)
+    await done.wait()
+    return ticket.error
+
+
+class Supervisor:
+    def __init__(
+        self,
+        classes: ClassRegistry,
+        pool: WorkerPool,
+        open_storage: OpenStorage,
+        limits: EventLimits,
+        *,
+        idle_timeout: float = 10.0,
+        max_resident: int = 10_000,
+        inline_ticks: int = 2,
+    ) -> None:
+        self._classes = classes
+        self._pool = pool
+        self._open_storage = open_storage
+        self._limits = limits
+        self.idle_timeout = idle_timeout
+        self.max_resident = max_resident
+        # Events first try to run on the loop thread with this many epoch ticks of CPU
+        # (0 disables it); see Activation.run_event for why that is safe. Two ticks, because
+        # an epoch deadline of one tick can fire at the very next tick, microseconds away.
+        self.inline_ticks = inline_ticks
+        # Ordered by last use: the front is the least recently used.
+        self._slots: collections.OrderedDict[SlotKey, ObjectSlot] = collections.OrderedDict()
+        self.resident = 0
+        self.stats = SupervisorStats()
+        self.closing = False
+
+    # ------------------------------------------------------------------ delivery
+
+    async def deliver(
+        self, tenant: str, class_name: str, oid: ObjectId, kind: str, data: bytes
+    ) -> EventResult:
+        """Run one event on an object and return its result once it may be released."""
+        if self.closing:
+            raise DohostError(
+                Code.SHUTTING_DOWN, "the host is shutting down; retry on another instance"
+            )
+        key = (tenant, class_name, oid.raw)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = ObjectSlot(tenant, class_name, oid)
+            self._slots[key] = slot
+        else:
+            self._slots.move_to_end(key)
+            if slot.name is None and oid.name is not None:
+                slot.name = oid.name
+        try:
+            # Uncontended (the common case): take the lock without a scheduling round trip.
+            slot.lock.acquire_nowait()
+        except trio.WouldBlock:
+            slot.waiting += 1
+            try:
+                await slot.lock.acquire()
+            finally:
+                slot.waiting -= 1
+        try:
+            cls = self._classes.get(tenant, class_name)
+            if slot.activation is None or slot.activation_version != cls.version:
+                self._make_room(slot)
+            result = None
+            if (
+                self.inline_ticks
+                and cls.compiled is not None
+                and slot.heavy_until <= trio.current_time()
+            ):
+                result = self._run(slot, cls, kind, data, self.inline_ticks)
+                if result.offload:
+                    slot.heavy_until = trio.current_time() + HEAVY_FOR_S
+                    self.stats.offloads += 1
+                    result = None
+                else:
+                    self.stats.inline += 1
+            if result is None:
+                result = await self._pool.run(lambda: self._run(slot, cls, kind, data, 0))
+            if result.ticket is not None:
+                slot.ticket = result.ticket
+        finally:
+            slot.lock.release()
+        slot.last_used = trio.current_time()
+        self.stats.events += 1
+        if result.error is not None:
+            self.stats.errors += 1
+            return result
+        assert result.ticket is not None
+        err = await wait_ticket(result.ticket)
+        if err is not None:
+            self.stats.errors += 1
+            self.stats.storage_failures += 1
+            await self._reset_after_storage_failure(slot)
+            return EventResult(
+                error=DohostError(
+                    Code.STORAGE_ERROR, f"the event's writes were not stored: {err.message}"
+                )
+            )
+        return result
+
+    def _run(
+        self, slot: ObjectSlot, cls: ClassRuntime, kind: str, data: bytes, inline_ticks: int
+    ) -> EventResult:
+        """Run an event with the slot lock held by the delivering task: on a worker
+        thread, or (inline_ticks > 0) as an inline attempt on the loop thread."""
+        try:
+            compiled = self._classes.compiled(cls)
+            if slot.storage is None:
+                slot.storage = self._open_storage(
+                    slot.tenant, slot.class_name, slot.object_id, cls.row.storage
+                )
+            act = slot.activation
+            if act is None or slot.activation_version != cls.version:
+                slot.activation = None
+                t0 = time.perf_counter()
+                act = Activation(
+                    compiled,
+                    ObjectIdent(slot.tenant, slot.class_name, slot.object_id.hex),
+                    slot.storage,
+                    self._limits,
+                    inline_ticks,
+                )
+                slot.activation = act
+                slot.activation_version = cls.version
+                self.stats.activations += 1
+                self.resident += 1
+                activation_s = time.perf_counter() - t0
+            else:
+                activation_s = 0.0
+            result = act.run_event(kind, data, inline_ticks)
+            result.extra["activation_s"] = activation_s
+            if act.broken:
+                slot.activation = None
+                self.resident -= 1
+            return result
+        except OffloadRequest:
+            return EventResult(offload=True)
+        except DohostError as e:
+            return EventResult(error=e)
+
+    async def _reset_after_storage_failure(self, slot: ObjectSlot) -> None:
+        async with slot.lock:
+            if slot.activation is not None:
+                slot.activation = None
+                self.resident -= 1
+            storage, slot.storage = slot.storage, None
+            slot.ticket = None
+        if storage is not None:
+            try:
+                storage.close()
+            except Exception:
+                log.exception("closing failed storage")
+
+    # ------------------------------------------------------------------ residency
+
+    def _make_room(self, needing: ObjectSlot) -> None:
+        """Before a new activation: drop least recently used idle ones above the cap."""
+        if self.resident < self.max_resident:
+            return
+        for slot in list(self._slots.values()):
+            if self.resident < self.max_resident:
+                break
+            if slot is needing or slot.activation is None or not slot.idle():
+                continue
+            self._drop(slot)
+            self.stats.evictions += 1
+
+    def _drop(self, slot: ObjectSlot) -> None:
+        """Forget an idle slot's activation and storage (loop thread, slot idle)."""
+        if slot.activation is not None:
+            slot.activation = None
+            self.resident -= 1
+        if slot.storage is not None:
+            storage, slot.storage = slot.storage, None
+            storage.close()
+        del self._slots[slot.key]
+
+    def hibernate_idle(self, now: float) -> int:
+        """Drop activations idle for longer than idle_timeout; returns how many."""
+        dropped = 0
+        cutoff = now - self.idle_timeout
+        for slot in list(self._slots.values()):
+            if slot.last_used <= cutoff and slot.idle():
+                had = slot.activation is not None
+                self._drop(slot)
+                if had:
+                    dropped += 1
+        self.stats.hibernations += dropped
+        return dropped
+
+    async def reaper(self) -> None:
+        """Background task: hibernate idle objects (time from trio's clock)."""
+        while True:
+            await trio.sleep(max(self.idle_timeout / 4, 0.01))
+            self.hibernate_idle(trio.current_time())
+
+    def resident_slots(self) -> list[ObjectSlot]:
+        return [s for s in self._slots.values() if s.activation is not None]
+
+    def busy(self) -> bool:
+        return any(s.lock.locked() or s.waiting for s in self._slots.values())
+
+    async def drain(self) -> None:
+        """Wait for every queued and running event, then for their commits."""
+        while self.busy():
+            await trio.sleep(0.005)
+        for slot in list(self._slots.values()):
+            if slot.ticket is not None:
+                await wait_ticket(slot.ticket)
+
+    def close_all(self) -> None:
+        for slot in list(self._slots.values()):
+            slot.activation = None
+            if slot.storage is not None:
+                try:
+                    slot.storage.close()
+                except Exception:
+                    log.exception("closing object storage")
+                slot.storage = None
+        self._slots.clear()
+        self.resident = 0
