@@ -173,16 +173,6 @@ class ModuleCache:
     def _path(self, sha256: str) -> Path:
         return self._dir / f"{sha256}-{self._fingerprint}.cwasm"
 
-    def put(self, sha256: str, module: wasmtime.Module) -> None:
-        """Remember a module compiled elsewhere (at deploy) in memory and on disk."""
-        path = self._path(sha256)
-        if not path.exists():
-            tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-            tmp.write_bytes(module.serialize())
-            os.replace(tmp, path)
-        with self._lock:
-            self._loaded[sha256] = module
-
     def get(self, sha256: str, wasm: bytes | None) -> wasmtime.Module:
         """The compiled module for `sha256`; compiles `wasm` on a miss (wasm may be None
         when the caller knows the module is cached)."""

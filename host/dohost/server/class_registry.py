@@ -7,6 +7,7 @@ recompiling; classes are linked lazily, on their first event.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from dataclasses import dataclass, field
 
@@ -17,7 +18,7 @@ from dohost.core.ids import new_class_key
 from dohost.core.limits import EventLimits
 from dohost.core.names import check_name
 from dohost.runtime.activation import Activation, CompiledClass, ObjectIdent
-from dohost.runtime.module_loader import ModuleCache, compile_module, validate_module
+from dohost.runtime.module_loader import ModuleCache, validate_module
 from dohost.storage.api import CommitTicket, ListOptions, ListResult
 from dohost.storage.system_db import ClassRow, SystemDb
 
@@ -142,7 +143,8 @@ class ClassRegistry:
                 Code.MODULE_TOO_LARGE,
                 f"the module is {len(wasm)} bytes; the limit is {self.max_module_bytes}",
             )
-        module = compile_module(self._engine, wasm)
+        # Through the cache: deploying bytes this host compiled before costs a deserialize.
+        module = self._modules.get(hashlib.sha256(wasm).hexdigest(), wasm)
         info = validate_module(module, wasm, self._limits.memory_bytes)
         try:
             pre = self._linker.instantiate_pre(module)
@@ -167,7 +169,6 @@ class ClassRegistry:
         sha = compiled.info.sha256
         if existing is not None and existing.row.sha256 == sha and existing.row.storage == storage:
             return existing  # the same bytes again: not a new version
-        self._modules.put(sha, compiled.module)
         self._system.save_module(sha, wasm)
         self._system.ensure_tenant(tenant)
         key = existing.class_key if existing else new_class_key()
