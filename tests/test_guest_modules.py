@@ -1,0 +1,282 @@
+"""Static checks of the built guest modules against the ABI v1 tables in abi/README.md.
+
+The import and export tables are parsed from the spec itself, so a change on either side
+(the spec, the C SDK's import declarations, a fixture) fails here before it fails in the
+host. Valid guests must have no problems; each deliberately broken fixture must have
+exactly the problem its deploy test relies on.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+import wasmtime
+
+ROOT = Path(__file__).resolve().parent.parent
+ABI_README = ROOT / "abi" / "README.md"
+FIXTURES = ROOT / "tests" / "fixtures"
+BUILD = FIXTURES / "build"
+MAX_INITIAL_PAGES = 2048  # 128 MiB, the default class memory cap
+WASI_MODULE = "wasi_snapshot_preview1"
+
+# Guests that must satisfy the ABI completely (hostile behaviour is at run time only).
+VALID_WAT = [
+    "noop",
+    "echo",
+    "infinite_loop",
+    "recursion",
+    "trap_after_puts",
+    "grow_past_cap",
+    "bad_pointers",
+    "oversized_key",
+    "init_fails",
+    "wasi_stdout",
+    "wasi_proc_exit",
+]
+# Fixtures that must be refused at deploy, with the problem that refuses them.
+# (wrong_signature: abi/README.md does not name the code; "import_signature" is ours.)
+INVALID_WAT = {
+    "huge_initial_memory": {"memory_too_large"},
+    "no_marker": {"abi_version"},
+    "abi_v2": {"abi_version"},
+    "missing_fetch": {"missing_export"},
+    "no_memory": {"missing_export"},
+    "unknown_export": {"unknown_export"},
+    "unknown_import": {"unknown_import"},
+    "unknown_module_import": {"unknown_import"},
+    "reserved_import": {"unknown_import"},
+    "wrong_signature": {"import_signature"},
+}
+# C guests: output path and the exact exports the SDK must produce for them.
+C_GUESTS = {
+    "counter": (
+        ROOT / "samples" / "counter" / "counter.wasm",
+        {"memory", "dohost_abi_v1", "dohost_fetch"},
+    ),
+    "kvtest": (
+        BUILD / "kvtest.wasm",
+        {"memory", "dohost_abi_v1", "dohost_fetch", "dohost_init", "dohost_alarm"},
+    ),
+    "kvtest_wasi": (
+        BUILD / "kvtest_wasi.wasm",
+        {"memory", "dohost_abi_v1", "dohost_fetch", "dohost_init", "dohost_alarm", "_initialize"},
+    ),
+}
+COUNTER_MAX_BYTES = 16 * 1024
+
+
+# ---- The ABI tables, parsed from abi/README.md ----------------------------------------
+
+
+@dataclass(frozen=True)
+class Sig:
+    params: tuple[str, ...]
+    results: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Abi:
+    imports: dict[str, Sig]  # linked in v1 (not the reserved ones)
+    exports: dict[str, Sig | None]  # None: "any function" (the marker)
+    required_exports: set[str]
+    reserved_exports: set[str]
+
+
+def parse_sig(text: str) -> Sig:
+    """`(key_ptr, key_len) -> i32`, `(request_len: i32) -> i32`, `() -> ()`."""
+    m = re.fullmatch(r"\((.*)\)\s*->\s*(\S+)", text.strip())
+    assert m, f"unparsable signature in abi/README.md: {text!r}"
+    params = tuple(
+        p.split(":", 1)[1].strip() if ":" in p else "i32"  # untyped parameters are i32
+        for p in m[1].split(",")
+        if p.strip()
+    )
+    results = () if m[2] == "()" else (m[2],)
+    return Sig(params, results)
+
+
+def table_rows(section: str) -> list[list[str]]:
+    rows = []
+    for line in section.splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if line.startswith("|") and len(cells) >= 2 and cells[0].startswith("`"):
+            rows.append(cells)
+    return rows
+
+
+def parse_abi(text: str) -> Abi:
+    exports_part = text.split("## 3.", 1)[1].split("## 4.", 1)[0]
+    imports_part = text.split("## 5.", 1)[1].split("### Reserved", 1)[0]
+    imports = {
+        cells[0].strip("`"): parse_sig(cells[1].strip("`")) for cells in table_rows(imports_part)
+    }
+    exports: dict[str, Sig | None] = {}
+    required = set()
+    for cells in table_rows(exports_part):
+        name, kind = cells[0].strip("`"), cells[1]
+        exports[name] = parse_sig(kind.strip("`")) if kind.startswith("`") else None
+        if cells[2] == "yes":
+            required.add(name)
+    reserved_line = next(ln for ln in exports_part.splitlines() if "Reserved export names" in ln)
+    reserved = set(re.findall(r"`(dohost_\w+)`", reserved_line))
+    return Abi(imports, exports, required, reserved)
+
+
+@pytest.fixture(scope="session")
+def abi() -> Abi:
+    return parse_abi(ABI_README.read_text())
+
+
+def test_abi_tables_parse(abi: Abi) -> None:
+    # Guards the parser: an empty or misread table would make every other check vacuous.
+    assert len(abi.imports) >= 15
+    assert abi.imports["kv_get"] == Sig(("i32",) * 4, ("i32",))
+    assert abi.imports["now_ms"] == Sig((), ("i64",))
+    assert abi.imports["log"] == Sig(("i32",) * 3, ("i32",))
+    assert "alarm_set" not in abi.imports  # reserved, not linked in v1
+    assert abi.exports["dohost_fetch"] == Sig(("i32",), ("i32",))
+    assert abi.exports["_initialize"] == Sig((), ())
+    assert abi.exports["dohost_abi_v1"] is None
+    assert abi.required_exports == {"memory", "dohost_abi_v1", "dohost_fetch"}
+    assert "dohost_ws_message" in abi.reserved_exports
+
+
+# ---- A reference check of one module ---------------------------------------------------
+
+
+def func_sig(t: wasmtime.FuncType) -> Sig:
+    return Sig(tuple(str(p) for p in t.params), tuple(str(r) for r in t.results))
+
+
+def abi_problems(module: wasmtime.Module, abi: Abi) -> list[tuple[str, str]]:
+    """(code, detail) for every way the module breaks ABI v1; [] when it is deployable."""
+    problems: list[tuple[str, str]] = []
+    for imp in module.imports:
+        where = f"{imp.module}.{imp.name}"
+        if imp.module == WASI_MODULE:
+            continue  # any WASI preview 1 import links (unimplemented ones return ENOSYS)
+        if imp.module != "dohost" or imp.name not in abi.imports:
+            problems.append(("unknown_import", where))
+        elif not isinstance(imp.type, wasmtime.FuncType):
+            problems.append(("import_signature", f"{where} is not a function"))
+        elif func_sig(imp.type) != abi.imports[imp.name]:
+            problems.append(("import_signature", f"{where}: {func_sig(imp.type)}"))
+
+    exports = {e.name: e.type for e in module.exports}
+    markers = {n for n in exports if re.fullmatch(r"dohost_abi_v\d+", n)}
+    if "dohost_abi_v1" not in markers:
+        problems.append(("abi_version", f"markers: {sorted(markers)}"))
+    for name in abi.required_exports - exports.keys() - {"dohost_abi_v1"}:
+        problems.append(("missing_export", name))
+    memory = exports.get("memory")
+    if memory is not None and not isinstance(memory, wasmtime.MemoryType):
+        problems.append(("missing_export", "memory is not a memory"))
+    if isinstance(memory, wasmtime.MemoryType) and memory.limits.min > MAX_INITIAL_PAGES:
+        problems.append(("memory_too_large", f"{memory.limits.min} pages"))
+    known = abi.exports.keys() | abi.reserved_exports
+    for name, t in exports.items():
+        if name in markers:
+            continue
+        if name.startswith("dohost_") and name not in known:
+            problems.append(("unknown_export", name))
+        sig = abi.exports.get(name)
+        if sig is not None and (not isinstance(t, wasmtime.FuncType) or func_sig(t) != sig):
+            problems.append(("export_signature", name))
+    return problems
+
+
+# ---- Building ----------------------------------------------------------------------------
+
+
+def load_build_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("build_guests", ROOT / "tools/build_guests.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = mod  # dataclasses look their module up there
+    spec.loader.exec_module(mod)
+    return mod
+
+
+HAVE_ZIG = importlib.util.find_spec("ziglang") is not None
+needs_zig = pytest.mark.skipif(not HAVE_ZIG, reason="ziglang not installed (pip install ziglang)")
+
+
+@pytest.fixture(scope="session")
+def built() -> None:
+    """Runs tools/build_guests.py once (it skips up-to-date outputs)."""
+    script = load_build_script()
+    names = [g.name for g in script.wat_fixtures()]
+    if HAVE_ZIG:
+        names += [g.name for g in script.GUESTS]
+    assert script.main(names) == 0, "tools/build_guests.py failed (see its output above)"
+
+
+@pytest.fixture(scope="session")
+def engine() -> wasmtime.Engine:
+    return wasmtime.Engine()
+
+
+def load(engine: wasmtime.Engine, path: Path) -> wasmtime.Module:
+    return wasmtime.Module(engine, path.read_bytes())
+
+
+# ---- Tests ---------------------------------------------------------------------------------
+
+
+def test_every_wat_fixture_is_classified() -> None:
+    on_disk = {p.stem for p in FIXTURES.glob("*.wat")}
+    assert on_disk == set(VALID_WAT) | INVALID_WAT.keys()
+
+
+@pytest.mark.parametrize("name", VALID_WAT)
+def test_valid_fixture(built: None, engine: wasmtime.Engine, abi: Abi, name: str) -> None:
+    assert abi_problems(load(engine, BUILD / f"{name}.wasm"), abi) == []
+
+
+@pytest.mark.parametrize("name", sorted(INVALID_WAT))
+def test_invalid_fixture_has_exactly_its_defect(
+    built: None, engine: wasmtime.Engine, abi: Abi, name: str
+) -> None:
+    problems = abi_problems(load(engine, BUILD / f"{name}.wasm"), abi)
+    assert {code for code, _ in problems} == INVALID_WAT[name], problems
+
+
+def test_not_wasm_is_not_a_module(engine: wasmtime.Engine) -> None:
+    data = (FIXTURES / "not_wasm.bin").read_bytes()
+    assert not data.startswith(b"\0asm")
+    with pytest.raises(wasmtime.WasmtimeError):
+        wasmtime.Module(engine, data)
+
+
+@needs_zig
+@pytest.mark.parametrize("name", sorted(C_GUESTS))
+def test_c_guest(built: None, engine: wasmtime.Engine, abi: Abi, name: str) -> None:
+    path, exports = C_GUESTS[name]
+    module = load(engine, path)
+    assert abi_problems(module, abi) == []
+    # The SDK exports only what the guest asked for: dohost_init / dohost_alarm only
+    # through DOHOST_EXPORT_INIT / DOHOST_EXPORT_ALARM.
+    assert {e.name for e in module.exports} == exports
+    # Freestanding guests import nothing but dohost: no libc or env symbol leaks in.
+    allowed = {"dohost", WASI_MODULE} if name.endswith("_wasi") else {"dohost"}
+    assert {i.module for i in module.imports} <= allowed
+
+
+@needs_zig
+def test_c_sdk_declares_the_whole_abi(built: None, engine: wasmtime.Engine, abi: Abi) -> None:
+    # kvtest exercises every helper, so it imports every v1 import: with test_c_guest this
+    # checks each SDK declaration against the spec's signature.
+    module = load(engine, BUILD / "kvtest.wasm")
+    assert {i.name for i in module.imports} == set(abi.imports)
+
+
+@needs_zig
+def test_counter_stays_small(built: None) -> None:
+    size = (ROOT / "samples" / "counter" / "counter.wasm").stat().st_size
+    assert size <= COUNTER_MAX_BYTES, f"counter.wasm is {size} bytes"
