@@ -1,9 +1,10 @@
 """The HTTP front door's floor: requests/s of `serve_http` with an empty handler.
 
 Starts the server in a subprocess pinned to CPU 0 and drives it with `wrk` pinned to CPU 1
-(keep-alive, one wrk thread) at each concurrency for a few seconds, then prints req/s and
-the p50/p99 latencies wrk reports. Everything above this number (routing, objects,
-storage) costs on top of it.
+(keep-alive, one wrk thread) at each concurrency for a few seconds, then prints req/s,
+the p50/p99 latencies wrk reports, and the server's CPU time per request (steadier than
+req/s on a shared machine). Everything above this floor (routing, objects, storage)
+costs on top of it.
 
     python bench/http_floor.py [--duration 5] [--connections 1,32]
 
@@ -55,6 +56,12 @@ def _to_ms(value: str) -> float:
     return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of a process so far (Linux)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def _wrk(url: str, connections: int, duration: int) -> tuple[float, float, float]:
     cmd = [
         *_pin(1),
@@ -96,13 +103,16 @@ def main() -> None:
         _wrk(url, 1, 1)  # warm-up
         rows = []
         for connections in (int(c) for c in args.connections.split(",")):
-            rows.append((connections, *_wrk(url, connections, args.duration)))
+            cpu_before = _cpu_seconds(server.pid)
+            rps, p50, p99 = _wrk(url, connections, args.duration)
+            cpu_us = (_cpu_seconds(server.pid) - cpu_before) / (rps * args.duration) * 1e6
+            rows.append((connections, rps, p50, p99, cpu_us))
     finally:
         server.terminate()
         server.wait()
-    print(f"{'conns':>6} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8}")
-    for connections, rps, p50, p99 in rows:
-        print(f"{connections:>6} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f}")
+    print(f"{'conns':>6} {'req/s':>10} {'p50 ms':>8} {'p99 ms':>8} {'cpu us/req':>11}")
+    for connections, rps, p50, p99, cpu_us in rows:
+        print(f"{connections:>6} {rps:>10.0f} {p50:>8.3f} {p99:>8.3f} {cpu_us:>11.1f}")
 
 
 if __name__ == "__main__":

@@ -693,6 +693,7 @@ class HttpServer:
         self._shutdown = trio.Event()
         self._connections: set[_Connection] = set()
         self._wake_reaper = trio.Event()
+        self._reaper_scope = trio.CancelScope()
         # Deadlines are checked this often, so each timeout fires up to this late.
         shortest = min(
             limits.keepalive_idle_timeout,
@@ -733,9 +734,9 @@ class HttpServer:
                 for listener in listeners:
                     listener.socket.close()
                 self.draining = True
-                self._wake_reaper.set()
                 for conn in self._connections:
                     conn.close_if_idle()
+                self._stop_reaper_when_drained()
                 connections.cancel_scope.deadline = (
                     trio.current_time() + self.limits.graceful_shutdown_timeout
                 )
@@ -744,20 +745,24 @@ class HttpServer:
                 listener.socket.close()
 
     async def _reap(self) -> None:
-        """Cancel connections whose deadline has passed; return once draining is done."""
+        """Cancel connections whose deadline has passed, until draining is done."""
         connections = self._connections
-        while True:
-            if not connections:
-                if self.draining:
-                    return
-                self._wake_reaper = trio.Event()
-                await self._wake_reaper.wait()
-                continue
-            await trio.sleep(self.tick)
-            now = trio.current_time()
-            for conn in connections:
-                if conn.deadline <= now:
-                    conn.scope.cancel()
+        with self._reaper_scope:
+            while True:
+                if not connections:
+                    # Sleep until a connection arrives rather than tick for nothing.
+                    self._wake_reaper = trio.Event()
+                    await self._wake_reaper.wait()
+                    continue
+                await trio.sleep(self.tick)
+                now = trio.current_time()
+                for conn in connections:
+                    if conn.deadline <= now:
+                        conn.scope.cancel()
+
+    def _stop_reaper_when_drained(self) -> None:
+        if self.draining and not self._connections:
+            self._reaper_scope.cancel()
 
     async def _accept_loop(self, listener: trio.SocketListener, nursery: trio.Nursery) -> None:
         while True:
@@ -790,8 +795,7 @@ class HttpServer:
             _log.exception("HTTP connection failed")
         finally:
             self._connections.discard(conn)
-            if self.draining and not self._connections:
-                self._wake_reaper.set()
+            self._stop_reaper_when_drained()
             conn.detach()
             stream.socket.close()
 
