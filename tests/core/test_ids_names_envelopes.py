@@ -123,3 +123,11 @@ def test_response_defaults_and_hop_by_hop_headers() -> None:
 def test_malformed_responses_are_refused(msg: object) -> None:
     with pytest.raises(CborError):
         decode_response(cbor.encode(msg))
+
+
+def test_error_codes_are_distinct_and_stable() -> None:
+    # Two codes with equal (abi, http) statuses once became enum aliases of each other.
+    assert len({c.code for c in Code}) == len(list(Code)) == len(Code.__members__)
+    assert all(c.code == name.lower() for name, c in Code.__members__.items())
+    abi = [c.abi_status for c in Code if c.abi_status is not None]
+    assert len(abi) == len(set(abi))

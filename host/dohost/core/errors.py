@@ -11,64 +11,70 @@ import enum
 
 
 class Code(enum.Enum):
-    """Stable error codes. The value is (abi_status or None, http_status)."""
+    """Stable error codes. Each value is (name, abi_status or None, http_status).
+
+    The name is part of the value on purpose: several codes share a (status, http) pair,
+    and equal values would make Enum alias them (CPU_LIMIT would *be* OBJECT_ERROR)."""
 
     # Codes a guest can see as an import status.
-    INTERNAL = (-1, 500)
-    BAD_POINTER = (-2, 500)
-    NOT_FOUND = (-3, 404)
-    KEY_TOO_LARGE = (-4, 400)
-    VALUE_TOO_LARGE = (-5, 413)
-    TOO_MANY_KEYS = (-6, 400)
-    QUOTA_EXCEEDED = (-7, 429)
-    BAD_ENCODING = (-8, 400)
-    NOT_SUPPORTED = (-9, 400)
-    NO_RESULT = (-10, 500)
-    INVALID_ARGUMENT = (-11, 400)
-    STORAGE_ERROR = (-12, 500)
-    BUFFER_TOO_SMALL = (-13, 500)
-    LIMIT_EXCEEDED = (-14, 500)
-    CALL_CYCLE = (-15, 508)
-    CALL_DEPTH = (-16, 508)
-    CALL_FAILED = (-17, 502)
-    SQL_ERROR = (-18, 400)
-    SQL_REFUSED = (-19, 403)
+    INTERNAL = ("internal", -1, 500)
+    BAD_POINTER = ("bad_pointer", -2, 500)
+    NOT_FOUND = ("not_found", -3, 404)
+    KEY_TOO_LARGE = ("key_too_large", -4, 400)
+    VALUE_TOO_LARGE = ("value_too_large", -5, 413)
+    TOO_MANY_KEYS = ("too_many_keys", -6, 400)
+    QUOTA_EXCEEDED = ("quota_exceeded", -7, 429)
+    BAD_ENCODING = ("bad_encoding", -8, 400)
+    NOT_SUPPORTED = ("not_supported", -9, 400)
+    NO_RESULT = ("no_result", -10, 500)
+    INVALID_ARGUMENT = ("invalid_argument", -11, 400)
+    STORAGE_ERROR = ("storage_error", -12, 500)
+    BUFFER_TOO_SMALL = ("buffer_too_small", -13, 500)
+    LIMIT_EXCEEDED = ("limit_exceeded", -14, 500)
+    CALL_CYCLE = ("call_cycle", -15, 508)
+    CALL_DEPTH = ("call_depth", -16, 508)
+    CALL_FAILED = ("call_failed", -17, 502)
+    SQL_ERROR = ("sql_error", -18, 400)
+    SQL_REFUSED = ("sql_refused", -19, 403)
 
     # Codes only the host reports (deploys, events, HTTP).
-    OBJECT_ERROR = (None, 500)  # the guest trapped or returned a failure
-    CPU_LIMIT = (None, 500)  # the event ran past its CPU deadline
-    MEMORY_LIMIT = (None, 500)
-    INVALID_MODULE = (None, 400)  # not wasm, or wasm that does not validate
-    UNKNOWN_IMPORT = (None, 400)
-    UNKNOWN_EXPORT = (None, 400)
-    MISSING_EXPORT = (None, 400)
-    ABI_VERSION = (None, 400)
-    MEMORY_TOO_LARGE = (None, 400)
-    MODULE_TOO_LARGE = (None, 413)
-    INVALID_NAME = (None, 400)
-    INVALID_ID = (None, 404)
-    UNKNOWN_CLASS = (None, 404)
-    UNKNOWN_TENANT = (None, 404)
-    BAD_REQUEST = (None, 400)
-    UNAUTHORIZED = (None, 401)
-    RATE_LIMITED = (None, 429)
-    SHUTTING_DOWN = (None, 503)
-    OVERLOADED = (None, 503)
+    OBJECT_ERROR = ("object_error", None, 500)  # the guest trapped or returned a failure
+    CPU_LIMIT = ("cpu_limit", None, 500)  # the event ran past its CPU deadline
+    MEMORY_LIMIT = ("memory_limit", None, 500)
+    INVALID_MODULE = ("invalid_module", None, 400)  # not wasm, or wasm that does not validate
+    UNKNOWN_IMPORT = ("unknown_import", None, 400)
+    UNKNOWN_EXPORT = ("unknown_export", None, 400)
+    MISSING_EXPORT = ("missing_export", None, 400)
+    ABI_VERSION = ("abi_version", None, 400)
+    MEMORY_TOO_LARGE = ("memory_too_large", None, 400)
+    MODULE_TOO_LARGE = ("module_too_large", None, 413)
+    INVALID_NAME = ("invalid_name", None, 400)
+    INVALID_ID = ("invalid_id", None, 404)
+    UNKNOWN_CLASS = ("unknown_class", None, 404)
+    UNKNOWN_TENANT = ("unknown_tenant", None, 404)
+    BAD_REQUEST = ("bad_request", None, 400)
+    METHOD_NOT_ALLOWED = ("method_not_allowed", None, 405)
+    ALREADY_EXISTS = ("already_exists", None, 409)
+    UNAUTHORIZED = ("unauthorized", None, 401)
+    RATE_LIMITED = ("rate_limited", None, 429)
+    SHUTTING_DOWN = ("shutting_down", None, 503)
+    OVERLOADED = ("overloaded", None, 503)
 
     @property
     def abi_status(self) -> int | None:
-        status: int | None = self.value[0]
+        status: int | None = self.value[1]
         return status
 
     @property
     def http_status(self) -> int:
-        status: int = self.value[1]
+        status: int = self.value[2]
         return status
 
     @property
     def code(self) -> str:
         """The stable string form: `key_too_large`."""
-        return self.name.lower()
+        name: str = self.value[0]
+        return name
 
 
 ABI_CODES: dict[int, Code] = {c.abi_status: c for c in Code if c.abi_status is not None}

@@ -370,6 +370,8 @@ class Activation(WasiCalls):
     # ----------------------------------------------------------------- event i/o imports
 
     def imp_input_read(self, ptr: int, cap: int) -> int:
+        if not self.mem.check(ptr, cap):
+            return self._bad_pointer("input_read")
         if self.input is None:
             return self._err(Code.NO_RESULT, "there is no event input during _initialize")
         if self.needs_init:
@@ -377,6 +379,8 @@ class Activation(WasiCalls):
         return self._output(self.input, ptr, cap)
 
     def imp_response_set(self, ptr: int, n: int) -> int:
+        if not self.mem.check(ptr, n):
+            return self._bad_pointer("response_set")
         n &= _U32
         if n > self.limits.response_bytes + 65_536:
             return self._err(
@@ -398,6 +402,8 @@ class Activation(WasiCalls):
         return 0
 
     def imp_result_read(self, ptr: int, cap: int) -> int:
+        if not self.mem.check(ptr, cap):
+            return self._bad_pointer("result_read")
         if self.pending is None:
             return self._err(Code.NO_RESULT, "no pending result to read")
         n = len(self.pending)
@@ -411,8 +417,10 @@ class Activation(WasiCalls):
         return n
 
     def imp_last_error(self, ptr: int, cap: int) -> int:
+        # Failures of last_error itself are not recorded: they must not replace the detail.
+        if not self.mem.check(ptr, cap):
+            return BAD_POINTER
         if self.last_err is None:
-            # Not recorded as an error itself: reading the detail must not replace it.
             return _S[Code.NO_RESULT]
         code, message = self.last_err
         detail = cbor.encode({"code": _S[code], "name": code.code, "message": message})
@@ -439,6 +447,8 @@ class Activation(WasiCalls):
         return key
 
     def imp_kv_get(self, kptr: int, klen: int, optr: int, ocap: int) -> int:
+        if not self.mem.check(optr, ocap):
+            return self._bad_pointer("kv_get output buffer")
         st = self._storage_op()
         if st:
             return st
@@ -508,6 +518,8 @@ class Activation(WasiCalls):
         return keys
 
     def imp_kv_get_many(self, kptr: int, klen: int, optr: int, ocap: int) -> int:
+        if not self.mem.check(optr, ocap):
+            return self._bad_pointer("kv_get_many output buffer")
         st = self._storage_op()
         if st:
             return st
@@ -562,6 +574,8 @@ class Activation(WasiCalls):
         return count
 
     def imp_kv_list(self, optr: int, olen: int, outptr: int, outcap: int) -> int:
+        if not self.mem.check(outptr, outcap):
+            return self._bad_pointer("kv_list output buffer")
         st = self._storage_op()
         if st:
             return st

@@ -122,8 +122,8 @@ def validate_module(module: wasmtime.Module, wasm: bytes, memory_cap: int) -> Mo
     if initial > memory_cap:
         raise DohostError(
             Code.MEMORY_TOO_LARGE,
-            f"initial memory is {initial // (1 << 20)} MiB ({mem.limits.min} pages); "
-            f"the limit is {memory_cap // (1 << 20)} MiB",
+            f"initial memory is {mem.limits.min} pages ({initial} bytes); "
+            f"the limit is {memory_cap // WASM_PAGE} pages ({memory_cap // (1 << 20)} MiB)",
         )
     for name, (expected, required) in abi_table.EXPORTS.items():
         ety = exports.get(name)
