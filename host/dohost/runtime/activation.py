@@ -254,6 +254,9 @@ class Activation(WasiCalls):
         except wasmtime.Trap as t:
             raise self._trap_error(t, f"in {what}") from None
         except wasmtime.WasmtimeError as e:
+            # A trap an import raised (proc_exit) arrives as an error, not a Trap.
+            if self._trap_reason is not None:
+                raise GuestFailure(Code.OBJECT_ERROR, f"{self._trap_reason} in {what}") from None
             raise GuestFailure(Code.OBJECT_ERROR, f"{what} failed: {_first_line(str(e))}") from None
         if self.inline and self._trap_reason == OFFLOAD:
             raise OffloadRequest
