@@ -778,6 +778,19 @@ def test_slowloris_partial_head_gets_408() -> None:
     run_mock(test)
 
 
+def test_first_head_deadline_counts_from_accept() -> None:
+    async def test(port: int) -> None:
+        start = trio.current_time()
+        client = await connect(port)
+        await trio.sleep(8)
+        await client.send(b"GET / HTTP/1.1\r\n")
+        resp = await client.read_response()
+        assert_error(resp, 408, "request_timeout")
+        assert 10 <= trio.current_time() - start <= 10 + TICK
+
+    run_mock(test)
+
+
 def test_slow_body_gets_408() -> None:
     async def test(port: int) -> None:
         client = await connect(port)
