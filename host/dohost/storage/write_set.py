@@ -1,0 +1,42 @@
+"""What one committed event hands to a kv shard's committer.
+
+A `WriteSet` is the net effect of one event on one object: an optional "delete everything
+first", then puts (value) and deletes (None), plus what the shard needs to keep the
+object's registry row right. `WriterState` is shared by all write sets of one
+`KvObjectStorage` instance: once a commit of that instance failed, the ones queued behind
+it fail too, because they may build on the writes that were lost.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from dohost.core.errors import DohostError
+from dohost.storage.api import CommitTicket
+
+
+class WriterState:
+    """The first commit failure of one ObjectStorage instance (None while healthy)."""
+
+    __slots__ = ("error",)
+
+    def __init__(self) -> None:
+        self.error: DohostError | None = None
+
+
+@dataclass(slots=True, eq=False)
+class WriteSet:
+    object_id: bytes
+    class_name: str
+    name: str | None
+    created_ms: int  # used only when this write set registers the object
+    clear: bool  # delete every row of the object before applying `puts`
+    puts: dict[bytes, bytes | None]  # None deletes the key
+    bytes_after: int  # the object's sum of len(key)+len(value) once applied
+    writer: WriterState
+    drop: bool = False  # delete the object entirely, registry row included
+    ticket: CommitTicket = field(default_factory=CommitTicket)
+
+    def payload_bytes(self) -> int:
+        """Rough size, used to bound one batch's transaction."""
+        return sum(len(k) + (len(v) if v is not None else 0) for k, v in self.puts.items())
