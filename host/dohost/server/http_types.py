@@ -60,13 +60,17 @@ class HttpRequest:
 
 @dataclass(slots=True)
 class HttpResponse:
-    """A complete response: the server always frames it with `Content-Length`.
+    """A complete response, sent in one piece and framed with `Content-Length`.
 
-    The server owns the framing headers: any `content-length` or `transfer-encoding`
-    given here is dropped, except that a HEAD response with an empty body keeps the
-    handler's `content-length` (so HEAD can report the size GET would send). A
-    `connection: close` header here makes the server close the connection after the
-    response. `Server` and `Date` are added by the server.
+    The server owns the framing: any `content-length` or `transfer-encoding` given here
+    is dropped and the body's real length sent, except that (per RFC 9110) a 204 gets
+    no `Content-Length` and no body, and that a 304, or a HEAD response
+    whose body is empty, keeps the handler's `content-length` (the size a GET would
+    get) and sends no body; a HEAD response with a body sends its length but not the body.
+    A `connection: close` header here makes the server close the connection after the
+    response. `Server` and `Date` are always the server's own (any given are dropped).
+    The status must be final (200-999): 1xx, other than 101 through `UpgradeResponse`,
+    is a handler bug and becomes a 500.
     """
 
     status: int = 200
