@@ -19,11 +19,12 @@ Invariants:
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import trio
 
@@ -98,6 +99,21 @@ class SupervisorStats:
 
 
 OpenStorage = Callable[[str, str, ObjectId, str], ObjectStorage]
+WrapStorage = Callable[[str, str, ObjectId, ObjectStorage], ObjectStorage]
+
+
+class SupervisorObserver(Protocol):
+    """What a server embedding the host learns about events (metrics). Called on the
+    loop thread; must be cheap and must not raise."""
+
+    def event(
+        self, tenant: str, class_name: str, kind: str, result: EventResult, seconds: float
+    ) -> None:
+        """One event was delivered (`seconds`: from delivery to release, queueing,
+        execution and the durable commit included)."""
+
+    def dropped(self, tenant: str, class_name: str, reason: str) -> None:
+        """An activation was dropped: reason "eviction" (LRU cap) or "hibernation"."""
 
 
 async def wait_ticket(ticket: CommitTicket) -> DohostError | None:
@@ -145,6 +161,13 @@ class Supervisor:
         self.resident = 0
         self.stats = SupervisorStats()
         self.closing = False
+        # Optional hooks for a server embedding the host: per-tenant/class event limits
+        # (an activation is rebuilt when the limits object it was built with is no
+        # longer the current one), a wrapper around each object's storage (quota
+        # accounting), and an observer of events and dropped activations (metrics).
+        self.limits_for: Callable[[str, str], EventLimits] | None = None
+        self.wrap_storage: WrapStorage | None = None
+        self.observer: SupervisorObserver | None = None
 
     # ------------------------------------------------------------------ delivery
 
@@ -156,15 +179,8 @@ class Supervisor:
             raise DohostError(
                 Code.SHUTTING_DOWN, "the host is shutting down; retry on another instance"
             )
-        key = (tenant, class_name, oid.raw)
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = ObjectSlot(tenant, class_name, oid)
-            self._slots[key] = slot
-        else:
-            self._slots.move_to_end(key)
-            if slot.name is None and oid.name is not None:
-                slot.name = oid.name
+        t_start = time.perf_counter()
+        slot = self._slot(tenant, class_name, oid)
         try:
             # Uncontended (the common case): take the lock without a scheduling round trip.
             slot.lock.acquire_nowait()
@@ -201,19 +217,34 @@ class Supervisor:
         self.stats.events += 1
         if result.error is not None:
             self.stats.errors += 1
-            return result
-        assert result.ticket is not None
-        err = await wait_ticket(result.ticket)
-        if err is not None:
-            self.stats.errors += 1
-            self.stats.storage_failures += 1
-            await self._reset_after_storage_failure(slot)
-            return EventResult(
-                error=DohostError(
+        else:
+            assert result.ticket is not None
+            err = await wait_ticket(result.ticket)
+            if err is not None:
+                self.stats.errors += 1
+                self.stats.storage_failures += 1
+                await self._reset_after_storage_failure(slot)
+                result.response = None
+                result.error = DohostError(
                     Code.STORAGE_ERROR, f"the event's writes were not stored: {err.message}"
                 )
+        if self.observer is not None:
+            self.observer.event(
+                tenant, class_name, kind, result, time.perf_counter() - t_start
             )
         return result
+
+    def _slot(self, tenant: str, class_name: str, oid: ObjectId) -> ObjectSlot:
+        key = (tenant, class_name, oid.raw)
+        slot = self._slots.get(key)
+        if slot is None:
+            slot = ObjectSlot(tenant, class_name, oid)
+            self._slots[key] = slot
+        else:
+            self._slots.move_to_end(key)
+            if slot.name is None and oid.name is not None:
+                slot.name = oid.name
+        return slot
 
     def _run(
         self, slot: ObjectSlot, cls: ClassRuntime, kind: str, data: bytes, inline_ticks: int
@@ -223,18 +254,28 @@ class Supervisor:
         try:
             compiled = self._classes.compiled(cls)
             if slot.storage is None:
-                slot.storage = self._open_storage(
+                storage = self._open_storage(
                     slot.tenant, slot.class_name, slot.object_id, cls.row.storage
                 )
+                if self.wrap_storage is not None:
+                    storage = self.wrap_storage(
+                        slot.tenant, slot.class_name, slot.object_id, storage
+                    )
+                slot.storage = storage
+            limits = (
+                self._limits
+                if self.limits_for is None
+                else self.limits_for(slot.tenant, slot.class_name)
+            )
             act = slot.activation
-            if act is None or slot.activation_version != cls.version:
+            if act is None or slot.activation_version != cls.version or act.limits is not limits:
                 slot.activation = None
                 t0 = time.perf_counter()
                 act = Activation(
                     compiled,
                     ObjectIdent(slot.tenant, slot.class_name, slot.object_id.hex),
                     slot.storage,
-                    self._limits,
+                    limits,
                     inline_ticks,
                 )
                 slot.activation = act
@@ -281,6 +322,8 @@ class Supervisor:
                 continue
             self._drop(slot)
             self.stats.evictions += 1
+            if self.observer is not None:
+                self.observer.dropped(slot.tenant, slot.class_name, "eviction")
 
     def _drop(self, slot: ObjectSlot) -> None:
         """Forget an idle slot's activation and storage (loop thread, slot idle)."""
@@ -302,6 +345,8 @@ class Supervisor:
                 self._drop(slot)
                 if had:
                     dropped += 1
+                    if self.observer is not None:
+                        self.observer.dropped(slot.tenant, slot.class_name, "hibernation")
         self.stats.hibernations += dropped
         return dropped
 
@@ -310,6 +355,39 @@ class Supervisor:
         while True:
             await trio.sleep(max(self.idle_timeout / 4, 0.01))
             self.hibernate_idle(trio.current_time())
+
+    @contextlib.asynccontextmanager
+    async def forget(self, tenant: str, class_name: str, oid: ObjectId) -> AsyncIterator[None]:
+        """Hold an object exclusively with no activation and no open storage: waits for
+        its running and queued events (and their commits), drops its activation and
+        storage, and keeps later events queued until the block exits. For deleting the
+        object's storage from inside the block."""
+        slot = self._slot(tenant, class_name, oid)
+        async with slot.lock:
+            if slot.ticket is not None:
+                await wait_ticket(slot.ticket)
+            if slot.activation is not None:
+                slot.activation = None
+                self.resident -= 1
+            storage, slot.storage = slot.storage, None
+            slot.ticket = None
+            if storage is not None:
+                storage.close()
+            yield
+        # Events that queued meanwhile keep using this slot (they hold it); otherwise
+        # it goes, so a deleted object leaves nothing behind.
+        if slot.idle() and self._slots.get(slot.key) is slot:
+            del self._slots[slot.key]
+
+    async def forget_tenant(self, tenant: str) -> None:
+        """Drop every activation and open storage of a tenant, waiting for its events.
+        The caller must already have stopped new events of the tenant."""
+        for slot in [s for s in self._slots.values() if s.tenant == tenant]:
+            async with self.forget(tenant, slot.class_name, slot.object_id):
+                pass
+
+    def slots(self) -> list[ObjectSlot]:
+        return list(self._slots.values())
 
     def resident_slots(self) -> list[ObjectSlot]:
         return [s for s in self._slots.values() if s.activation is not None]
