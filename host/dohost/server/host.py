@@ -209,3 +209,45 @@ class Host:
             raise result.error
         assert result.response is not None
         return result.response
+
+    # ------------------------------------------------------------------ deletion
+
+    async def delete_object(self, tenant: str, class_name: str, obj: str | ObjectId) -> ObjectId:
+        """Delete an object (by name or id): its running and queued events finish, its
+        activation is dropped and its storage deleted durably. Events that arrive
+        meanwhile wait, then find an empty object."""
+        check_name("tenant", tenant)
+        cls = self.classes.get(tenant, class_name)
+        oid = self._resolve(cls, obj)
+        async with self.supervisor.forget(tenant, class_name, oid):
+            await trio.to_thread.run_sync(
+                self.storage.delete_object, tenant, class_name, oid.raw, cls.row.storage
+            )
+        return oid
+
+    async def delete_tenant(self, tenant: str) -> bool:
+        """Delete a tenant: its classes, activations and every object's storage. Returns
+        False if there was no such tenant. (The emptied kv shard files stay open until
+        the process ends; `dohost serve` removes the directories of deleted tenants at
+        its next start.)"""
+        check_name("tenant", tenant)
+        classes = self.classes.list(tenant)
+        existed = self.system.delete_tenant(tenant)
+        self.classes.forget_tenant(tenant)  # new events of the tenant now fail
+        await self.supervisor.forget_tenant(tenant)
+
+        def wipe() -> None:
+            for c in classes:
+                after: bytes | None = None
+                while True:
+                    page = self.storage.list_objects(
+                        tenant, c.row.name, c.row.storage, after=after, limit=1000
+                    )
+                    for o in page.objects:
+                        self.storage.delete_object(tenant, c.row.name, o.object_id, c.row.storage)
+                    if page.next_after is None:
+                        break
+                    after = page.next_after
+
+        await trio.to_thread.run_sync(wipe)
+        return existed or bool(classes)

@@ -117,6 +117,13 @@ class SystemDb:
             ).fetchall()
         return [TenantRow(r[0], r[1], r[2], json.loads(r[3])) for r in rows]  # type: ignore[arg-type]
 
+    def set_tenant_token(self, name: str, token_hash: bytes) -> bool:
+        """Replace a tenant's token hash; False if there is no such tenant."""
+        with self._lock, self._db:
+            self._db.execute("UPDATE tenants SET token_hash=? WHERE name=?", (token_hash, name))
+            changed = self._db.changes()
+        return bool(changed)
+
     def set_tenant_quotas(self, name: str, quotas: dict[str, Any]) -> None:
         with self._lock, self._db:
             self._db.execute("UPDATE tenants SET quotas=? WHERE name=?", (json.dumps(quotas), name))
