@@ -1,0 +1,337 @@
+"""Tenant-wide storage accounting: the storage-bytes and object-count quotas.
+
+`TenantUsage` knows, for one tenant, the committed size of every object that has stored
+something (so also how many objects exist) plus what events in flight have added since.
+`QuotaStorage` wraps an object's `ObjectStorage` (installed through the supervisor's
+`wrap_storage` hook) and refuses, with the ABI's `quota_exceeded`, any write that would
+take the tenant above its storage quota, before the write is made: nothing is half
+written, and the guest sees an error status, never a trap. The object quota is checked
+before an event is delivered (`admit`), since an event of a new object may create it.
+
+Sizes are the storage layer's own `bytes_used` (sum of len(key)+len(value)). At start
+the usage is loaded from the storage's object listing, whose size for `sqlite` objects
+is the database file's (and which lists every object file, also one whose only events
+wrote nothing); commits then replace it with the KV byte count.
+
+Thread safety: wrappers run on worker threads (or inline on the loop thread); every
+shared number is changed under `TenantUsage.lock`.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from dohost.core.errors import Code, DohostError
+from dohost.core.ids import ObjectId
+from dohost.storage.api import CommitTicket, ListOptions, ListResult, ObjectStorage
+
+ObjectKey = tuple[str, bytes]  # (class, object id)
+
+
+class SizedStorage(ObjectStorage, Protocol):
+    @property
+    def bytes_used(self) -> int: ...
+
+
+class TenantUsage:
+    """Committed bytes and objects of one tenant, and what in-flight events add."""
+
+    def __init__(self, tenant: str, max_bytes: int, max_objects: int) -> None:
+        self.tenant = tenant
+        self.max_bytes = max_bytes
+        self.max_objects = max_objects
+        self.lock = threading.Lock()
+        self.objects: dict[ObjectKey, int] = {}  # committed size of each stored object
+        self.total = 0
+        self._pending: dict[ObjectKey, int] = {}  # size change of each event in flight
+        self._pending_total = 0
+        self._admitted: dict[ObjectKey, int] = {}  # new objects with events in flight
+        # Metrics: bytes read and committed bytes written, per class.
+        self.read_bytes: dict[str, int] = {}
+        self.written_bytes: dict[str, int] = {}
+
+    # ---------------------------------------------------------------- loading
+
+    def load(self, class_name: str, object_id: bytes, size: int) -> None:
+        with self.lock:
+            old = self.objects.get((class_name, object_id), 0)
+            self.objects[(class_name, object_id)] = size
+            self.total += size - old
+
+    def bytes_by_class(self) -> dict[str, int]:
+        with self.lock:
+            out: dict[str, int] = {}
+            for (cls, _), size in self.objects.items():
+                out[cls] = out.get(cls, 0) + size
+            return out
+
+    def objects_by_class(self) -> dict[str, int]:
+        with self.lock:
+            out: dict[str, int] = {}
+            for cls, _ in self.objects:
+                out[cls] = out.get(cls, 0) + 1
+            return out
+
+    # ---------------------------------------------------------------- object quota
+
+    def admit(self, key: ObjectKey) -> None:
+        """Before an event: an object that does not exist yet counts against the object
+        quota while its event runs. Raises QUOTA_EXCEEDED when there is no room; pair
+        every successful call with `release`."""
+        with self.lock:
+            if key in self.objects or key in self._admitted:
+                self._admitted[key] = self._admitted.get(key, 0) + 1
+                return
+            if (
+                len(self.objects) + sum(1 for k in self._admitted if k not in self.objects)
+                >= self.max_objects
+            ):
+                raise DohostError(
+                    Code.QUOTA_EXCEEDED,
+                    f"tenant {self.tenant!r} has reached its quota of {self.max_objects} "
+                    "objects; delete objects or ask the admin for a higher quota",
+                )
+            self._admitted[key] = 1
+
+    def release(self, key: ObjectKey) -> None:
+        with self.lock:
+            n = self._admitted.get(key, 0) - 1
+            if n > 0:
+                self._admitted[key] = n
+            else:
+                self._admitted.pop(key, None)
+
+    def forget(self, key: ObjectKey) -> None:
+        """The object was deleted."""
+        with self.lock:
+            self.total -= self.objects.pop(key, 0)
+            self._pending_total -= self._pending.pop(key, 0)
+
+    # ---------------------------------------------------------------- storage quota
+
+    def check_growth(self, key: ObjectKey, event_delta: int) -> bool:
+        """Would the object's event, grown to `event_delta` bytes, fit the quota?"""
+        with self.lock:
+            others = self._pending_total - self._pending.get(key, 0)
+            return self.total + others + event_delta <= self.max_bytes
+
+    def set_pending(self, key: ObjectKey, event_delta: int) -> None:
+        with self.lock:
+            self._pending_total += event_delta - self._pending.get(key, 0)
+            self._pending[key] = event_delta
+
+    def end_event(
+        self, key: ObjectKey, size: int | None, class_name: str, read: int, written: int
+    ) -> int | None:
+        """The event ended: committed with the object now `size` bytes, or (None)
+        rolled back. Returns the object's previous committed size (None if it had
+        none), for `revert`."""
+        with self.lock:
+            self._pending_total -= self._pending.pop(key, 0)
+            if read:
+                self.read_bytes[class_name] = self.read_bytes.get(class_name, 0) + read
+            if size is None:
+                return None
+            if written:
+                self.written_bytes[class_name] = self.written_bytes.get(class_name, 0) + written
+            prev = self.objects.get(key)
+            self.objects[key] = size
+            self.total += size - (prev or 0)
+            return prev
+
+    def revert(self, key: ObjectKey, size: int, prev: int | None) -> None:
+        """A commit failed: put back the size it replaced (unless a later one moved on)."""
+        with self.lock:
+            if self.objects.get(key) != size:
+                return
+            if prev is None:
+                del self.objects[key]
+            else:
+                self.objects[key] = prev
+            self.total += (prev or 0) - size
+
+    def quota_error(self, delta: int) -> DohostError:
+        return DohostError(
+            Code.QUOTA_EXCEEDED,
+            f"writing {delta} more bytes would take tenant {self.tenant!r} above its "
+            f"storage quota of {self.max_bytes} bytes ({self.total} stored); delete data "
+            "first",
+        )
+
+
+class QuotaStorage:
+    """An object's storage seen through its tenant's storage quota (one activation)."""
+
+    __slots__ = ("_class", "_inner", "_key", "_read", "_start", "_usage", "_written", "_wrote")
+
+    def __init__(self, inner: SizedStorage, usage: TenantUsage, class_name: str, oid: ObjectId):
+        self._inner = inner
+        self._usage = usage
+        self._class = class_name
+        self._key: ObjectKey = (class_name, oid.raw)
+        self._start: int | None = None  # object size before the event's first write
+        self._wrote = False
+        self._read = 0
+        self._written = 0
+
+    def __getattr__(self, name: str) -> Any:
+        # Backend extras (a sqlite object's connection, `closed`) pass through.
+        return getattr(self._inner, name)
+
+    # ---------------------------------------------------------------- accounting
+
+    def _grow(self, worst: int, exact: Callable[[], int]) -> None:
+        """Refuse a write that would exceed the tenant quota. `worst` assumes every key
+        is new; only near the quota is the exact growth (`exact`, a read) computed."""
+        if self._start is None:
+            self._start = self._inner.bytes_used
+        so_far = self._inner.bytes_used - self._start
+        if self._usage.check_growth(self._key, so_far + worst):
+            return
+        delta = exact()
+        if delta > 0 and not self._usage.check_growth(self._key, so_far + delta):
+            raise self._usage.quota_error(delta)
+
+    def _after_write(self) -> None:
+        self._wrote = True
+        assert self._start is not None
+        self._usage.set_pending(self._key, self._inner.bytes_used - self._start)
+
+    def _end(self, committed: bool) -> int | None:
+        size = self._inner.bytes_used if committed and self._wrote else None
+        prev = self._usage.end_event(self._key, size, self._class, self._read, self._written)
+        self._start = None
+        self._wrote = False
+        self._read = self._written = 0
+        return prev if size is not None else None
+
+    # ---------------------------------------------------------------- ObjectStorage
+
+    def begin_event(self) -> None:
+        self._start = None
+        self._wrote = False
+        self._read = self._written = 0
+        self._inner.begin_event()
+
+    def get(self, key: bytes) -> bytes | None:
+        v = self._inner.get(key)
+        if v is not None:
+            self._read += len(v)
+        return v
+
+    def get_many(self, keys: list[bytes]) -> dict[bytes, bytes]:
+        found = self._inner.get_many(keys)
+        self._read += sum(len(v) for v in found.values())
+        return found
+
+    def put(self, key: bytes, value: bytes) -> None:
+        worst = len(key) + len(value)
+
+        def exact() -> int:
+            old = self._inner.get(key)
+            return worst - (0 if old is None else len(key) + len(old))
+
+        self._grow(worst, exact)
+        self._inner.put(key, value)
+        self._written += worst
+        self._after_write()
+
+    def put_many(self, entries: dict[bytes, bytes]) -> None:
+        worst = sum(len(k) + len(v) for k, v in entries.items())
+
+        def exact() -> int:
+            old = self._inner.get_many(list(entries))
+            return worst - sum(len(k) + len(v) for k, v in old.items())
+
+        self._grow(worst, exact)
+        self._inner.put_many(entries)
+        self._written += worst
+        self._after_write()
+
+    def delete(self, key: bytes) -> bool:
+        self._grow(0, lambda: 0)
+        existed = self._inner.delete(key)
+        self._after_write()
+        return existed
+
+    def delete_many(self, keys: list[bytes]) -> int:
+        self._grow(0, lambda: 0)
+        n = self._inner.delete_many(keys)
+        self._after_write()
+        return n
+
+    def list(self, opts: ListOptions) -> ListResult:
+        result = self._inner.list(opts)
+        self._read += sum(len(k) + len(v) for k, v in result.entries)
+        return result
+
+    def delete_all(self) -> None:
+        self._grow(0, lambda: 0)
+        self._inner.delete_all()
+        self._after_write()
+
+    def rollback_event(self) -> None:
+        self._inner.rollback_event()
+        self._end(committed=False)
+
+    def commit_event(self) -> CommitTicket:
+        ticket = self._inner.commit_event()
+        if ticket.done and ticket.error is not None:
+            self._end(committed=False)
+            return ticket
+        size = self._inner.bytes_used if self._wrote else None
+        prev = self._end(committed=True)
+        if size is not None:
+            key, usage = self._key, self._usage
+
+            def on_done(t: CommitTicket) -> None:
+                if t.error is not None:
+                    usage.revert(key, size, prev)
+
+            ticket.add_done_callback(on_done)
+        return ticket
+
+    def close(self) -> None:
+        if self._start is not None:
+            self._end(committed=False)
+        self._inner.close()
+
+
+class UsageBook:
+    """Every tenant's `TenantUsage`; also the supervisor's `wrap_storage` hook."""
+
+    def __init__(self, quotas: Callable[[str], tuple[int, int]]) -> None:
+        # quotas(tenant) -> (storage bytes, objects): read when a tenant is first seen
+        # and again through `update_limits` when the admin changes them.
+        self._quotas = quotas
+        self._tenants: dict[str, TenantUsage] = {}
+        self._lock = threading.Lock()
+
+    def get(self, tenant: str) -> TenantUsage:
+        usage = self._tenants.get(tenant)
+        if usage is None:
+            with self._lock:
+                usage = self._tenants.get(tenant)
+                if usage is None:
+                    max_bytes, max_objects = self._quotas(tenant)
+                    usage = self._tenants[tenant] = TenantUsage(tenant, max_bytes, max_objects)
+        return usage
+
+    def update_limits(self, tenant: str) -> None:
+        usage = self.get(tenant)
+        usage.max_bytes, usage.max_objects = self._quotas(tenant)
+
+    def forget(self, tenant: str) -> None:
+        with self._lock:
+            self._tenants.pop(tenant, None)
+
+    def tenants(self) -> list[TenantUsage]:
+        return list(self._tenants.values())
+
+    def wrap(
+        self, tenant: str, class_name: str, oid: ObjectId, inner: ObjectStorage
+    ) -> ObjectStorage:
+        sized: SizedStorage = inner  # type: ignore[assignment]  # both backends have bytes_used
+        return QuotaStorage(sized, self.get(tenant), class_name, oid)
