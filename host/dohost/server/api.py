@@ -1,0 +1,343 @@
+"""HTTP API v1: the router, authentication, and the tenant routes (docs/http-api.md).
+
+    GET    /healthz                                       open
+    GET    /metrics                                       admin
+    POST   /v1/tenants, GET /v1/tenants                   admin (api_admin.py)
+    GET|PATCH|DELETE /v1/tenants/{name}                   admin
+    POST   /v1/tenants/{name}/token                       admin
+    GET    /v1/classes                                    tenant
+    PUT    /v1/classes/{class}?storage=kv|sqlite          tenant, body = wasm
+    GET    /v1/classes/{class}                            tenant
+    GET    /v1/classes/{class}/objects                    tenant, paginated
+    POST   /v1/classes/{class}/ids                        tenant, a new unique id
+    GET|DELETE /v1/classes/{class}/objects/{name}         tenant (ids/{id} alike)
+    GET    /v1/classes/{class}/objects/{name}/storage     tenant, paginated (ids/{id} alike)
+    ANY    /v1/classes/{class}/objects/{name}/{path...}   tenant: the object's fetch event
+    ANY    /v1/classes/{class}/ids/{id}/{path...}         tenant: the same, by id
+
+A tenant sees only its own classes and objects: anything of another tenant answers
+exactly as if it did not exist (404). Every error the host makes is JSON
+`{"error": {"code", "message"}}` with the code also in the `x-dohost-error` header.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import trio
+
+from dohost.core.envelopes import Request
+from dohost.core.errors import Code, DohostError
+from dohost.core.ids import ObjectId
+from dohost.server import api_admin
+from dohost.server.api_util import (
+    ERROR_HEADER,
+    MethodNotAllowed,
+    b64,
+    b64url,
+    b64url_param,
+    decode_segment,
+    error_response,
+    int_param,
+    json_response,
+    not_found,
+    query_params,
+)
+from dohost.server.http_types import HttpRequest, HttpResponse
+from dohost.server.metrics import CONTENT_TYPE as METRICS_TYPE
+from dohost.server.state import ServerState
+from dohost.server.tenancy import Principal
+from dohost.storage.api import ListOptions
+from dohost.storage.manager import ObjectPage
+
+log = logging.getLogger("dohost.api")
+
+# Request headers that describe this hop (or carry the tenant's credentials) and so
+# never reach guest code. The body reaches it whole, so its framing headers go too.
+DROP_REQUEST_HEADERS = frozenset(
+    {
+        "authorization",
+        "proxy-authorization",
+        "connection",
+        "keep-alive",
+        "proxy-connection",
+        "te",
+        "trailer",
+        "transfer-encoding",
+        "upgrade",
+        "content-length",
+        "expect",
+    }
+)
+MAX_PAGE = 1000
+
+
+@dataclass(slots=True)
+class _Labels:
+    """Who and what a request was about, for its metrics (filled while routing)."""
+
+    tenant: str = ""
+    class_name: str = ""
+
+
+class Api:
+    """The request handler given to `serve_http`."""
+
+    def __init__(self, state: ServerState) -> None:
+        self.state = state
+        self.host = state.host
+
+    async def handle(self, req: HttpRequest) -> HttpResponse:
+        labels = _Labels()
+        try:
+            resp = await self._route(req, labels)
+            error = None
+        except DohostError as e:
+            resp = error_response(e)
+            error = e.code.code
+        except Exception:
+            log.exception("API handler failed on %s %s", req.method, req.path[:200])
+            internal = DohostError(Code.INTERNAL, "internal error; the server log has the details")
+            resp = error_response(internal)
+            error = internal.code.code
+        self.state.metrics.request(labels.tenant, labels.class_name, resp.status, error)
+        return resp
+
+    # ---------------------------------------------------------------- routing
+
+    async def _route(self, req: HttpRequest, labels: _Labels) -> HttpResponse:
+        path = req.path
+        if path.startswith("/v1/classes/"):
+            principal = self._tenant(req, labels)
+            assert principal.tenant is not None
+            return await self._classes(req, principal.tenant, path, labels)
+        if path == "/healthz":
+            if req.method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(req.method, "GET, HEAD")
+            return json_response(200, {"status": "ok"})
+        if path == "/metrics":
+            self._admin(req)
+            if req.method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(req.method, "GET, HEAD")
+            return HttpResponse(200, [("content-type", METRICS_TYPE)], self.state.metrics.render())
+        if path == "/v1/classes":
+            principal = self._tenant(req, labels)
+            assert principal.tenant is not None
+            if req.method != "GET":
+                raise MethodNotAllowed(req.method, "GET")
+            return self._list_classes(principal.tenant)
+        if path == "/v1/tenants" or path.startswith("/v1/tenants/"):
+            self._admin(req)
+            return await api_admin.handle(self.state, req, path[len("/v1/tenants") :])
+        if path.startswith("/v1/") or path == "/v1":
+            # Unknown v1 routes still need a valid token, so they reveal nothing.
+            self._principal(req)
+        if not path.startswith("/"):
+            raise DohostError(Code.BAD_REQUEST, "the request target must be a path")
+        raise not_found(path)
+
+    def _principal(self, req: HttpRequest) -> Principal:
+        return self.state.tenancy.authenticate(req.header("authorization"))
+
+    def _admin(self, req: HttpRequest) -> None:
+        if not self._principal(req).admin:
+            raise DohostError(Code.UNAUTHORIZED, "this route needs the admin token")
+
+    def _tenant(self, req: HttpRequest, labels: _Labels) -> Principal:
+        principal = self._principal(req)
+        if principal.tenant is None:
+            raise DohostError(
+                Code.UNAUTHORIZED,
+                "this route needs a tenant token (the admin token is not a tenant's)",
+            )
+        labels.tenant = principal.tenant
+        self.state.quotas.check_rate(principal.tenant, trio.current_time())
+        return principal
+
+    async def _classes(
+        self, req: HttpRequest, tenant: str, path: str, labels: _Labels
+    ) -> HttpResponse:
+        # ['', 'v1', 'classes', class, kind, object, rest]
+        parts = path.split("/", 6)
+        class_name = parts[3]
+        labels.class_name = class_name
+        method = req.method
+        n = len(parts)
+        if n == 4:
+            if method == "PUT":
+                return await self._deploy(req, tenant, class_name)
+            if method == "GET":
+                return self._class_info(tenant, class_name)
+            raise MethodNotAllowed(method, "GET, PUT")
+        kind = parts[4]
+        if kind == "objects":
+            if n == 5:
+                if method != "GET":
+                    raise MethodNotAllowed(method, "GET")
+                return await self._list_objects(req, tenant, class_name)
+            oid = self.host.id_from_name(tenant, class_name, _object_name(parts[5]))
+        elif kind == "ids":
+            if n == 5:
+                if method != "POST":
+                    raise MethodNotAllowed(method, "POST")
+                new = self.host.new_unique_id(tenant, class_name)
+                return json_response(200, {"id": new.hex})
+            oid = self.host.id_from_string(tenant, class_name, parts[5])
+        else:
+            self.host.class_info(tenant, class_name)  # an unknown class is 404 first
+            raise not_found(path)
+        if n == 6:
+            if method == "GET":
+                return json_response(200, {"class": class_name, "id": oid.hex, "name": oid.name})
+            if method == "DELETE":
+                return await self._delete_object(tenant, class_name, oid)
+            raise MethodNotAllowed(method, "GET, DELETE")
+        rest = parts[6]
+        if rest == "storage" and method == "GET":
+            return await self._storage(req, tenant, class_name, oid)
+        return await self._fetch(req, tenant, class_name, oid, "/" + rest)
+
+    # ---------------------------------------------------------------- object traffic
+
+    async def _fetch(
+        self, req: HttpRequest, tenant: str, class_name: str, oid: ObjectId, path: str
+    ) -> HttpResponse:
+        headers = [(k, v) for k, v in req.headers if k not in DROP_REQUEST_HEADERS]
+        request = Request(req.method, path, req.query, headers, req.body)
+        usage = self.state.usage.get(tenant)
+        key = (class_name, oid.raw)
+        usage.admit(key)
+        try:
+            resp = await self.host.fetch(tenant, class_name, oid, request)
+        finally:
+            usage.release(key)
+        # A guest must not pass itself off as a host error.
+        out = [(k, v) for k, v in resp.headers if k.lower() != ERROR_HEADER]
+        return HttpResponse(resp.status, out, resp.body)
+
+    async def _delete_object(self, tenant: str, class_name: str, oid: ObjectId) -> HttpResponse:
+        await self.host.delete_object(tenant, class_name, oid)
+        self.state.usage.get(tenant).forget((class_name, oid.raw))
+        return json_response(200, {"class": class_name, "id": oid.hex, "deleted": True})
+
+    async def _storage(
+        self, req: HttpRequest, tenant: str, class_name: str, oid: ObjectId
+    ) -> HttpResponse:
+        params = query_params(req.query)
+        limit = int_param(params, "limit", 100, 1, MAX_PAGE)
+        start = b64url_param(params, "cursor")
+        prefix = b64url_param(params, "prefix") or b""
+        backend = self.host.class_info(tenant, class_name).storage
+        opts = ListOptions(prefix=prefix, start=start, limit=limit + 1)
+        result = await trio.to_thread.run_sync(
+            self.host.storage.object_entries, tenant, class_name, oid.raw, backend, opts
+        )
+        entries = result.entries
+        nxt: str | None = None
+        if len(entries) > limit:
+            nxt = b64url(entries[limit][0])
+            entries = entries[:limit]
+        elif result.more and entries:
+            nxt = b64url(entries[-1][0] + b"\x00")  # the next key after the last
+        return json_response(
+            200,
+            {
+                "class": class_name,
+                "id": oid.hex,
+                "entries": [{"key": b64(k), "value": b64(v)} for k, v in entries],
+                "next": nxt,
+            },
+        )
+
+    # ---------------------------------------------------------------- classes
+
+    async def _deploy(self, req: HttpRequest, tenant: str, class_name: str) -> HttpResponse:
+        params = query_params(req.query)
+        storage = params.get("storage", "kv")
+        limit = self.state.quotas.get(tenant).module_bytes
+        if len(req.body) > limit:
+            raise DohostError(
+                Code.MODULE_TOO_LARGE,
+                f"the module is {len(req.body)} bytes; this tenant's limit is {limit}",
+            )
+        try:
+            before: int | None = self.host.class_info(tenant, class_name).version
+        except DohostError:
+            before = None
+        info = await self.host.deploy(tenant, class_name, req.body, storage)
+        return json_response(
+            201 if info.version != before else 200,
+            {
+                "class": info.name,
+                "version": info.version,
+                "sha256": info.sha256,
+                "storage": info.storage,
+                "size": len(req.body),
+            },
+        )
+
+    def _class_json(self, tenant: str, class_name: str) -> dict[str, object]:
+        c = self.host.classes.get(tenant, class_name)
+        try:
+            size = self.host.system.module_path(c.row.sha256).stat().st_size
+        except OSError:
+            size = None
+        return {
+            "class": c.row.name,
+            "version": c.row.version,
+            "sha256": c.row.sha256,
+            "storage": c.row.storage,
+            "size": size,
+            "created_ms": c.row.created_ms,
+            "updated_ms": c.row.updated_ms,
+        }
+
+    def _class_info(self, tenant: str, class_name: str) -> HttpResponse:
+        return json_response(200, self._class_json(tenant, class_name))
+
+    def _list_classes(self, tenant: str) -> HttpResponse:
+        names = [c.row.name for c in self.host.classes.list(tenant)]
+        return json_response(200, {"classes": [self._class_json(tenant, n) for n in names]})
+
+    async def _list_objects(self, req: HttpRequest, tenant: str, class_name: str) -> HttpResponse:
+        params = query_params(req.query)
+        limit = int_param(params, "limit", 100, 1, MAX_PAGE)
+        after_hex = params.get("after") or None
+        after: bytes | None = None
+        if after_hex is not None:
+            try:
+                after = bytes.fromhex(after_hex)
+            except ValueError:
+                raise DohostError(Code.INVALID_ARGUMENT, "after must be an object id") from None
+        backend = self.host.class_info(tenant, class_name).storage
+
+        def page() -> ObjectPage:
+            return self.host.storage.list_objects(
+                tenant, class_name, backend, after=after, limit=limit
+            )
+
+        result = await trio.to_thread.run_sync(page)
+        return json_response(
+            200,
+            {
+                "class": class_name,
+                "objects": [
+                    {
+                        "id": o.object_id.hex(),
+                        "name": o.name,
+                        "bytes": o.bytes,
+                        "created_ms": o.created_ms,
+                    }
+                    for o in result.objects
+                ],
+                "next": result.next_after.hex() if result.next_after is not None else None,
+            },
+        )
+
+
+def _object_name(segment: str) -> str:
+    name = decode_segment(segment, "object name")
+    if not name:
+        raise DohostError(Code.INVALID_NAME, "the object name is empty")
+    return name
