@@ -135,6 +135,17 @@ def run(
     sys.exit(trio.run(go))
 
 
+def _register_commands() -> None:
+    from dohost.cli_client import register
+    from dohost.cli_serve import serve
+
+    cli.add_command(serve)
+    register(cli)
+
+
+_register_commands()
+
+
 def main() -> None:
     try:
         cli(standalone_mode=False)

@@ -1,0 +1,101 @@
+"""`dohost serve`: the command-line face of `dohost.server.serve`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+import trio
+
+from dohost.core.errors import DohostError
+
+
+@click.command()
+@click.option(
+    "--data",
+    "data_dir",
+    default="./dohost-data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Data directory (created on first start).",
+)
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option(
+    "--port",
+    default=8080,
+    show_default=True,
+    type=click.IntRange(0, 65535),
+    help="0: any free port.",
+)
+@click.option(
+    "--durability",
+    type=click.Choice(["fsync", "os"]),
+    default="fsync",
+    show_default=True,
+    help="fsync: commits survive power loss. os: a process crash only (development).",
+)
+@click.option(
+    "--cpu-ms",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Default CPU time limit per event, in ms (the cpu_ms quota; default 30000).",
+)
+@click.option(
+    "--quota",
+    "quotas",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A default tenant quota, e.g. objects=1000 or requests_per_s=500 (repeatable).",
+)
+@click.option(
+    "--max-body-bytes",
+    type=click.IntRange(min=1),
+    default=32 * 1024 * 1024,
+    show_default=True,
+    help="Largest request and response body (413 beyond).",
+)
+@click.option(
+    "--grace",
+    type=click.FloatRange(min=0),
+    default=30.0,
+    show_default=True,
+    help="Seconds in-flight requests get to finish on SIGTERM/SIGINT.",
+)
+@click.option("--workers", type=click.IntRange(min=1), default=None, help="Wasm worker threads.")
+def serve(
+    data_dir: Path,
+    host: str,
+    port: int,
+    durability: str,
+    cpu_ms: int | None,
+    quotas: tuple[str, ...],
+    max_body_bytes: int,
+    grace: float,
+    workers: int | None,
+) -> None:
+    """Serve the HTTP API (docs/http-api.md) for many tenants until SIGINT/SIGTERM."""
+    from dohost.server.quotas import parse_quota_option
+    from dohost.server.serve import ServeConfig
+    from dohost.server.serve import serve as run_server
+
+    defaults: dict[str, Any] = {}
+    try:
+        for q in quotas:
+            key, value = parse_quota_option(q)
+            defaults[key] = value
+    except DohostError as e:
+        raise click.BadParameter(e.message, param_hint="--quota") from None
+    if cpu_ms is not None:
+        defaults["cpu_ms"] = cpu_ms
+    config = ServeConfig(
+        data_dir=data_dir,
+        host=host,
+        port=port,
+        durability=durability,
+        max_body_bytes=max_body_bytes,
+        grace_s=grace,
+        workers=workers,
+        quotas=defaults,
+    )
+    trio.run(run_server, config)

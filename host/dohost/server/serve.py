@@ -1,0 +1,117 @@
+"""`dohost serve`: the multi-tenant HTTP server over one data directory.
+
+Start: create the data directory and the admin token (`DATA/admin.token`, mode 0600,
+unless `DOHOST_ADMIN_TOKEN` is set), open the `Host`, remove the directories of tenants
+deleted before the last stop, attach tenancy, quotas and metrics, listen, and print the
+URL as one line on stdout (so scripts and tests can read the port chosen for `--port 0`).
+
+Stop (SIGINT or SIGTERM): stop accepting, let in-flight requests and their events
+finish (bounded by `--grace`), then close the host: its commits are flushed and every
+database closed. Exit status 0. A second signal during that stops waiting.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import sys
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import trio
+
+from dohost.core.limits import EventLimits
+from dohost.server.api import Api
+from dohost.server.host import Host
+from dohost.server.http_server import serve_http
+from dohost.server.http_types import ServerLimits
+from dohost.server.quotas import Quotas
+from dohost.server.state import ServerState
+from dohost.server.tenancy import load_admin_token, remove_orphan_tenant_dirs
+
+log = logging.getLogger("dohost.serve")
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    data_dir: Path
+    host: str = "127.0.0.1"
+    port: int = 8080
+    durability: str = "fsync"
+    max_body_bytes: int = 32 * 1024 * 1024
+    grace_s: float = 30.0
+    workers: int | None = None
+    quotas: dict[str, Any] = field(default_factory=dict)  # server-wide quota defaults
+
+
+async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
+    """Run the server until SIGINT/SIGTERM (or cancellation)."""
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    admin_token, admin_source = load_admin_token(config.data_dir)
+    defaults = replace(Quotas(), **config.quotas)
+    limits = EventLimits(cpu_ms=defaults.cpu_ms, response_bytes=config.max_body_bytes)
+    host = Host(
+        config.data_dir,
+        durability=config.durability,
+        limits=limits,
+        workers=config.workers,
+        max_module_bytes=max(defaults.module_bytes, config.max_body_bytes),
+        shutdown_timeout=config.grace_s,
+    )
+    async with host:
+        known = {row.name for row in host.system.tenants()}
+        for name in remove_orphan_tenant_dirs(config.data_dir, known):
+            log.info("removed the data of deleted tenant %s", name)
+        state = await ServerState.attach(host, admin_token, defaults)
+        api = Api(state)
+        http_limits = ServerLimits(
+            max_body_bytes=config.max_body_bytes,
+            graceful_shutdown_timeout=config.grace_s,
+        )
+        shutdown = trio.Event()
+        async with trio.open_nursery() as outer:
+            async with trio.open_nursery() as inner:
+                outer.start_soon(_watch_signals, shutdown, inner.cancel_scope)
+                bound = await inner.start(
+                    lambda task_status: serve_http(
+                        api.handle,
+                        config.host,
+                        config.port,
+                        limits=http_limits,
+                        task_status=task_status,
+                        shutdown=shutdown,
+                    )
+                )
+                url = _url(bound)
+                print(f"dohost listening on {url}", flush=True)
+                where = "$DOHOST_ADMIN_TOKEN" if admin_source == "env" else admin_source
+                note = " (durability os: survives a process crash, not a power loss)"
+                print(
+                    f"admin token: {where}; data: {config.data_dir}"
+                    + (note if config.durability == "os" else ""),
+                    file=sys.stderr,
+                    flush=True,
+                )
+                task_status.started(url)
+            # serve_http returned: no connection is left (or a second signal cut them).
+            outer.cancel_scope.cancel()
+        log.info("closing the host: flushing commits")
+    log.info("stopped")
+
+
+def _url(bound: tuple[str, int]) -> str:
+    host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
+    return f"http://{host}:{bound[1]}"
+
+
+async def _watch_signals(shutdown: trio.Event, scope: trio.CancelScope) -> None:
+    with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
+        async for _ in signals:
+            if not shutdown.is_set():
+                log.info("shutting down: finishing in-flight requests")
+                shutdown.set()
+                continue
+            # A second signal: stop waiting for in-flight work (the host still closes).
+            scope.cancel()
+            return
