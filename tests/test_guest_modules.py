@@ -38,6 +38,7 @@ VALID_WAT = [
     "init_fails",
     "wasi_stdout",
     "wasi_proc_exit",
+    "versioned_wait",
 ]
 # Fixtures that must be refused at deploy, with the problem that refuses them.
 # (wrong_signature: abi/README.md does not name the code; "import_signature" is ours.)

@@ -1,0 +1,141 @@
+"""Helpers of the HTTP API tests: a real `dohost serve` process on 127.0.0.1, and an
+in-process `Api` over the `host` fixture for tests that are simpler without one."""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from dohost.server.http_types import HttpRequest, HttpResponse
+
+ROOT = Path(__file__).resolve().parents[2]
+ADMIN_TOKEN = "test-admin-token-" + "x" * 16
+START_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 60.0
+
+
+class ServerProcess:
+    """`dohost serve --port 0` in a subprocess; `url` is read from its first stdout line."""
+
+    def __init__(self, data_dir: Path, *args: str, admin_token: str | None = ADMIN_TOKEN) -> None:
+        self.data_dir = data_dir
+        env = dict(os.environ)
+        env.pop("DOHOST_ADMIN_TOKEN", None)
+        if admin_token is not None:
+            env["DOHOST_ADMIN_TOKEN"] = admin_token
+        self.stderr_path = data_dir.parent / f"{data_dir.name}.stderr"
+        self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 (closed in stop)
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dohost.cli", "serve", "--data", str(data_dir), "--port", "0",
+             "--durability", "os", *args],
+            stdout=subprocess.PIPE,
+            stderr=self._stderr,
+            env=env,
+            cwd=ROOT,
+        )  # fmt: skip
+        self.names: dict[str, str] = {}  # token -> tenant name, of new_tenant()
+        self.url = self._read_url()
+        self.admin_token = admin_token or (data_dir / "admin.token").read_text().strip()
+
+    def _read_url(self) -> str:
+        # readline() blocks; a reader thread lets the wait be bounded.
+        found: list[str] = []
+
+        def read() -> None:
+            assert self.proc.stdout is not None
+            found.append(self.proc.stdout.readline().decode())
+
+        t = threading.Thread(target=read, daemon=True)
+        t.start()
+        t.join(START_TIMEOUT_S)
+        m = re.search(r"http://\S+", found[0]) if found else None
+        if m is None:
+            self.proc.kill()
+            self.proc.wait()
+            raise RuntimeError(f"dohost serve did not start: {self.stderr()}")
+        return m.group(0)
+
+    def stderr(self) -> str:
+        self._stderr.flush()
+        return self.stderr_path.read_text(errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        try:
+            rc = self.proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            rc = self.proc.wait()
+        self._stderr.close()
+        return rc
+
+    def client(self, token: str | None) -> httpx.Client:
+        headers = {"authorization": f"Bearer {token}"} if token is not None else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=60.0)
+
+    def admin(self) -> httpx.Client:
+        return self.client(self.admin_token)
+
+    def new_tenant(self, prefix: str = "t", quotas: dict[str, Any] | None = None) -> str:
+        """Create a tenant with a fresh name; returns its token (its name: `names`)."""
+        name = f"{prefix}-{secrets.token_hex(4)}"
+        body: dict[str, Any] = {"name": name}
+        if quotas:
+            body["quotas"] = quotas
+        with self.admin() as c:
+            r = c.post("/v1/tenants", json=body)
+        assert r.status_code == 201, r.text
+        token: str = r.json()["token"]
+        self.names[token] = name
+        return token
+
+    def wait_for_metric(self, pattern: str, timeout: float = 30.0) -> None:
+        """Poll /metrics until a line matches `pattern` (bounded: a subprocess is involved)."""
+        deadline = time.monotonic() + timeout
+        rx = re.compile(pattern, re.M)
+        with self.admin() as c:
+            while time.monotonic() < deadline:
+                if rx.search(c.get("/metrics").text):
+                    return
+                time.sleep(0.01)
+        raise AssertionError(f"no metric line matched {pattern!r} within {timeout} s")
+
+
+def error_code(resp: httpx.Response) -> str:
+    code: str = resp.json()["error"]["code"]
+    assert resp.headers.get("x-dohost-error") == code
+    return code
+
+
+def http_request(
+    method: str,
+    target: str,
+    *,
+    token: str | None = None,
+    body: bytes = b"",
+    headers: list[tuple[str, str]] | None = None,
+) -> HttpRequest:
+    """An `HttpRequest` as the front door would hand it to the API (raw target split)."""
+    path, _, query = target.partition("?")
+    hdrs = [("host", "test")]
+    if token is not None:
+        hdrs.append(("authorization", f"Bearer {token}"))
+    hdrs += headers or []
+    return HttpRequest(method, path, query, hdrs, body, ("127.0.0.1", 1), "1.1")
+
+
+def json_of(resp: HttpResponse) -> Any:
+    import json
+
+    return json.loads(resp.body)
