@@ -39,7 +39,9 @@ async def entries(host: Host, cls: str, name: str) -> dict[bytes, bytes]:
     return dict(host.storage.object_entries("acme", cls, oid.raw).entries)
 
 
-async def expect_event_error(host: Host, cls: str, code: Code, text: str, obj: str = "victim") -> None:
+async def expect_event_error(
+    host: Host, cls: str, code: Code, text: str, obj: str = "victim"
+) -> None:
     with pytest.raises(DohostError) as ei:
         await host.fetch("acme", cls, obj, Request("GET", "/"))
     assert ei.value.code is code, ei.value
@@ -106,7 +108,7 @@ async def test_oversized_keys_and_values(h: Host, wasm: Any) -> None:
         ("huge_initial_memory", Code.MEMORY_TOO_LARGE, "2049 pages"),
         ("unknown_import", Code.UNKNOWN_IMPORT, "dohost.no_such_thing"),
         ("unknown_module_import", Code.UNKNOWN_IMPORT, "env.abort"),
-        ("reserved_import", Code.UNKNOWN_IMPORT, "dohost.alarm_set"),
+        ("reserved_import", Code.UNKNOWN_IMPORT, "dohost.sql_exec"),
         ("wrong_signature", Code.UNKNOWN_IMPORT, "ABI v1 declares"),
         ("no_marker", Code.ABI_VERSION, "dohost_abi_v1"),
         ("abi_v2", Code.ABI_VERSION, "dohost_abi_v2"),
@@ -115,7 +117,9 @@ async def test_oversized_keys_and_values(h: Host, wasm: Any) -> None:
         ("unknown_export", Code.UNKNOWN_EXPORT, "dohost_"),
     ],
 )
-async def test_refused_at_deploy_with_the_problem_named(h: Host, wasm: Any, fixture: str, code: Code, text: str) -> None:
+async def test_refused_at_deploy_with_the_problem_named(
+    h: Host, wasm: Any, fixture: str, code: Code, text: str
+) -> None:
     with pytest.raises(DohostError) as ei:
         await h.deploy("acme", fixture, wasm(fixture))
     assert ei.value.code is code, ei.value
@@ -157,7 +161,11 @@ async def test_wasi_stdout_goes_to_the_object_log(h: Host, wasm: Any, caplog: An
     with caplog.at_level(logging.INFO, logger="dohost.guest"):
         r = await h.fetch("acme", "wasi", "w", Request("GET", "/"))
     assert r.text == "0 0 8"
-    msgs = {(rec.levelno, rec.getMessage().split("] ", 1)[1]) for rec in caplog.records if rec.name == "dohost.guest"}
+    msgs = {
+        (rec.levelno, rec.getMessage().split("] ", 1)[1])
+        for rec in caplog.records
+        if rec.name == "dohost.guest"
+    }
     assert (logging.INFO, "hello stdout") in msgs and (logging.WARNING, "hello stderr") in msgs
 
 
@@ -168,4 +176,10 @@ async def test_echo_sees_large_requests_through_result_read(h: Host, wasm: Any) 
     body = bytes(range(256)) * 1000  # larger than the guest's free memory: output-buffer rule
     r = await h.fetch("acme", "echo", "e", Request("PUT", "/p/q", "x=1", [("x-a", "b")], body))
     back = decode_request(r.body)
-    assert (back.method, back.path, back.query, back.headers, back.body) == ("PUT", "/p/q", "x=1", [("x-a", "b")], body)
+    assert (back.method, back.path, back.query, back.headers, back.body) == (
+        "PUT",
+        "/p/q",
+        "x=1",
+        [("x-a", "b")],
+        body,
+    )

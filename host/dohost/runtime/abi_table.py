@@ -50,10 +50,13 @@ DOHOST_IMPORTS: dict[str, Sig] = {
     "log": sig("iii", "i"),
     "now_ms": sig("", "I"),
     "random_fill": sig("ii", "i"),
+    "alarm_set": sig("I", "i"),
+    "alarm_get": sig("i", "i"),
+    "alarm_delete": sig("", "i"),
 }
 
 # Names reserved for later issues; importing them today is refused with a pointer to why.
-RESERVED_IMPORTS = frozenset({"alarm_set", "alarm_get", "alarm_delete", "call", "sql_exec"})
+RESERVED_IMPORTS = frozenset({"call", "sql_exec"})
 
 # Exports: name -> (signature, required).
 EXPORTS: dict[str, tuple[Sig, bool]] = {

@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -43,6 +45,13 @@ _U32 = 0xFFFFFFFF
 _S = {c: c.abi_status for c in Code if c.abi_status is not None}
 BAD_POINTER = -2
 _LOG_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+_I64 = struct.Struct("<q")
+
+
+def _wall_ms() -> float:
+    return time.time() * 1000.0
+
+
 OFFLOAD = "offload"  # _trap_reason of an import that asked to leave the loop thread
 
 
@@ -80,6 +89,11 @@ class EventResult:
     # An inline attempt ran out of its inline budget (or needed to block): nothing of it
     # escaped, and the event must run again on a worker thread.
     offload: bool = False
+    # The event changed the object's alarm (committed with it): to `alarm` (None: deleted).
+    alarm_changed: bool = False
+    alarm: int | None = None
+    # An alarm handler failed but had set a new alarm: only that change was committed.
+    alarm_replaced: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -113,6 +127,12 @@ class Activation(WasiCalls):
         self.events = 0
         self._ticks = deadline_ticks(limits.cpu_ms)
         self.inline = inline_ticks > 0  # running on the loop thread (see run_event)
+        # Called with the new alarm time before an event that set it commits: it must
+        # make the host-wide alarm index entry durable (storage/alarm_index.py).
+        self.on_alarm_set: Callable[[int], None] | None = None
+        self.wall_ms: Callable[[], float] = _wall_ms
+        self._alarm_changed = False
+        self._alarm: int | None = None
         self._log_lines: list[tuple[int, bytes]] = []
         # Per-event state.
         self.input: bytes | None = None
@@ -205,6 +225,8 @@ class Activation(WasiCalls):
         self.last_err = None
         self.ops = self.reads = self.writes = 0
         self._trap_reason = None
+        self._alarm_changed = False
+        self._alarm = None
         self.inline = inline_ticks > 0
         self.events += 1
         CURRENT.act = self
@@ -213,6 +235,11 @@ class Activation(WasiCalls):
         try:
             self.storage.begin_event()
             self.storage_open = True
+            if kind == "alarm":
+                # Inside the handler the alarm being delivered is gone: get returns none
+                # unless the handler sets a new one; success commits the deletion.
+                self.storage.set_alarm(None)
+                self._alarm_changed, self._alarm = True, None
             if self.needs_init:
                 self._call_guest(self._init, None, "dohost_init")
                 self.needs_init = False
@@ -223,11 +250,20 @@ class Activation(WasiCalls):
                 )
             self._call_guest(export, len(data), f"dohost_{kind}")
             response = self.response if self.response is not None else Response(204, [], b"")
+            if self._alarm_changed and self._alarm is not None and self.on_alarm_set is not None:
+                self.on_alarm_set(self._alarm)  # index first: it must be a superset
             ticket = self.storage.commit_event()
             self._flush_output()
             self._emit_logs()
             return EventResult(
-                response, ticket, None, time.thread_time() - t0, self.reads, self.writes
+                response,
+                ticket,
+                None,
+                time.thread_time() - t0,
+                self.reads,
+                self.writes,
+                alarm_changed=self._alarm_changed,
+                alarm=self._alarm,
             )
         except OffloadRequest:
             self.broken = True
@@ -236,10 +272,10 @@ class Activation(WasiCalls):
             self._log_lines.clear()
             return EventResult(offload=True, cpu_s=time.thread_time() - t0)
         except GuestFailure as f:
-            return self._fail(DohostError(f.code, f.message), t0)
+            return self._fail(DohostError(f.code, f.message), t0, kind)
         except DohostError as e:
-            return self._fail(e, t0)
-        except Exception as e:  # noqa: BLE001 - a host bug must not take the process down
+            return self._fail(e, t0, kind)
+        except Exception as e:
             guest_log.exception("[%s] host error during event", self.ident.tag())
             return self._fail(DohostError(Code.INTERNAL, f"host error: {type(e).__name__}"), t0)
         finally:
@@ -252,8 +288,12 @@ class Activation(WasiCalls):
         try:
             r = export() if arg is None else export(arg)
         except wasmtime.Trap as t:
+            if self._trap_reason == OFFLOAD:
+                raise OffloadRequest from None
             raise self._trap_error(t, f"in {what}") from None
         except wasmtime.WasmtimeError as e:
+            if self._trap_reason == OFFLOAD:
+                raise OffloadRequest from None
             # A trap an import raised (proc_exit) arrives as an error, not a Trap.
             if self._trap_reason is not None:
                 raise GuestFailure(Code.OBJECT_ERROR, f"{self._trap_reason} in {what}") from None
@@ -286,12 +326,31 @@ class Activation(WasiCalls):
             except Exception:
                 guest_log.exception("[%s] rollback failed", self.ident.tag())
 
-    def _fail(self, err: DohostError, t0: float) -> EventResult:
+    def _fail(self, err: DohostError, t0: float, kind: str = "fetch") -> EventResult:
         self.broken = True
         self._rollback()
         self._flush_output()
         self._emit_logs()
-        return EventResult(None, None, err, time.thread_time() - t0, self.reads, self.writes)
+        result = EventResult(None, None, err, time.thread_time() - t0, self.reads, self.writes)
+        if kind == "alarm" and self._alarm_changed and self._alarm is not None:
+            # A failing alarm handler that set a new alarm: that alarm replaces the retry,
+            # so it alone is committed (the handler's other writes stay rolled back).
+            result.alarm_replaced, result.alarm_changed, result.alarm = True, True, self._alarm
+            try:
+                self.storage.begin_event()
+                self.storage.set_alarm(self._alarm)
+                if self.on_alarm_set is not None:
+                    self.on_alarm_set(self._alarm)
+                result.ticket = self.storage.commit_event()
+            except DohostError as e:
+                guest_log.warning(
+                    "[%s] could not keep the alarm set by a failing handler: %s",
+                    self.ident.tag(),
+                    e,
+                )
+                result.alarm_replaced = result.alarm_changed = False
+                result.ticket = None
+        return result
 
     # ----------------------------------------------------------------- helpers
 
@@ -626,6 +685,58 @@ class Activation(WasiCalls):
             self.storage.delete_all()
         except DohostError as e:
             return self._err(e.code, e.message)
+        self._alarm_changed, self._alarm = True, None  # delete_all takes the alarm too
+        self.writes += 1
+        return 0
+
+    # ----------------------------------------------------------------- alarms
+
+    def imp_alarm_set(self, time_ms: int) -> int:
+        st = self._storage_op()
+        if st:
+            return st
+        if time_ms < 0:
+            return self._err(
+                Code.INVALID_ARGUMENT, "alarm time must be milliseconds since the Unix epoch (>= 0)"
+            )
+        if self.inline:
+            # Committing an alarm writes the alarm index durably (an fsync): not on the
+            # loop thread. Abandon the inline attempt; the event reruns on a worker.
+            self._trap_reason = OFFLOAD
+            raise GuestTrapRequest(OFFLOAD)
+        try:
+            self.storage.set_alarm(time_ms)
+        except DohostError as e:
+            return self._err(e.code, e.message)
+        self._alarm_changed, self._alarm = True, time_ms
+        self.writes += 1
+        return 0
+
+    def imp_alarm_get(self, out_ptr: int) -> int:
+        if not self.mem.check(out_ptr, 8):
+            return self._bad_pointer("alarm_get")
+        st = self._storage_op()
+        if st:
+            return st
+        try:
+            due = self.storage.get_alarm()
+        except DohostError as e:
+            return self._err(e.code, e.message)
+        self.reads += 1
+        if due is None:
+            return 0
+        self.mem.write(out_ptr, _I64.pack(due))
+        return 1
+
+    def imp_alarm_delete(self) -> int:
+        st = self._storage_op()
+        if st:
+            return st
+        try:
+            self.storage.set_alarm(None)
+        except DohostError as e:
+            return self._err(e.code, e.message)
+        self._alarm_changed, self._alarm = True, None
         self.writes += 1
         return 0
 
@@ -642,7 +753,7 @@ class Activation(WasiCalls):
         return 0
 
     def imp_now_ms(self) -> int:
-        return time.time_ns() // 1_000_000
+        return int(self.wall_ms())
 
     def wasi_proc_exit(self, code: int) -> int:
         self._trap_reason = f"proc_exit({code})"

@@ -75,6 +75,12 @@ class _NoStorage:
     def delete_all(self) -> None:
         raise self._refuse()
 
+    def get_alarm(self) -> int | None:
+        raise self._refuse()
+
+    def set_alarm(self, due_ms: int | None) -> None:
+        raise self._refuse()
+
     def rollback_event(self) -> None:
         pass
 

@@ -14,24 +14,31 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import trio
 
+from dohost.core.alarm_schedule import AlarmRun
 from dohost.core.envelopes import Request, Response, encode_request
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId, id_from_name, id_from_string, new_unique_id
 from dohost.core.limits import EventLimits
 from dohost.core.names import check_name
 from dohost.runtime import crossing
+from dohost.runtime.activation import EventResult
 from dohost.runtime.engine import EngineSettings, EpochTicker, make_engine
 from dohost.runtime.linker import build_linker
 from dohost.runtime.module_loader import ModuleCache
+from dohost.server.alarms import AlarmScheduler
 from dohost.server.class_registry import ClassRegistry, ClassRuntime
 from dohost.server.executor import WorkerPool
 from dohost.server.supervisor import Supervisor
+from dohost.storage.alarm_index import AlarmEntry, AlarmIndex
 from dohost.storage.api import Durability
 from dohost.storage.manager import StorageManager
 from dohost.storage.system_db import SystemDb
@@ -71,7 +78,12 @@ class Host:
         fastcall: bool | None = None,
         max_module_bytes: int = DEFAULT_MAX_MODULE_BYTES,
         shutdown_timeout: float = 30.0,
+        wall_clock_ms: Callable[[], float] | None = None,
+        alarm_jitter: Callable[[], float] | None = None,
     ) -> None:
+        """`wall_clock_ms` (milliseconds since the epoch) is what guests' `now_ms` and the
+        alarm loop read; tests pass one tied to trio's MockClock. `alarm_jitter` returns
+        a fraction in [0, 1) for the retry backoff jitter (random by default)."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise DohostError(Code.INVALID_ARGUMENT, "durability must be 'fsync' or 'os'")
         self.data_dir = Path(data_dir)
@@ -87,6 +99,8 @@ class Host:
         )
         self._max_module_bytes = max_module_bytes
         self._stack: contextlib.AsyncExitStack | None = None
+        self.wall_ms: Callable[[], float] = wall_clock_ms or (lambda: time.time() * 1000.0)
+        self._alarm_jitter = alarm_jitter or random.random
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -130,10 +144,19 @@ class Host:
                 idle_timeout=self.idle_timeout,
                 max_resident=self.max_resident,
             )
+            self.supervisor.wall_ms = self.wall_ms
             stack.callback(self.supervisor.close_all)
+            self.alarm_index = AlarmIndex(self.data_dir / "alarms.db", self.durability)
+            stack.callback(self.alarm_index.close)
+            self.alarms = AlarmScheduler(
+                self.alarm_index, self._deliver_alarm, self.wall_ms, jitter=self._alarm_jitter
+            )
+            self.supervisor.index_alarm = self.alarm_index.upsert_durable
+            self.supervisor.on_alarm_committed = self.alarms.schedule
             nursery = await stack.enter_async_context(trio.open_nursery())
             self._nursery = nursery
             nursery.start_soon(self.supervisor.reaper)
+            await nursery.start(self.alarms.run)
             stack.push_async_callback(self._drain)
         except BaseException:
             await stack.aclose()
@@ -185,6 +208,30 @@ class Host:
 
     def id_from_string(self, tenant: str, class_name: str, text: str) -> ObjectId:
         return id_from_string(self.classes.get(tenant, class_name).class_key, text)
+
+    # ------------------------------------------------------------------ alarms
+
+    async def _deliver_alarm(self, entry: AlarmEntry, run: AlarmRun, kind: str) -> EventResult:
+        """The alarm loop's way in: an alarm event (or clear) for one object."""
+        try:
+            self.classes.get(entry.tenant, entry.class_name)
+        except DohostError:
+            return EventResult(extra={"alarm_state": "gone"})  # class or tenant deleted
+        oid = ObjectId(entry.object_id, entry.name)
+        return await self.supervisor.deliver(
+            entry.tenant, entry.class_name, oid, kind, run.info(), expect_alarm=run.scheduled_ms
+        )
+
+    def pending_alarms(
+        self, tenant: str | None = None, class_name: str | None = None
+    ) -> list[tuple[AlarmEntry, int, int]]:
+        """(entry, due_ms, retry_count) of every scheduled alarm, earliest first."""
+        return [
+            (e, due, run.retry_count)
+            for e, run, due in self.alarms.pending()
+            if (tenant is None or e.tenant == tenant)
+            and (class_name is None or e.class_name == class_name)
+        ]
 
     # ------------------------------------------------------------------ events
 

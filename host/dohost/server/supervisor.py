@@ -32,6 +32,7 @@ from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
 from dohost.core.limits import EventLimits
 from dohost.runtime.activation import Activation, EventResult, ObjectIdent, OffloadRequest
+from dohost.storage.alarm_index import AlarmEntry
 from dohost.storage.api import CommitTicket, ObjectStorage
 
 if TYPE_CHECKING:
@@ -166,15 +167,32 @@ class Supervisor:
         # longer the current one), a wrapper around each object's storage (quota
         # accounting), and an observer of events and dropped activations (metrics).
         self.limits_for: Callable[[str, str], EventLimits] | None = None
+        # Alarms (set by the host): `index_alarm` makes an index entry durable before the
+        # commit of the event that set the alarm (worker thread); `on_alarm_committed`
+        # hears each alarm whose event committed (loop thread) and schedules it.
+        self.index_alarm: Callable[[AlarmEntry], None] | None = None
+        self.on_alarm_committed: Callable[[AlarmEntry], None] | None = None
+        # The wall clock guests' now_ms reads (ms since the epoch); injectable for tests.
+        self.wall_ms: Callable[[], float] = lambda: time.time() * 1000.0
         self.wrap_storage: WrapStorage | None = None
         self.observer: SupervisorObserver | None = None
 
     # ------------------------------------------------------------------ delivery
 
     async def deliver(
-        self, tenant: str, class_name: str, oid: ObjectId, kind: str, data: bytes
+        self,
+        tenant: str,
+        class_name: str,
+        oid: ObjectId,
+        kind: str,
+        data: bytes,
+        expect_alarm: int | None = None,
     ) -> EventResult:
-        """Run one event on an object and return its result once it may be released."""
+        """Run one event on an object and return its result once it may be released.
+
+        kind is "fetch", "alarm" (only if the object's alarm is still `expect_alarm`:
+        otherwise result.extra["alarm_state"] says "gone" or "moved") or "alarm_clear"
+        (drop that alarm without running guest code)."""
         if self.closing:
             raise DohostError(
                 Code.SHUTTING_DOWN, "the host is shutting down; retry on another instance"
@@ -200,7 +218,7 @@ class Supervisor:
                 and cls.compiled is not None
                 and slot.heavy_until <= trio.current_time()
             ):
-                result = self._run(slot, cls, kind, data, self.inline_ticks)
+                result = self._run(slot, cls, kind, data, self.inline_ticks, expect_alarm)
                 if result.offload:
                     slot.heavy_until = trio.current_time() + HEAVY_FOR_S
                     self.stats.offloads += 1
@@ -208,7 +226,9 @@ class Supervisor:
                 else:
                     self.stats.inline += 1
             if result is None:
-                result = await self._pool.run(lambda: self._run(slot, cls, kind, data, 0))
+                result = await self._pool.run(
+                    lambda: self._run(slot, cls, kind, data, 0, expect_alarm)
+                )
             if result.ticket is not None:
                 slot.ticket = result.ticket
         finally:
@@ -217,21 +237,29 @@ class Supervisor:
         self.stats.events += 1
         if result.error is not None:
             self.stats.errors += 1
-        else:
-            assert result.ticket is not None
+        if result.ticket is not None:
             err = await wait_ticket(result.ticket)
             if err is not None:
-                self.stats.errors += 1
+                if result.error is None:
+                    self.stats.errors += 1
+                    result.error = DohostError(
+                        Code.STORAGE_ERROR, f"the event's writes were not stored: {err.message}"
+                    )
                 self.stats.storage_failures += 1
                 await self._reset_after_storage_failure(slot)
                 result.response = None
-                result.error = DohostError(
-                    Code.STORAGE_ERROR, f"the event's writes were not stored: {err.message}"
-                )
-        if self.observer is not None:
-            self.observer.event(
-                tenant, class_name, kind, result, time.perf_counter() - t_start
+                result.alarm_changed = result.alarm_replaced = False
+        if (
+            result.alarm_changed
+            and result.alarm is not None
+            and (result.error is None or result.alarm_replaced)
+            and self.on_alarm_committed is not None
+        ):
+            self.on_alarm_committed(
+                AlarmEntry(tenant, class_name, oid.raw, slot.name, cls.row.storage, result.alarm)
             )
+        if self.observer is not None:
+            self.observer.event(tenant, class_name, kind, result, time.perf_counter() - t_start)
         return result
 
     def _slot(self, tenant: str, class_name: str, oid: ObjectId) -> ObjectSlot:
@@ -247,7 +275,13 @@ class Supervisor:
         return slot
 
     def _run(
-        self, slot: ObjectSlot, cls: ClassRuntime, kind: str, data: bytes, inline_ticks: int
+        self,
+        slot: ObjectSlot,
+        cls: ClassRuntime,
+        kind: str,
+        data: bytes,
+        inline_ticks: int,
+        expect_alarm: int | None = None,
     ) -> EventResult:
         """Run an event with the slot lock held by the delivering task: on a worker
         thread, or (inline_ticks > 0) as an inline attempt on the loop thread."""
@@ -267,6 +301,10 @@ class Supervisor:
                 if self.limits_for is None
                 else self.limits_for(slot.tenant, slot.class_name)
             )
+            if kind != "fetch":
+                early = self._check_alarm(slot.storage, kind, expect_alarm)
+                if early is not None:
+                    return early
             act = slot.activation
             if act is None or slot.activation_version != cls.version or act.limits is not limits:
                 slot.activation = None
@@ -278,6 +316,9 @@ class Supervisor:
                     limits,
                     inline_ticks,
                 )
+                act.wall_ms = self.wall_ms
+                if self.index_alarm is not None:
+                    act.on_alarm_set = self._alarm_indexer(slot, cls.row.storage)
                 slot.activation = act
                 slot.activation_version = cls.version
                 self.stats.activations += 1
@@ -295,6 +336,35 @@ class Supervisor:
             return EventResult(offload=True)
         except DohostError as e:
             return EventResult(error=e)
+
+    @staticmethod
+    def _check_alarm(storage: ObjectStorage, kind: str, expect: int | None) -> EventResult | None:
+        """Before an alarm event: is the object's own record still that alarm? (The index
+        that scheduled it is only a superset of the truth.) Also serves "alarm_clear"."""
+        storage.begin_event()
+        due = storage.get_alarm()
+        if due is None or due != expect:
+            storage.rollback_event()
+            state = "gone" if due is None else "moved"
+            return EventResult(extra={"alarm_state": state, "alarm_due": due})
+        if kind == "alarm_clear":
+            storage.set_alarm(None)
+            return EventResult(ticket=storage.commit_event(), alarm_changed=True, alarm=None)
+        storage.rollback_event()
+        return None
+
+    def _alarm_indexer(self, slot: ObjectSlot, backend: str) -> Callable[[int], None]:
+        index = self.index_alarm
+        assert index is not None
+
+        def write(due_ms: int) -> None:
+            index(
+                AlarmEntry(
+                    slot.tenant, slot.class_name, slot.object_id.raw, slot.name, backend, due_ms
+                )
+            )
+
+        return write
 
     async def _reset_after_storage_failure(self, slot: ObjectSlot) -> None:
         async with slot.lock:

@@ -59,7 +59,9 @@ class AlarmIndex:
         self._db.setbusytimeout(5000)
         self._db.execute("PRAGMA journal_mode=WAL")
         # FULL: each index transaction is fsync'd when it commits (the leader's batch).
-        self._db.execute("PRAGMA synchronous=" + ("FULL" if durability == Durability.FSYNC else "OFF"))
+        self._db.execute(
+            "PRAGMA synchronous=" + ("FULL" if durability == Durability.FSYNC else "OFF")
+        )
         with self._db:
             self._db.execute(SCHEMA)
         self._lock = threading.Lock()  # serializes use of the connection
@@ -93,7 +95,9 @@ class AlarmIndex:
                 try:
                     self._write(list(batch.values()))
                 except apsw.Error as e:
-                    error = DohostError(Code.STORAGE_ERROR, f"the alarm index could not be written: {e}")
+                    error = DohostError(
+                        Code.STORAGE_ERROR, f"the alarm index could not be written: {e}"
+                    )
                 finally:
                     self._cv.acquire()
                     self._flushing = False
@@ -109,7 +113,10 @@ class AlarmIndex:
         with self._lock, self._db:
             self._db.executemany(
                 "INSERT OR REPLACE INTO alarms(tenant, class, object_id, name, backend, due_ms) VALUES(?,?,?,?,?,?)",
-                [(e.tenant, e.class_name, e.object_id, e.name, e.backend, e.due_ms) for e in entries],
+                [
+                    (e.tenant, e.class_name, e.object_id, e.name, e.backend, e.due_ms)
+                    for e in entries
+                ],
             )
         self.batches += 1
 
@@ -118,7 +125,10 @@ class AlarmIndex:
         tenant, cls, oid = key
         with self._lock, self._db:
             if due_ms is None:
-                self._db.execute("DELETE FROM alarms WHERE tenant=? AND class=? AND object_id=?", (tenant, cls, oid))
+                self._db.execute(
+                    "DELETE FROM alarms WHERE tenant=? AND class=? AND object_id=?",
+                    (tenant, cls, oid),
+                )
             else:
                 self._db.execute(
                     "DELETE FROM alarms WHERE tenant=? AND class=? AND object_id=? AND due_ms=?",
@@ -130,7 +140,9 @@ class AlarmIndex:
             if class_name is None:
                 self._db.execute("DELETE FROM alarms WHERE tenant=?", (tenant,))
             else:
-                self._db.execute("DELETE FROM alarms WHERE tenant=? AND class=?", (tenant, class_name))
+                self._db.execute(
+                    "DELETE FROM alarms WHERE tenant=? AND class=?", (tenant, class_name)
+                )
 
     def entries(self, tenant: str | None = None, class_name: str | None = None) -> list[AlarmEntry]:
         """Every entry, earliest first (optionally of one tenant / class)."""

@@ -131,7 +131,18 @@ class ObjectStorage(Protocol):
 
     def list(self, opts: ListOptions) -> ListResult: ...
 
-    def delete_all(self) -> None: ...
+    def delete_all(self) -> None:
+        """Delete every key of the object, and its alarm."""
+        ...
+
+    def get_alarm(self) -> int | None:
+        """The object's alarm (ms since the epoch) as this event sees it, or None."""
+        ...
+
+    def set_alarm(self, due_ms: int | None) -> None:
+        """Set (or with None delete) the object's one alarm, as part of this event's
+        transaction: committed with its other writes, rolled back with them."""
+        ...
 
     def rollback_event(self) -> None:
         """Forget every write of the current event."""

@@ -1,0 +1,209 @@
+"""The alarm loop: fires objects' alarms at their time, at least once, with retries.
+
+At start it loads the host-wide alarm index (storage/alarm_index.py), so alarms that
+became due while the host was down fire promptly, in due order. Every committed event
+that set an alarm adds it here (`schedule`). When an entry is due, the object is asked
+(under its inbox lock, through the supervisor) whether it still has that alarm: the
+object's own record is the truth, the index only a superset of it.
+
+Outcomes of one delivery:
+- the object has no alarm (deleted, object or class gone): the index entry is removed;
+- it has one at another time: rescheduled to that time;
+- the handler succeeded: the index entry is removed unless the handler set a new alarm;
+- the handler failed: retried after `backoff` (in memory; a restart re-fires with
+  retry_count 0, which keeps "at least once"); after 6 retries the alarm is dropped with a
+  log line and the object's record is cleared. A failing handler that set a new alarm
+  replaced the retry: the new alarm is scheduled instead.
+
+Time: alarms are wall-clock milliseconds, read through `wall_ms` (injectable: tests tie it
+to trio's MockClock); the loop sleeps on trio's clock for the difference.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import trio
+
+from dohost.core.alarm_schedule import AlarmRun
+from dohost.core.errors import Code
+from dohost.runtime.activation import EventResult
+from dohost.storage.alarm_index import AlarmEntry, AlarmIndex, AlarmKey
+
+log = logging.getLogger("dohost.alarms")
+
+Deliver = Callable[[AlarmEntry, AlarmRun, str], Awaitable[EventResult]]
+
+
+@dataclass
+class _Pending:
+    entry: AlarmEntry
+    run: AlarmRun
+    due_ms: int
+
+
+@dataclass
+class AlarmStats:
+    runs: int = 0
+    retries: int = 0
+    failures: int = 0
+    dropped: int = 0
+    stale: int = 0  # index entries the object no longer had
+    lateness_ms: list[float] | None = None  # recorded when a list is set (benchmarks)
+
+
+class AlarmScheduler:
+    def __init__(
+        self,
+        index: AlarmIndex,
+        deliver: Deliver,
+        wall_ms: Callable[[], float],
+        *,
+        jitter: Callable[[], float] = random.random,
+        max_concurrent: int = 512,
+    ) -> None:
+        self._index = index
+        self._deliver = deliver
+        self._wall_ms = wall_ms
+        self._jitter = jitter
+        self._heap: list[tuple[int, int, AlarmKey]] = []
+        self._pending: dict[AlarmKey, _Pending] = {}
+        self._running: set[AlarmKey] = set()
+        self._seq = 0
+        self._wake = trio.Event()
+        self._limit = trio.CapacityLimiter(max_concurrent)
+        self.stats = AlarmStats()
+
+    # ------------------------------------------------------------------ scheduling
+
+    def schedule(self, entry: AlarmEntry) -> None:
+        """(Re)schedule an object's alarm at entry.due_ms (loop thread). Replaces what
+        was pending for that object, a retry included."""
+        self._schedule_at(entry, AlarmRun(entry.due_ms), entry.due_ms)
+
+    def _schedule_at(self, entry: AlarmEntry, run: AlarmRun, due: int) -> None:
+        self._pending[entry.key] = _Pending(entry, run, due)
+        self._seq += 1
+        heapq.heappush(self._heap, (due, self._seq, entry.key))
+        if self._heap[0][2] == entry.key:
+            self._wake.set()
+
+    def cancel(self, key: AlarmKey) -> None:
+        self._pending.pop(key, None)
+
+    def pending(self) -> list[tuple[AlarmEntry, AlarmRun, int]]:
+        return sorted(
+            ((p.entry, p.run, p.due_ms) for p in self._pending.values()), key=lambda t: t[2]
+        )
+
+    def next_due(self) -> int | None:
+        self._drop_stale_heads()
+        return self._heap[0][0] if self._heap else None
+
+    def _drop_stale_heads(self) -> None:
+        while self._heap:
+            due, _, key = self._heap[0]
+            p = self._pending.get(key)
+            if p is not None and p.due_ms == due:
+                return
+            heapq.heappop(self._heap)
+
+    # ------------------------------------------------------------------ the loop
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        for entry in self._index.entries():
+            self.schedule(entry)
+        task_status.started()
+        async with trio.open_nursery() as nursery:
+            while True:
+                now = self._wall_ms()
+                while True:
+                    self._drop_stale_heads()
+                    if not self._heap or self._heap[0][0] > now:
+                        break
+                    _, _, key = heapq.heappop(self._heap)
+                    if key in self._running:
+                        # One delivery per object at a time: try again when it finishes.
+                        continue
+                    p = self._pending.pop(key)
+                    self._running.add(key)
+                    nursery.start_soon(self._fire, p, now)
+                nxt = self.next_due()
+                self._wake = trio.Event()
+                with trio.move_on_after(max(0.0, (nxt - now) / 1000) if nxt is not None else 3600):
+                    await self._wake.wait()
+
+    async def _fire(self, p: _Pending, now: float) -> None:
+        key = p.entry.key
+        try:
+            async with self._limit:
+                if self.stats.lateness_ms is not None:
+                    self.stats.lateness_ms.append(self._wall_ms() - p.due_ms)
+                await self._fire_one(p)
+        except Exception:
+            log.exception("alarm delivery failed for %s/%s", p.entry.tenant, p.entry.class_name)
+        finally:
+            self._running.discard(key)
+            if key in self._pending:
+                self._wake.set()  # it was rescheduled while running: look again
+
+    async def _fire_one(self, p: _Pending) -> None:
+        entry, run = p.entry, p.run
+        result = await self._deliver(entry, run, "alarm")
+        state = result.extra.get("alarm_state")
+        if state == "gone":
+            self.stats.stale += 1
+            self._index.remove(entry.key, entry.due_ms)
+            return
+        if state == "moved":
+            moved_to = int(result.extra["alarm_due"])
+            self._schedule_at(_with_due(entry, moved_to), AlarmRun(moved_to), moved_to)
+            return
+        self.stats.runs += 1
+        if result.error is None:
+            if not (result.alarm_changed and result.alarm is not None):
+                self._index.remove(entry.key, entry.due_ms)
+            # A new alarm set by the handler was scheduled by the commit hook.
+            return
+        self.stats.failures += 1
+        if result.error.code is Code.NOT_SUPPORTED:
+            log.warning(
+                "%s/%s object %s: alarm dropped: the class exports no dohost_alarm",
+                entry.tenant,
+                entry.class_name,
+                entry.object_id.hex()[:16],
+            )
+            await self._drop(entry, run)
+            return
+        if result.alarm_replaced:
+            return  # the failing handler's new alarm replaced the retry (commit hook scheduled it)
+        nxt = run.after_failure(int(self._wall_ms()), self._jitter)
+        if nxt is None:
+            log.warning(
+                "%s/%s object %s: alarm scheduled for %d dropped after %d failed retries: %s",
+                entry.tenant,
+                entry.class_name,
+                entry.object_id.hex()[:16],
+                run.scheduled_ms,
+                run.retry_count,
+                result.error,
+            )
+            await self._drop(entry, run)
+            return
+        self.stats.retries += 1
+        self._schedule_at(entry, nxt[0], nxt[1])
+
+    async def _drop(self, entry: AlarmEntry, run: AlarmRun) -> None:
+        self.stats.dropped += 1
+        await self._deliver(entry, run, "alarm_clear")
+        self._index.remove(entry.key, entry.due_ms)
+
+
+def _with_due(entry: AlarmEntry, due: int) -> AlarmEntry:
+    return AlarmEntry(
+        entry.tenant, entry.class_name, entry.object_id, entry.name, entry.backend, due
+    )
