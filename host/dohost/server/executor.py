@@ -13,6 +13,7 @@ objects at once (the default is the number of cores).
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 from collections.abc import Callable
@@ -84,10 +85,8 @@ class WorkerPool:
                 return
             self._delivery_scheduled = True
         assert self._token is not None
-        try:
+        with contextlib.suppress(trio.RunFinishedError):
             self._token.run_sync_soon(self._deliver_all)
-        except trio.RunFinishedError:
-            pass
 
     def _deliver_all(self) -> None:
         with self._done_lock:

@@ -125,10 +125,8 @@ async def wait_ticket(ticket: CommitTicket) -> DohostError | None:
     done = trio.Event()
 
     def on_done(_t: CommitTicket) -> None:
-        try:
+        with contextlib.suppress(trio.RunFinishedError):
             token.run_sync_soon(done.set)
-        except trio.RunFinishedError:
-            pass
 
     ticket.add_done_callback(on_done)
     await done.wait()
