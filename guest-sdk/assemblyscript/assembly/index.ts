@@ -1,0 +1,22 @@
+// AssemblyScript guest SDK for dohost, guest ABI v1 (abi/README.md).
+//
+//   import { DurableObject, Request, Response, register } from "<sdk>/assembly";
+//   export { dohost_abi_v1, dohost_fetch } from "<sdk>/assembly/exports";
+//
+//   class Hello extends DurableObject {
+//     fetch(req: Request): Response | null {
+//       return Response.text(200, "hello from " + req.path + "\n");
+//     }
+//   }
+//   register(new Hello());
+//
+// Build: asc app.ts -O3 --runtime minimal --use abort= -o app.wasm (see guest-sdk/README.md).
+
+export { Encoder, Decoder, CborType } from "./cbor";
+export { utf8, str, bytesEqual, concat, parseInt64, parsed, percentDecode } from "./bytes";
+export { Status, statusName, ErrorDetail, lastError, lastErrorCallStatus } from "./status";
+export { Header, Request, Response } from "./http";
+export { Entry, ListOptions, ListIterator, Storage } from "./storage";
+export { Level, log, logBytes, nowMs, randomFill } from "./util";
+export { AlarmInfo, DurableObject, register, failEvent } from "./object";
+export { SCRATCH } from "./output";

@@ -1,0 +1,53 @@
+// The raw imports of module `dohost` (abi/README.md section 5), one function each.
+// Pointers are guest memory addresses, lengths are bytes; every call returns a status
+// (>= 0 success, < 0 an error code) except now_ms. The SDK classes wrap these.
+//
+// Pending in the host (importing them today gets a module refused, so they are not
+// declared yet): alarm_set / alarm_get / alarm_delete (issue "Alarms"), call ("Object
+// calls"), sql_exec ("SQL"). Adding one is a declaration here plus a wrapper.
+
+// @ts-ignore: decorator
+@external("dohost", "input_read")
+export declare function input_read(out: usize, cap: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "response_set")
+export declare function response_set(ptr: usize, len: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "result_read")
+export declare function result_read(out: usize, cap: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "last_error")
+export declare function last_error(out: usize, cap: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "kv_get")
+export declare function kv_get(key: usize, keyLen: usize, out: usize, cap: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "kv_put")
+export declare function kv_put(key: usize, keyLen: usize, val: usize, valLen: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "kv_delete")
+export declare function kv_delete(key: usize, keyLen: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "kv_get_many")
+export declare function kv_get_many(keys: usize, len: usize, out: usize, cap: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "kv_put_many")
+export declare function kv_put_many(entries: usize, len: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "kv_delete_many")
+export declare function kv_delete_many(keys: usize, len: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "kv_list")
+export declare function kv_list(opts: usize, len: usize, out: usize, cap: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "kv_delete_all")
+export declare function kv_delete_all(): i32;
+// @ts-ignore: decorator
+@external("dohost", "log")
+export declare function log(level: i32, ptr: usize, len: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "now_ms")
+export declare function now_ms(): i64;
+// @ts-ignore: decorator
+@external("dohost", "random_fill")
+export declare function random_fill(ptr: usize, len: usize): i32;
