@@ -1,5 +1,6 @@
 # dohost — build, run and test from a fresh machine.
-#   make build      venv in .venv, the package, guest toolchains, every sample and fixture
+#   make build      venv in .venv, the package, guest toolchains (tools/install_toolchains.sh),
+#                   every sample and fixture
 #   make run        a local server with the samples deployed (embedded SQLite storage)
 #   make test       the test suite (what CI runs)
 #   make test-slow  the long-running tests too
@@ -25,6 +26,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 guests: venv
+	tools/install_toolchains.sh
 	$(PY) tools/build_guests.py
 
 run: build
@@ -46,3 +48,4 @@ bench: build
 
 clean:
 	rm -rf $(VENV) .zig-cache tests/fixtures/build samples/*/*.wasm dohost-data
+	rm -rf build guest-sdk/*/examples/*/*.wasm guest-sdk/assemblyscript/node_modules

@@ -1,11 +1,14 @@
-"""Build the guest modules: C samples and test guests, and the WAT test fixtures.
+"""Build the guest modules: samples and test guests in C, Zig, Rust and AssemblyScript, and
+the WAT test fixtures.
 
     .venv/bin/python tools/build_guests.py            # build what is out of date
     .venv/bin/python tools/build_guests.py --force    # rebuild everything
     .venv/bin/python tools/build_guests.py counter    # only the named guests
 
-Outputs: samples/<name>/<name>.wasm, tests/fixtures/build/<name>.wasm (both git-ignored).
+Outputs: samples/<name>/<name>.wasm, tests/fixtures/build/<name>.wasm,
+guest-sdk/<lang>/examples/<name>/<name>.wasm (all git-ignored).
 To add a guest, add a row to GUESTS; to add a language, add a builder to BUILDERS.
+Toolchains: tools/install_toolchains.sh (run by `make build`) installs what is missing.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -22,6 +26,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 C_SDK = ROOT / "guest-sdk" / "c"
+ZIG_SDK = ROOT / "guest-sdk" / "zig"
+RUST_SDK = ROOT / "guest-sdk" / "rust"
+AS_SDK = ROOT / "guest-sdk" / "assemblyscript"
 FIXTURES = ROOT / "tests" / "fixtures"
 FIXTURE_BUILD = FIXTURES / "build"
 
@@ -46,6 +53,44 @@ GUESTS: list[Guest] = [
         ("tests/fixtures/c/kvtest.c",),
         "tests/fixtures/build/kvtest_wasi.wasm",
         flags=("--target=wasm32-wasi", "-mexec-model=reactor", "-s"),  # -s: libc debug info
+    ),
+    # Guest SDKs (guest-sdk/README.md): each language's counter example, conformance guest
+    # (tests/conformance/) and sample.
+    Guest(
+        "counter_zig",
+        "zig",
+        ("guest-sdk/zig/examples/counter/counter.zig",),
+        "guest-sdk/zig/examples/counter/counter.wasm",
+    ),
+    Guest(
+        "counter_rust",
+        "rust",
+        ("guest-sdk/rust/examples/counter/counter.rs",),
+        "guest-sdk/rust/examples/counter/counter.wasm",
+    ),
+    Guest(
+        "counter_as",
+        "as",
+        ("guest-sdk/assemblyscript/examples/counter/counter.ts",),
+        "guest-sdk/assemblyscript/examples/counter/counter.wasm",
+    ),
+    Guest(
+        "kvtest_zig",
+        "zig",
+        ("tests/conformance/guests/kvtest.zig",),
+        "tests/fixtures/build/kvtest_zig.wasm",
+    ),
+    Guest(
+        "kvtest_rust",
+        "rust",
+        ("tests/conformance/guests/kvtest.rs",),
+        "tests/fixtures/build/kvtest_rust.wasm",
+    ),
+    Guest(
+        "kvtest_as",
+        "as",
+        ("tests/conformance/guests/kvtest.ts",),
+        "tests/fixtures/build/kvtest_as.wasm",
     ),
 ]
 
@@ -89,6 +134,110 @@ def build_c(guest: Guest, out: Path) -> None:
         print(proc.stderr, file=sys.stderr, end="")
 
 
+def zig_sdk_files() -> list[Path]:
+    return sorted(ZIG_SDK.glob("*.zig"))
+
+
+def build_zig(guest: Guest, out: Path) -> None:
+    """The first source is the root module; it imports the SDK as @import("dohost")."""
+    if importlib.util.find_spec("ziglang") is None:
+        raise BuildError(
+            "Zig guests need the ziglang package: run `make build` or `.venv/bin/pip install ziglang`"
+        )
+    cmd = [sys.executable, "-m", "ziglang", "build-exe", "-target", "wasm32-freestanding"]
+    cmd += ["-fno-entry", "-rdynamic", "-O", "ReleaseSmall", *guest.flags]
+    cmd += [
+        "--dep",
+        "dohost",
+        f"-Mroot={ROOT / guest.sources[0]}",
+        f"-Mdohost={ZIG_SDK / 'dohost.zig'}",
+    ]
+    cmd += [f"-femit-bin={out}"]
+    run_compiler(guest, cmd, zig_env())
+
+
+# Debian's rustc 1.63 (`apt-get install rustc libstd-rust-dev-wasm32 lld`): a rustup rustc
+# earlier on PATH is another compiler without the wasm32 standard library.
+RUSTC = os.environ.get("DOHOST_RUSTC", "/usr/bin/rustc")
+RUST_TARGET = ["--edition", "2021", "--target", "wasm32-unknown-unknown"]
+RUST_FLAGS = ["-C", "opt-level=s", "-C", "panic=abort"]
+RUST_RLIB = ROOT / "build" / "rust" / "libdohost.rlib"  # the SDK crate, built once
+
+
+def rust_sdk_files() -> list[Path]:
+    return sorted((RUST_SDK / "src").glob("*.rs"))
+
+
+def check_rust() -> None:
+    hint = "run `make build` (tools/install_toolchains.sh) or `apt-get install rustc libstd-rust-dev-wasm32 lld`"
+    if not Path(RUSTC).exists():
+        raise BuildError(f"Rust guests need Debian's rustc at {RUSTC}: {hint}")
+    if shutil.which("wasm-ld") is None:
+        raise BuildError(f"Rust guests need the wasm-ld linker: {hint}")
+
+
+def rust_sdk_rlib() -> Path:
+    """Builds the dohost crate when a source (or this script) is newer than the rlib."""
+    newest = max(p.stat().st_mtime for p in [*rust_sdk_files(), Path(__file__).resolve()])
+    if RUST_RLIB.exists() and RUST_RLIB.stat().st_mtime >= newest:
+        return RUST_RLIB
+    RUST_RLIB.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".libdohost.", suffix=".rlib", dir=RUST_RLIB.parent)
+    os.close(fd)
+    try:
+        cmd = [RUSTC, *RUST_TARGET, *RUST_FLAGS, "--crate-type", "rlib", "--crate-name", "dohost"]
+        cmd += ["-o", tmp_name, str(RUST_SDK / "src" / "lib.rs")]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise BuildError(f"the Rust SDK does not compile\n$ {' '.join(cmd)}\n{proc.stderr}")
+        Path(tmp_name).replace(RUST_RLIB)
+    finally:
+        Path(tmp_name).unlink(missing_ok=True)
+    return RUST_RLIB
+
+
+def build_rust(guest: Guest, out: Path) -> None:
+    """The first source is the crate root of a cdylib that depends on the SDK crate."""
+    check_rust()
+    rlib = rust_sdk_rlib()
+    cmd = [RUSTC, *RUST_TARGET, *RUST_FLAGS, "--crate-type", "cdylib"]
+    cmd += ["--crate-name", guest.name.replace("-", "_"), "-C", "lto", "-C", "linker=wasm-ld"]
+    cmd += ["-C", "strip=symbols", "--extern", f"dohost={rlib}", *guest.flags]
+    cmd += ["-o", str(out), str(ROOT / guest.sources[0])]
+    run_compiler(guest, cmd, None)
+
+
+def as_sdk_files() -> list[Path]:
+    return sorted([*(AS_SDK / "assembly").glob("*.ts"), AS_SDK / "package-lock.json"])
+
+
+def build_as(guest: Guest, out: Path) -> None:
+    """The first source is the entry file; it re-exports the SDK's dohost_* exports."""
+    asc = AS_SDK / "node_modules" / "assemblyscript" / "bin" / "asc.js"
+    node = shutil.which("node")
+    if node is None:
+        raise BuildError(
+            "AssemblyScript guests need Node.js 20+: run `make build` (tools/install_toolchains.sh)"
+        )
+    if not asc.exists():
+        raise BuildError(
+            "AssemblyScript guests need the pinned compiler: run `make build` "
+            "(tools/install_toolchains.sh) or `cd guest-sdk/assemblyscript && npm ci`"
+        )
+    # minimal runtime: the SDK collects garbage at the end of each event (object.ts)
+    cmd = [node, str(asc), str(ROOT / guest.sources[0]), "-O3z", "--runtime", "minimal"]
+    cmd += ["--use", "abort=", *guest.flags, "-o", str(out)]
+    run_compiler(guest, cmd, None)
+
+
+def run_compiler(guest: Guest, cmd: list[str], env: dict[str, str] | None) -> None:
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise BuildError(f"{guest.name}: compiler failed\n$ {' '.join(cmd)}\n{proc.stderr}")
+    if proc.stderr.strip():  # warnings
+        print(proc.stderr, file=sys.stderr, end="")
+
+
 def build_wat(guest: Guest, out: Path) -> None:
     import wasmtime
 
@@ -99,8 +248,19 @@ def build_wat(guest: Guest, out: Path) -> None:
         raise BuildError(f"{guest.name}: {source}: {e}") from e
 
 
-BUILDERS: dict[str, Callable[[Guest, Path], None]] = {"c": build_c, "wat": build_wat}
-EXTRA_INPUTS: dict[str, Callable[[], list[Path]]] = {"c": c_sdk_files}
+BUILDERS: dict[str, Callable[[Guest, Path], None]] = {
+    "c": build_c,
+    "wat": build_wat,
+    "zig": build_zig,
+    "rust": build_rust,
+    "as": build_as,
+}
+EXTRA_INPUTS: dict[str, Callable[[], list[Path]]] = {
+    "c": c_sdk_files,
+    "zig": zig_sdk_files,
+    "rust": rust_sdk_files,
+    "as": as_sdk_files,
+}
 
 
 def wat_fixtures() -> list[Guest]:

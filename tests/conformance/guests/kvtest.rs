@@ -1,0 +1,321 @@
+//! kvtest in Rust: the conformance guest. It answers the routes of tests/fixtures/c/kvtest.c
+//! (the C SDK's test guest) with the same texts, through the Rust SDK, so that
+//! tests/conformance/ can run one spec against every language. See kvtest.c's header for
+//! the route list and the "status text" format ("-4 key_too_large <message>").
+//! Not here: the hostile routes (/spin, /recurse, /grow), which test the host, not an SDK.
+
+use dohost::storage::{self, ListOptions};
+use dohost::{last_error, parse_i64, raw, status_name, AlarmInfo, DurableObject, Error, Request, Response, Result};
+
+/// "<st>" or "<st> <name> <message>".
+fn status_text(st: i32) -> Vec<u8> {
+    let mut t = st.to_string();
+    if st < 0 {
+        match last_error() {
+            Ok(d) => {
+                t.push(' ');
+                t.push_str(&d.name);
+                t.push(' ');
+                t.push_str(&d.message);
+            }
+            Err(e) => {
+                t.push(' ');
+                t.push_str(status_name(st));
+                t.push_str(&format!(" (last_error returned {})", e.code()));
+            }
+        }
+    }
+    t.into_bytes()
+}
+
+fn plain(status: u16, body: Vec<u8>) -> Result<Response> {
+    Ok(Response::bytes(status, "text/plain", body))
+}
+
+fn reply_status(http: u16, st: i32) -> Result<Response> {
+    plain(http, status_text(st))
+}
+
+/// The status of a call: its count (or 0), or its error code.
+fn status_of<T: Into<i64>>(r: Result<T>) -> i32 {
+    match r {
+        Ok(v) => v.into() as i32,
+        Err(e) => e.code(),
+    }
+}
+
+fn unit(r: Result<()>) -> i32 {
+    status_of(r.map(|_| 0i32))
+}
+
+fn int_param(req: &Request, name: &str, dflt: i64) -> i64 {
+    req.query_param(name).and_then(|v| parse_i64(&v)).unwrap_or(dflt)
+}
+
+fn key_param(req: &Request) -> Vec<u8> {
+    req.query_param("key").unwrap_or_default()
+}
+
+/// A form body "a=1&b&c=3" as percent-decoded (key, value) pairs.
+fn parse_form(body: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
+    if body.is_empty() {
+        return Vec::new();
+    }
+    let mut parts: Vec<&[u8]> = body.split(|&c| c == b'&').collect();
+    if body.ends_with(b"&") {
+        parts.pop(); // "a&" is one entry, as in the C guest
+    }
+    parts
+        .into_iter()
+        .map(|part| match part.iter().position(|&c| c == b'=') {
+            Some(i) => (dohost::percent_decode(&part[..i]), dohost::percent_decode(&part[i + 1..])),
+            None => (dohost::percent_decode(part), Vec::new()),
+        })
+        .collect()
+}
+
+fn form_keys(req: &Request) -> Vec<Vec<u8>> {
+    parse_form(&req.body).into_iter().map(|(k, _)| k).collect()
+}
+
+fn reply_get_many(keys: &[Vec<u8>]) -> Result<Response> {
+    let values = match storage::get_many(keys) {
+        Ok(v) => v,
+        Err(e) => return reply_status(200, e.code()),
+    };
+    // The host's count: distinct keys found.
+    let mut found: Vec<&[u8]> = Vec::new();
+    for (k, v) in keys.iter().zip(&values) {
+        if v.is_some() && !found.contains(&k.as_slice()) {
+            found.push(k);
+        }
+    }
+    let mut t = format!("{}\n", found.len()).into_bytes();
+    for (k, v) in keys.iter().zip(&values) {
+        if let Some(v) = v {
+            t.extend_from_slice(k);
+            t.push(b'=');
+            t.extend_from_slice(v);
+            t.push(b'\n');
+        }
+    }
+    plain(200, t)
+}
+
+fn route_many(req: &Request) -> Result<Response> {
+    let n = int_param(req, "n", 0);
+    let op = match req.query_param("op") {
+        Some(op) if (0..=100_000).contains(&n) => op,
+        _ => return Ok(Response::text(400, "need op= and 0 <= n <= 100000\n")),
+    };
+    let keys: Vec<Vec<u8>> = (0..n).map(|i| format!("k{}", i).into_bytes()).collect();
+    match op.as_slice() {
+        b"put" => {
+            let entries: Vec<(&[u8], &[u8])> = keys.iter().map(|k| (k.as_slice(), &b"v"[..])).collect();
+            reply_status(200, unit(storage::put_many(&entries)))
+        }
+        b"delete" => reply_status(200, status_of(storage::delete_many(&keys))),
+        _ => reply_get_many(&keys),
+    }
+}
+
+fn route_fill(req: &Request) -> Result<Response> {
+    let n = int_param(req, "n", 0);
+    let vlen = int_param(req, "vlen", 1);
+    let prefix = req.query_param("prefix").unwrap_or_default();
+    if !(0..=1_000_000).contains(&n) || !(0..=4 * 1024 * 1024).contains(&vlen) {
+        return Ok(Response::text(400, "need 0 <= n <= 1e6 and 0 <= vlen <= 4 MiB\n"));
+    }
+    let value = vec![b'v'; vlen as usize];
+    let mut key = prefix.clone();
+    key.extend_from_slice(b"000000");
+    let at = prefix.len();
+    for i in 0..n {
+        let mut rest = i;
+        for d in (0..6).rev() {
+            key[at + d] = b'0' + (rest % 10) as u8; // zero-padded so keys sort numerically
+            rest /= 10;
+        }
+        if let Err(e) = storage::put(&key, &value) {
+            return reply_status(200, e.code());
+        }
+    }
+    reply_status(200, 0)
+}
+
+fn route_list(req: &Request) -> Result<Response> {
+    let opts = ListOptions {
+        prefix: req.query_param("prefix"),
+        start: req.query_param("start"),
+        end: req.query_param("end"),
+        reverse: int_param(req, "reverse", 0) != 0,
+        limit: int_param(req, "limit", 0) as u32,
+    };
+    let mut list = match storage::list(opts) {
+        Ok(l) => l,
+        Err(e) => return reply_status(200, e.code()),
+    };
+    let mut body = Vec::new();
+    let mut count = 0;
+    for entry in &mut list {
+        let (k, v) = match entry {
+            Ok(kv) => kv,
+            Err(e) => return reply_status(200, e.code()),
+        };
+        body.extend_from_slice(&k);
+        body.push(b'=');
+        body.extend_from_slice(&v);
+        body.push(b'\n');
+        count += 1;
+    }
+    let mut t = format!("{} {}\n", count, list.pages()).into_bytes();
+    t.extend_from_slice(&body);
+    plain(200, t)
+}
+
+fn route_put_big(req: &Request) -> Result<Response> {
+    let (klen, vlen) = (int_param(req, "klen", 0), int_param(req, "vlen", 0));
+    let max = 64 * 1024 * 1024;
+    if !(0..=max).contains(&klen) || !(0..=max).contains(&vlen) {
+        return Ok(Response::text(400, "need 0 <= klen, vlen <= 64 MiB\n"));
+    }
+    let (key, value) = (vec![b'k'; klen as usize], vec![b'v'; vlen as usize]);
+    reply_status(200, unit(storage::put(&key, &value)))
+}
+
+fn route_get_big(req: &Request) -> Result<Response> {
+    let klen = int_param(req, "klen", 0);
+    if !(0..=64 * 1024 * 1024).contains(&klen) {
+        return Ok(Response::text(400, "need 0 <= klen <= 64 MiB\n"));
+    }
+    let st = match storage::get(&vec![b'k'; klen as usize]) {
+        Ok(Some(v)) => v.len() as i32,
+        Ok(None) => Error::NOT_FOUND.code(),
+        Err(e) => e.code(),
+    };
+    reply_status(200, st)
+}
+
+fn route_random(req: &Request, raw_call: bool) -> Result<Response> {
+    let len = int_param(req, "len", 16);
+    if !(0..=64 * 1024 * 1024).contains(&len) {
+        return Ok(Response::text(400, "need 0 <= len <= 64 MiB\n"));
+    }
+    let mut buf = vec![0u8; len as usize];
+    if raw_call {
+        return reply_status(200, unsafe { raw::random_fill(buf.as_mut_ptr(), buf.len()) });
+    }
+    match dohost::random_fill(&mut buf) {
+        Ok(()) => Ok(Response::bytes(200, "application/octet-stream", buf)),
+        Err(e) => reply_status(200, e.code()),
+    }
+}
+
+fn route_last_error() -> Result<Response> {
+    let t = match last_error() {
+        Ok(d) => format!("0 {} {} {}", d.code, d.name, d.message),
+        Err(e) => e.code().to_string(),
+    };
+    plain(200, t.into_bytes())
+}
+
+fn route_echo(req: &Request) -> Result<Response> {
+    let mut t = format!("method={}\npath={}\nquery={}", req.method, req.path, req.query);
+    for (name, value) in &req.headers {
+        t.push_str(&format!("\nheader:{}={}", name, value));
+    }
+    t.push_str(&format!("\nbody_len={}\nbody=", req.body.len()));
+    let mut body = t.into_bytes();
+    body.extend_from_slice(&req.body);
+    plain(200, body)
+}
+
+/// Sends `resp` now; on a refusal answers 200 with the status text instead.
+fn send_or_status(resp: Response) -> Result<Response> {
+    match resp.send() {
+        Ok(()) => Ok(Response::none()),
+        Err(e) => reply_status(200, e.code()),
+    }
+}
+
+fn route_big_response(req: &Request) -> Result<Response> {
+    let len = int_param(req, "len", 0);
+    if !(0..=100 * 1024 * 1024).contains(&len) {
+        return Ok(Response::text(400, "need 0 <= len <= 100 MiB\n"));
+    }
+    send_or_status(Response::bytes(200, "application/octet-stream", vec![b'x'; len as usize]))
+}
+
+#[derive(Default)]
+struct KvTest {
+    init_runs: u32, // dohost_init calls of this instance
+}
+
+impl DurableObject for KvTest {
+    fn init(&mut self) -> Result<()> {
+        self.init_runs += 1;
+        Ok(())
+    }
+
+    fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
+        let t = format!("{} {} {}", info.scheduled_ms, info.retry_count, info.is_retry);
+        storage::put(b"__alarm", t.as_bytes())
+    }
+
+    fn fetch(&mut self, req: Request) -> Result<Response> {
+        match req.path.as_str() {
+            "/get" => match storage::get(&key_param(&req)) {
+                Ok(Some(v)) => Ok(Response::bytes(200, "application/octet-stream", v)),
+                Ok(None) => reply_status(404, Error::NOT_FOUND.code()),
+                Err(e) => reply_status(400, e.code()),
+            },
+            "/put" => reply_status(200, unit(storage::put(&key_param(&req), &req.body))),
+            "/delete" => reply_status(200, status_of(storage::delete(&key_param(&req)).map(|b| b as i32))),
+            "/put_many" => reply_status(200, unit(storage::put_many(&parse_form(&req.body)))),
+            "/get_many" => reply_get_many(&form_keys(&req)),
+            "/delete_many" => reply_status(200, status_of(storage::delete_many(&form_keys(&req)))),
+            "/many" => route_many(&req),
+            "/fill" => route_fill(&req),
+            "/list" => route_list(&req),
+            "/delete_all" => reply_status(200, unit(storage::delete_all())),
+            "/put_then_trap" => {
+                for k in [&b"trap1"[..], b"trap2", b"trap3"] {
+                    let _ = storage::put(k, b"1");
+                }
+                core::arch::wasm32::unreachable()
+            }
+            "/put_big" => route_put_big(&req),
+            "/get_big" => route_get_big(&req),
+            "/log" => {
+                let level = int_param(&req, "level", dohost::log::INFO as i64) as i32;
+                reply_status(200, unit(dohost::log::write(level, &req.body)))
+            }
+            "/now" => plain(200, dohost::now_ms().to_string().into_bytes()),
+            "/random" => route_random(&req, false),
+            "/random_raw" => route_random(&req, true),
+            "/last_error" => route_last_error(),
+            "/init_count" => plain(200, self.init_runs.to_string().into_bytes()),
+            "/echo" => route_echo(&req),
+            "/status" => send_or_status(Response::new(int_param(&req, "code", 200) as u16)),
+            "/big_response" => route_big_response(&req),
+            "/headers" => Ok(Response::bytes(200, "text/plain", "headers")
+                .header("x-one", "1")
+                .header("x-dup", "a")
+                .header("x-dup", "b")
+                .header("connection", "close")), // hop-by-hop: the host drops it
+            "/twice" => {
+                Response::text(200, "first").send()?;
+                Ok(Response::text(200, "second"))
+            }
+            "/no_response" => Ok(Response::none()),
+            "/fail" => {
+                let _ = storage::put(b"fail", b"1");
+                Response::text(200, "this response must not be sent\n").send()?;
+                Err(Error::from_code(int_param(&req, "rc", 1) as i32))
+            }
+            _ => Ok(Response::text(404, "no route\n")),
+        }
+    }
+}
+
+dohost::export_object!(KvTest, init, alarm);

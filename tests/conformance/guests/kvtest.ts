@@ -1,0 +1,306 @@
+// kvtest in AssemblyScript: the conformance guest. It answers the routes of
+// tests/fixtures/c/kvtest.c (the C SDK's test guest) with the same texts, through the
+// AssemblyScript SDK, so that tests/conformance/ can run one spec against every language.
+// See kvtest.c's header for the route list and the "status text" format
+// ("-4 key_too_large <message>"). Not here: the hostile routes (/spin, /recurse, /grow),
+// which test the host, not an SDK.
+
+import {
+  AlarmInfo, DurableObject, Entry, Level, ListOptions, Request, Response, Status, Storage,
+  failEvent, lastError, lastErrorCallStatus, logBytes, nowMs, parseInt64, parsed,
+  percentDecode, randomFill, register, statusName, utf8,
+} from "../../../guest-sdk/assemblyscript/assembly";
+import * as raw from "../../../guest-sdk/assemblyscript/assembly/raw";
+export {
+  dohost_abi_v1, dohost_fetch, dohost_init, dohost_alarm,
+} from "../../../guest-sdk/assemblyscript/assembly/exports";
+
+/** A byte string built from parts, joined once (big listings stay within memory). */
+class Text {
+  parts: Uint8Array[] = [];
+  len: i32 = 0;
+
+  put(b: Uint8Array): Text {
+    this.parts.push(b);
+    this.len += b.length;
+    return this;
+  }
+
+  str(s: string): Text {
+    return this.put(utf8(s));
+  }
+
+  int(v: i64): Text {
+    return this.str(v.toString());
+  }
+
+  text(t: Text): Text {
+    for (let i = 0; i < t.parts.length; i++) this.put(t.parts[i]);
+    return this;
+  }
+
+  /** "<st>" or "<st> <name> <message>". */
+  status(st: i32): Text {
+    this.int(st);
+    if (st >= 0) return this;
+    const d = lastError();
+    if (d !== null) return this.str(" " + d.name + " " + d.message);
+    return this.str(" " + statusName(st) + " (last_error returned " + lastErrorCallStatus().toString() + ")");
+  }
+
+  bytes(): Uint8Array {
+    const out = new Uint8Array(this.len);
+    let at = 0;
+    for (let i = 0; i < this.parts.length; i++) {
+      out.set(this.parts[i], at);
+      at += this.parts[i].length;
+    }
+    return out;
+  }
+}
+
+function plain(status: i32, t: Text): Response {
+  return Response.bytes(status, "text/plain", t.bytes());
+}
+
+function replyStatus(http: i32, st: i32): Response {
+  return plain(http, new Text().status(st));
+}
+
+function intParam(req: Request, name: string, dflt: i64): i64 {
+  return req.paramInt(name, dflt);
+}
+
+function keyParam(req: Request): Uint8Array {
+  const k = req.param("key");
+  return k !== null ? k : new Uint8Array(0);
+}
+
+/** A form body "a=1&b&c=3" as percent-decoded entries ("a&" is one entry). */
+function parseForm(body: Uint8Array): Entry[] {
+  const entries: Entry[] = [];
+  let s = 0;
+  while (s < body.length) {
+    let amp = s;
+    while (amp < body.length && body[amp] != 38) amp++; // '&'
+    let eq = s;
+    while (eq < amp && body[eq] != 61) eq++; // '='
+    const value = eq < amp ? body.subarray(eq + 1, amp) : new Uint8Array(0);
+    entries.push(new Entry(percentDecode(body.subarray(s, eq)), percentDecode(value)));
+    s = amp + 1;
+  }
+  return entries;
+}
+
+function formKeys(body: Uint8Array): Uint8Array[] {
+  const entries = parseForm(body);
+  const keys = new Array<Uint8Array>(entries.length);
+  for (let i = 0; i < entries.length; i++) keys[i] = entries[i].key;
+  return keys;
+}
+
+function sameBytes(a: Uint8Array, b: Uint8Array): bool {
+  return a.length == b.length && memory.compare(a.dataStart, b.dataStart, <usize>a.length) == 0;
+}
+
+function replyGetMany(keys: Uint8Array[]): Response {
+  const values = Storage.getMany(keys);
+  if (values === null) return replyStatus(200, Storage.status);
+  let found = 0; // the host's count: distinct keys found
+  for (let i = 0; i < keys.length; i++) {
+    if (values[i] === null) continue;
+    let seen = false;
+    for (let j = 0; j < i; j++) if (sameBytes(keys[j], keys[i])) seen = true;
+    if (!seen) found++;
+  }
+  const t = new Text().int(found).str("\n");
+  for (let i = 0; i < keys.length; i++) {
+    const v = values[i];
+    if (v === null) continue;
+    t.put(keys[i]).str("=").put(v).str("\n");
+  }
+  return plain(200, t);
+}
+
+function routeMany(req: Request): Response {
+  const n = intParam(req, "n", 0);
+  const op = req.paramString("op");
+  if (n < 0 || n > 100000 || op === null) return Response.text(400, "need op= and 0 <= n <= 100000\n");
+  const keys = new Array<Uint8Array>(<i32>n);
+  const entries = new Array<Entry>(<i32>n);
+  const v = utf8("v");
+  for (let i = 0; i < <i32>n; i++) {
+    keys[i] = utf8("k" + i.toString());
+    entries[i] = new Entry(keys[i], v);
+  }
+  if (op == "put") return replyStatus(200, Storage.putMany(entries));
+  if (op == "delete") return replyStatus(200, Storage.deleteMany(keys));
+  return replyGetMany(keys);
+}
+
+function repeated(c: u8, n: i64): Uint8Array {
+  const b = new Uint8Array(<i32>n);
+  b.fill(c);
+  return b;
+}
+
+function routeFill(req: Request): Response {
+  const n = intParam(req, "n", 0);
+  const vlen = intParam(req, "vlen", 1);
+  const p = req.param("prefix");
+  const prefix = p !== null ? p : new Uint8Array(0);
+  if (n < 0 || n > 1000000 || vlen < 0 || vlen > 4 * 1024 * 1024) {
+    return Response.text(400, "need 0 <= n <= 1e6 and 0 <= vlen <= 4 MiB\n");
+  }
+  const value = repeated(118, vlen); // 'v'
+  const key = new Uint8Array(prefix.length + 6);
+  key.set(prefix);
+  for (let i: i64 = 0; i < n; i++) {
+    let rest = i;
+    for (let d = 5; d >= 0; d--) { // zero-padded so keys sort numerically
+      key[prefix.length + d] = <u8>(48 + rest % 10);
+      rest /= 10;
+    }
+    const st = Storage.put(key, value);
+    if (st < 0) return replyStatus(200, st);
+  }
+  return replyStatus(200, 0);
+}
+
+function routeList(req: Request): Response {
+  const o = new ListOptions();
+  o.prefix = req.param("prefix");
+  o.start = req.param("start");
+  o.end = req.param("end");
+  o.reverse = intParam(req, "reverse", 0) != 0;
+  o.limit = <u32>intParam(req, "limit", 0);
+  const it = Storage.list(o);
+  const body = new Text();
+  let count = 0;
+  while (it.next()) {
+    body.put(it.key).str("=").put(it.value).str("\n");
+    count++;
+  }
+  if (it.status < 0) return replyStatus(200, it.status);
+  return plain(200, new Text().int(count).str(" ").int(it.pages).str("\n").text(body));
+}
+
+function routePutBig(req: Request): Response {
+  const klen = intParam(req, "klen", 0);
+  const vlen = intParam(req, "vlen", 0);
+  const most: i64 = 64 * 1024 * 1024;
+  if (klen < 0 || vlen < 0 || klen > most || vlen > most) return Response.text(400, "need 0 <= klen, vlen <= 64 MiB\n");
+  return replyStatus(200, Storage.put(repeated(107, klen), repeated(118, vlen)));
+}
+
+function routeGetBig(req: Request): Response {
+  const klen = intParam(req, "klen", 0);
+  if (klen < 0 || klen > 64 * 1024 * 1024) return Response.text(400, "need 0 <= klen <= 64 MiB\n");
+  const v = Storage.get(repeated(107, klen));
+  return replyStatus(200, v !== null ? v.length : Storage.status);
+}
+
+function routeRandom(req: Request, rawCall: bool): Response {
+  const len = intParam(req, "len", 16);
+  if (len < 0 || len > 64 * 1024 * 1024) return Response.text(400, "need 0 <= len <= 64 MiB\n");
+  const buf = new Uint8Array(<i32>len);
+  if (rawCall) return replyStatus(200, raw.random_fill(buf.dataStart, <usize>buf.length));
+  const st = randomFill(buf);
+  if (st < 0) return replyStatus(200, st);
+  return Response.bytes(200, "application/octet-stream", buf);
+}
+
+function routeLastError(): Response {
+  const d = lastError();
+  if (d === null) return plain(200, new Text().int(lastErrorCallStatus()));
+  return plain(200, new Text().str("0 " + d.code.toString() + " " + d.name + " " + d.message));
+}
+
+function routeEcho(req: Request): Response {
+  const t = new Text().str("method=" + req.method + "\npath=" + req.path + "\nquery=").put(req.queryBytes);
+  for (let i = 0; i < req.headers.length; i++) {
+    t.str("\nheader:" + req.headers[i].name + "=" + req.headers[i].value);
+  }
+  return plain(200, t.str("\nbody_len=").int(req.body.length).str("\nbody=").put(req.body));
+}
+
+/** Sends `r` now; on a refusal answers 200 with the status text instead. */
+function sendOrStatus(r: Response): Response | null {
+  const st = r.send();
+  return st < 0 ? replyStatus(200, st) : null;
+}
+
+function routeBigResponse(req: Request): Response | null {
+  const len = intParam(req, "len", 0);
+  if (len < 0 || len > 100 * 1024 * 1024) return Response.text(400, "need 0 <= len <= 100 MiB\n");
+  return sendOrStatus(Response.bytes(200, "application/octet-stream", repeated(120, len))); // 'x'
+}
+
+class KvTest extends DurableObject {
+  initRuns: i32 = 0; // dohost_init calls of this instance
+
+  init(): i32 {
+    this.initRuns++;
+    return 0;
+  }
+
+  alarm(info: AlarmInfo): i32 {
+    const t = info.scheduledMs.toString() + " " + info.retryCount.toString() + (info.isRetry ? " true" : " false");
+    return Storage.put(utf8("__alarm"), utf8(t));
+  }
+
+  fetch(req: Request): Response | null {
+    const p = req.path;
+    if (p == "/get") {
+      const v = Storage.get(keyParam(req));
+      if (v !== null) return Response.bytes(200, "application/octet-stream", v);
+      return replyStatus(Storage.status == Status.NOT_FOUND ? 404 : 400, Storage.status);
+    }
+    if (p == "/put") return replyStatus(200, Storage.put(keyParam(req), req.body));
+    if (p == "/delete") return replyStatus(200, Storage.delete(keyParam(req)));
+    if (p == "/put_many") return replyStatus(200, Storage.putMany(parseForm(req.body)));
+    if (p == "/get_many") return replyGetMany(formKeys(req.body));
+    if (p == "/delete_many") return replyStatus(200, Storage.deleteMany(formKeys(req.body)));
+    if (p == "/many") return routeMany(req);
+    if (p == "/fill") return routeFill(req);
+    if (p == "/list") return routeList(req);
+    if (p == "/delete_all") return replyStatus(200, Storage.deleteAll());
+    if (p == "/put_then_trap") {
+      Storage.putText("trap1", "1");
+      Storage.putText("trap2", "1");
+      Storage.putText("trap3", "1");
+      unreachable();
+    }
+    if (p == "/put_big") return routePutBig(req);
+    if (p == "/get_big") return routeGetBig(req);
+    if (p == "/log") return replyStatus(200, logBytes(<i32>intParam(req, "level", Level.INFO), req.body));
+    if (p == "/now") return plain(200, new Text().int(nowMs()));
+    if (p == "/random") return routeRandom(req, false);
+    if (p == "/random_raw") return routeRandom(req, true);
+    if (p == "/last_error") return routeLastError();
+    if (p == "/init_count") return plain(200, new Text().int(this.initRuns));
+    if (p == "/echo") return routeEcho(req);
+    if (p == "/status") return sendOrStatus(new Response(<i32>intParam(req, "code", 200)));
+    if (p == "/big_response") return routeBigResponse(req);
+    if (p == "/headers") {
+      return Response.bytes(200, "text/plain", utf8("headers"))
+        .header("x-one", "1")
+        .header("x-dup", "a")
+        .header("x-dup", "b")
+        .header("connection", "close"); // hop-by-hop: the host drops it
+    }
+    if (p == "/twice") {
+      const st = Response.text(200, "first").send();
+      return st < 0 ? failEvent(st) : Response.text(200, "second");
+    }
+    if (p == "/no_response") return null;
+    if (p == "/fail") {
+      Storage.putText("fail", "1");
+      Response.text(200, "this response must not be sent\n").send();
+      return failEvent(<i32>intParam(req, "rc", 1));
+    }
+    return Response.text(404, "no route\n");
+  }
+}
+
+register(new KvTest());

@@ -1,0 +1,362 @@
+//! kvtest in Zig: the conformance guest. It answers the routes of tests/fixtures/c/kvtest.c
+//! (the C SDK's test guest) with the same texts, through the Zig SDK, so that
+//! tests/conformance/ can run one spec against every language. See kvtest.c's header for
+//! the route list and the "status text" format ("-4 key_too_large <message>").
+//! Not here: the hostile routes (/spin, /recurse, /grow), which test the host, not an SDK.
+
+const std = @import("std");
+const dohost = @import("dohost");
+
+const Allocator = std.mem.Allocator;
+const Request = dohost.Request;
+const Response = dohost.Response;
+const storage = dohost.storage;
+
+/// A growable text in the event arena.
+const Text = struct {
+    a: Allocator,
+    list: std.ArrayList(u8) = .empty,
+
+    fn put(t: *Text, bytes: []const u8) !void {
+        try t.list.appendSlice(t.a, bytes);
+    }
+
+    fn int(t: *Text, v: i64) !void {
+        var buf: [dohost.int_chars]u8 = undefined;
+        try t.put(dohost.formatInt(&buf, v));
+    }
+
+    /// "<st>" or "<st> <name> <message>".
+    fn status(t: *Text, st: i32) !void {
+        try t.int(st);
+        if (st >= 0) return;
+        try t.put(" ");
+        if (dohost.lastError(t.a)) |d| {
+            try t.put(d.name);
+            try t.put(" ");
+            try t.put(d.message);
+        } else |e| {
+            try t.put(dohost.statusName(st));
+            try t.put(" (last_error returned ");
+            try t.int(dohost.statusOf(e));
+            try t.put(")");
+        }
+    }
+};
+
+fn plain(status: u16, body: []const u8) Response {
+    return .{ .status = status, .content_type = "text/plain", .body = body };
+}
+
+fn replyStatus(a: Allocator, http: u16, st: i32) !Response {
+    var t: Text = .{ .a = a };
+    try t.status(st);
+    return plain(http, t.list.items);
+}
+
+/// The status of a call: its count (or 0), or its error's code.
+fn statusOf(r: anytype) i32 {
+    const v = r catch |e| return dohost.statusOf(e);
+    return switch (@TypeOf(v)) {
+        void => 0,
+        bool => @intFromBool(v),
+        else => @intCast(v),
+    };
+}
+
+fn intParam(req: *const Request, name: []const u8, dflt: i64) !i64 {
+    return (try req.queryInt(name)) orelse dflt;
+}
+
+fn keyParam(req: *const Request) ![]const u8 {
+    return (try req.queryParam("key")) orelse "";
+}
+
+/// A form body "a=1&b&c=3" as percent-decoded entries ("a&" is one entry).
+fn parseForm(req: *const Request) ![]dohost.Entry {
+    var entries: std.ArrayList(dohost.Entry) = .empty;
+    const body = req.body;
+    var s: usize = 0;
+    while (s < body.len) {
+        const amp = std.mem.indexOfScalarPos(u8, body, s, '&') orelse body.len;
+        const part = body[s..amp];
+        const eq = std.mem.indexOfScalar(u8, part, '=');
+        try entries.append(req.arena, .{
+            .key = try dohost.percentDecode(req.arena, if (eq) |i| part[0..i] else part),
+            .value = try dohost.percentDecode(req.arena, if (eq) |i| part[i + 1 ..] else ""),
+        });
+        s = amp + 1;
+    }
+    return entries.items;
+}
+
+fn formKeys(req: *const Request) ![]const []const u8 {
+    const entries = try parseForm(req);
+    const keys = try req.arena.alloc([]const u8, entries.len);
+    for (entries, keys) |e, *k| k.* = e.key;
+    return keys;
+}
+
+fn replyGetMany(a: Allocator, keys: []const []const u8) !Response {
+    const values = storage.getMany(a, keys) catch |e| return replyStatus(a, 200, dohost.statusOf(e));
+    var found: i64 = 0; // the host's count: distinct keys found
+    for (keys, values, 0..) |k, v, i| {
+        if (v == null) continue;
+        const seen = for (keys[0..i]) |prev| {
+            if (std.mem.eql(u8, prev, k)) break true;
+        } else false;
+        if (!seen) found += 1;
+    }
+    var t: Text = .{ .a = a };
+    try t.int(found);
+    try t.put("\n");
+    for (keys, values) |k, v| {
+        const value = v orelse continue;
+        try t.put(k);
+        try t.put("=");
+        try t.put(value);
+        try t.put("\n");
+    }
+    return plain(200, t.list.items);
+}
+
+fn routeMany(req: *const Request) !Response {
+    const a = req.arena;
+    const n = try intParam(req, "n", 0);
+    const op = try req.queryParam("op");
+    if (n < 0 or n > 100000 or op == null) return Response.text(400, "need op= and 0 <= n <= 100000\n");
+    const count: usize = @intCast(n);
+    const keys = try a.alloc([]const u8, count);
+    const entries = try a.alloc(dohost.Entry, count);
+    for (keys, entries, 0..) |*k, *e, i| {
+        var buf: [dohost.int_chars]u8 = undefined;
+        k.* = try std.mem.concat(a, u8, &.{ "k", dohost.formatInt(&buf, @intCast(i)) });
+        e.* = .{ .key = k.*, .value = "v" };
+    }
+    if (std.mem.eql(u8, op.?, "put")) return replyStatus(a, 200, statusOf(storage.putMany(a, entries)));
+    if (std.mem.eql(u8, op.?, "delete")) return replyStatus(a, 200, statusOf(storage.deleteMany(a, keys)));
+    return replyGetMany(a, keys);
+}
+
+fn routeFill(req: *const Request) !Response {
+    const a = req.arena;
+    const n = try intParam(req, "n", 0);
+    const vlen = try intParam(req, "vlen", 1);
+    const prefix = (try req.queryParam("prefix")) orelse "";
+    if (n < 0 or n > 1000000 or vlen < 0 or vlen > 4 * 1024 * 1024)
+        return Response.text(400, "need 0 <= n <= 1e6 and 0 <= vlen <= 4 MiB\n");
+    const value = try a.alloc(u8, @intCast(vlen));
+    @memset(value, 'v');
+    const key = try a.alloc(u8, prefix.len + 6);
+    @memcpy(key[0..prefix.len], prefix);
+    var i: i64 = 0;
+    while (i < n) : (i += 1) {
+        var rest = i;
+        var d: usize = 6;
+        while (d > 0) : (rest = @divTrunc(rest, 10)) { // zero-padded so keys sort numerically
+            d -= 1;
+            key[prefix.len + d] = '0' + @as(u8, @intCast(@mod(rest, 10)));
+        }
+        storage.put(key, value) catch |e| return replyStatus(a, 200, dohost.statusOf(e));
+    }
+    return replyStatus(a, 200, 0);
+}
+
+fn routeList(req: *const Request) !Response {
+    const a = req.arena;
+    const opts: storage.ListOptions = .{
+        .prefix = try req.queryParam("prefix"),
+        .start = try req.queryParam("start"),
+        .end = try req.queryParam("end"),
+        .reverse = try intParam(req, "reverse", 0) != 0,
+        .limit = @truncate(@as(u64, @bitCast(try intParam(req, "limit", 0)))),
+    };
+    var it = storage.list(a, opts) catch |e| return replyStatus(a, 200, dohost.statusOf(e));
+    var body: Text = .{ .a = a };
+    var count: i64 = 0;
+    while (it.next() catch |e| return replyStatus(a, 200, dohost.statusOf(e))) |entry| {
+        try body.put(entry.key);
+        try body.put("=");
+        try body.put(entry.value);
+        try body.put("\n");
+        count += 1;
+    }
+    var t: Text = .{ .a = a };
+    try t.int(count);
+    try t.put(" ");
+    try t.int(it.pages);
+    try t.put("\n");
+    try t.put(body.list.items);
+    return plain(200, t.list.items);
+}
+
+fn repeated(a: Allocator, c: u8, n: i64) ![]u8 {
+    const buf = try a.alloc(u8, @intCast(n));
+    @memset(buf, c);
+    return buf;
+}
+
+fn routePutBig(req: *const Request) !Response {
+    const klen = try intParam(req, "klen", 0);
+    const vlen = try intParam(req, "vlen", 0);
+    const max = 64 * 1024 * 1024;
+    if (klen < 0 or vlen < 0 or klen > max or vlen > max) return Response.text(400, "need 0 <= klen, vlen <= 64 MiB\n");
+    const st = statusOf(storage.put(try repeated(req.arena, 'k', klen), try repeated(req.arena, 'v', vlen)));
+    return replyStatus(req.arena, 200, st);
+}
+
+fn routeGetBig(req: *const Request) !Response {
+    const klen = try intParam(req, "klen", 0);
+    if (klen < 0 or klen > 64 * 1024 * 1024) return Response.text(400, "need 0 <= klen <= 64 MiB\n");
+    const st: i32 = if (storage.get(req.arena, try repeated(req.arena, 'k', klen))) |v|
+        (if (v) |value| @intCast(value.len) else dohost.statusOf(error.NotFound))
+    else |e|
+        dohost.statusOf(e);
+    return replyStatus(req.arena, 200, st);
+}
+
+fn routeRandom(req: *const Request, raw_call: bool) !Response {
+    const len = try intParam(req, "len", 16);
+    if (len < 0 or len > 64 * 1024 * 1024) return Response.text(400, "need 0 <= len <= 64 MiB\n");
+    const buf = try req.arena.alloc(u8, @intCast(len));
+    if (raw_call) return replyStatus(req.arena, 200, dohost.raw.random_fill(dohost.addr(buf), buf.len));
+    dohost.randomFill(buf) catch |e| return replyStatus(req.arena, 200, dohost.statusOf(e));
+    return .{ .content_type = "application/octet-stream", .body = buf };
+}
+
+fn routeLastError(a: Allocator) !Response {
+    var t: Text = .{ .a = a };
+    if (dohost.lastError(a)) |d| {
+        try t.put("0 ");
+        try t.int(d.code);
+        try t.put(" ");
+        try t.put(d.name);
+        try t.put(" ");
+        try t.put(d.message);
+    } else |e| {
+        try t.int(dohost.statusOf(e));
+    }
+    return plain(200, t.list.items);
+}
+
+fn routeEcho(req: *const Request) !Response {
+    var t: Text = .{ .a = req.arena };
+    try t.put("method=");
+    try t.put(req.method);
+    try t.put("\npath=");
+    try t.put(req.path);
+    try t.put("\nquery=");
+    try t.put(req.query);
+    for (req.headers) |h| {
+        try t.put("\nheader:");
+        try t.put(h.name);
+        try t.put("=");
+        try t.put(h.value);
+    }
+    try t.put("\nbody_len=");
+    try t.int(@intCast(req.body.len));
+    try t.put("\nbody=");
+    try t.put(req.body);
+    return plain(200, t.list.items);
+}
+
+/// Sets `r` now; on a refusal answers 200 with the status text instead.
+fn sendOrStatus(a: Allocator, r: Response) !?Response {
+    dohost.respond(r) catch |e| return try replyStatus(a, 200, dohost.statusOf(e));
+    return null;
+}
+
+fn routeBigResponse(req: *const Request) !?Response {
+    const len = try intParam(req, "len", 0);
+    if (len < 0 or len > 100 * 1024 * 1024) return Response.text(400, "need 0 <= len <= 100 MiB\n");
+    const body = try repeated(req.arena, 'x', len);
+    return sendOrStatus(req.arena, .{ .content_type = "application/octet-stream", .body = body });
+}
+
+const extra_headers = [_]dohost.Header{
+    .{ .name = "x-one", .value = "1" },
+    .{ .name = "x-dup", .value = "a" },
+    .{ .name = "x-dup", .value = "b" },
+    .{ .name = "connection", .value = "close" }, // hop-by-hop: the host drops it
+};
+
+var init_runs: i64 = 0; // dohost_init calls of this instance
+
+pub fn init(arena: Allocator) !void {
+    _ = arena;
+    init_runs += 1;
+}
+
+pub fn alarm(arena: Allocator, info: dohost.AlarmInfo) !void {
+    var t: Text = .{ .a = arena };
+    try t.int(info.scheduled_ms);
+    try t.put(" ");
+    try t.int(@intCast(info.retry_count));
+    try t.put(if (info.is_retry) " true" else " false");
+    try storage.put("__alarm", t.list.items);
+}
+
+pub fn fetch(req: *const Request) !?Response {
+    const a = req.arena;
+    const p = req.path;
+    const eql = std.mem.eql;
+    if (eql(u8, p, "/get")) {
+        const v = storage.get(a, try keyParam(req)) catch |e| return try replyStatus(a, 400, dohost.statusOf(e));
+        if (v) |value| return .{ .content_type = "application/octet-stream", .body = value };
+        return try replyStatus(a, 404, dohost.statusOf(error.NotFound));
+    }
+    if (eql(u8, p, "/put")) return try replyStatus(a, 200, statusOf(storage.put(try keyParam(req), req.body)));
+    if (eql(u8, p, "/delete")) return try replyStatus(a, 200, statusOf(storage.delete(try keyParam(req))));
+    if (eql(u8, p, "/put_many")) return try replyStatus(a, 200, statusOf(storage.putMany(a, try parseForm(req))));
+    if (eql(u8, p, "/get_many")) return try replyGetMany(a, try formKeys(req));
+    if (eql(u8, p, "/delete_many")) return try replyStatus(a, 200, statusOf(storage.deleteMany(a, try formKeys(req))));
+    if (eql(u8, p, "/many")) return try routeMany(req);
+    if (eql(u8, p, "/fill")) return try routeFill(req);
+    if (eql(u8, p, "/list")) return try routeList(req);
+    if (eql(u8, p, "/delete_all")) return try replyStatus(a, 200, statusOf(storage.deleteAll()));
+    if (eql(u8, p, "/put_then_trap")) {
+        for ([_][]const u8{ "trap1", "trap2", "trap3" }) |k| storage.put(k, "1") catch {};
+        @trap();
+    }
+    if (eql(u8, p, "/put_big")) return try routePutBig(req);
+    if (eql(u8, p, "/get_big")) return try routeGetBig(req);
+    if (eql(u8, p, "/log")) {
+        const level = try intParam(req, "level", 1);
+        return try replyStatus(a, 200, statusOf(dohost.log.write(@truncate(level), req.body)));
+    }
+    if (eql(u8, p, "/now")) {
+        var t: Text = .{ .a = a };
+        try t.int(dohost.nowMs());
+        return plain(200, t.list.items);
+    }
+    if (eql(u8, p, "/random")) return try routeRandom(req, false);
+    if (eql(u8, p, "/random_raw")) return try routeRandom(req, true);
+    if (eql(u8, p, "/last_error")) return try routeLastError(a);
+    if (eql(u8, p, "/init_count")) {
+        var t: Text = .{ .a = a };
+        try t.int(init_runs);
+        return plain(200, t.list.items);
+    }
+    if (eql(u8, p, "/echo")) return try routeEcho(req);
+    if (eql(u8, p, "/status")) {
+        const code: u16 = @truncate(@as(u64, @bitCast(try intParam(req, "code", 200))));
+        return sendOrStatus(a, .{ .status = code });
+    }
+    if (eql(u8, p, "/big_response")) return routeBigResponse(req);
+    if (eql(u8, p, "/headers")) return .{ .content_type = "text/plain", .headers = &extra_headers, .body = "headers" };
+    if (eql(u8, p, "/twice")) {
+        try dohost.respond(Response.text(200, "first"));
+        return Response.text(200, "second");
+    }
+    if (eql(u8, p, "/no_response")) return null;
+    if (eql(u8, p, "/fail")) {
+        storage.put("fail", "1") catch {};
+        try dohost.respond(Response.text(200, "this response must not be sent\n"));
+        return dohost.failEvent(@truncate(try intParam(req, "rc", 1)));
+    }
+    return Response.text(404, "no route\n");
+}
+
+comptime {
+    dohost.serve(@This());
+}
