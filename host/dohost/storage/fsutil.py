@@ -12,6 +12,10 @@ from collections.abc import Callable
 
 Fsync = Callable[[int], None]
 
+# Flushes a file's data and the metadata needed to read it back (its size), as SQLite does
+# on Linux; skips the inode's timestamps, which saves a journal write per call.
+sync_data: Fsync = getattr(os, "fdatasync", os.fsync)
+
 
 def fsync_dir(path: str, fsync: Fsync = os.fsync) -> None:
     """Make the entries of directory `path` (files created, renamed, removed) durable."""
