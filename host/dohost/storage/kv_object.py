@@ -33,7 +33,13 @@ from operator import itemgetter
 from typing import Final
 
 from dohost.core.errors import DohostError
-from dohost.core.limits import LIST_MAX_BYTES, LIST_MAX_ENTRIES, EventLimits
+from dohost.core.limits import (
+    LIST_MAX_BYTES,
+    LIST_MAX_ENTRIES,
+    MAX_ENTRY_BYTES,
+    MAX_KEY_BYTES,
+    EventLimits,
+)
 from dohost.storage.api import CommitTicket, ListOptions, ListResult, storage_error
 from dohost.storage.kv_shard import KvShard
 from dohost.storage.list_range import KeyRange, collect
@@ -86,6 +92,7 @@ class KvObjectStorage:
         "_new_keys",
         "_oid",
         "_pre_clear",
+        "_registered_bytes",
         "_quota",
         "_shard",
         "_sorted_keys",
@@ -130,6 +137,7 @@ class KvObjectStorage:
         self._loaded = False
         self._used = 0  # sum of len(key)+len(value), this event's writes included
         self._created_ms = 0
+        self._registered_bytes = -1  # byte count of the registry row (as last sent); -1: none
         self._writer = WriterState()
         self._last_ticket = CommitTicket.completed()
         self._closed = False
@@ -167,6 +175,9 @@ class KvObjectStorage:
         else:
             self._used = row.bytes
             self._created_ms = row.created_ms if row.created_ms is not None else _now_ms()
+            # a name learned only now must still reach the row
+            if row.name is not None or self._name is None:
+                self._registered_bytes = row.bytes
         self._event_start_bytes = self._used
         self._loaded = True
 
@@ -188,8 +199,12 @@ class KvObjectStorage:
             undo[key] = old
         if old is MISSING:
             self._new_keys.append(key)
+            self._cache_bytes += len(key) + ENTRY_OVERHEAD
+        elif old is not None:
+            self._cache_bytes -= len(old)
         cache[key] = value
-        self._cache_bytes += len(key) + ENTRY_OVERHEAD + (len(value) if value else 0)
+        if value is not None:
+            self._cache_bytes += len(value)
 
     def _stored_size(self, key: bytes, cached: bytes | _Missing | None) -> int | None:
         """len(key)+len(value) of `key` as stored now, None if absent; `cached` is its
@@ -311,10 +326,29 @@ class KvObjectStorage:
         return out
 
     def put(self, key: bytes, value: bytes) -> None:
-        check_entry(key, value)
-        if not self._loaded:
-            self._ensure_loaded()
-        old = self._stored_size(key, self._cache.get(key, MISSING))
+        klen = len(key)
+        vlen = len(value)
+        if klen > MAX_KEY_BYTES or klen + vlen > MAX_ENTRY_BYTES:
+            check_entry(key, value)  # raises the right error
+        cache = self._cache
+        old = cache.get(key, MISSING)
+        if old is MISSING:
+            self._put_uncached(key, value)
+            return
+        # Hot path: a cached key (this implies the object is loaded).
+        delta = klen + vlen if old is None else vlen - len(old)
+        if delta > 0 and self._used + delta > self._quota:
+            raise quota_exceeded(self._used, delta, self._quota)
+        self._cache_bytes += vlen if old is None else delta
+        undo = self._undo
+        if key not in undo:
+            undo[key] = old
+        cache[key] = value
+        self._used += delta
+
+    def _put_uncached(self, key: bytes, value: bytes) -> None:
+        self._ensure_loaded()
+        old = self._stored_size(key, MISSING)
         delta = len(key) + len(value) - (old or 0)
         if delta > 0 and self._used + delta > self._quota:
             raise quota_exceeded(self._used, delta, self._quota)
@@ -439,7 +473,9 @@ class KvObjectStorage:
             puts={k: cache[k] for k in self._undo},
             bytes_after=self._used,
             writer=self._writer,
+            update_registry=self._used != self._registered_bytes,
         )
+        self._registered_bytes = self._used
         self._undo = {}
         self._event_clear = False
         self._pre_clear = None

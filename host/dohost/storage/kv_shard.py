@@ -35,7 +35,7 @@ import apsw
 
 from dohost.core.errors import DohostError
 from dohost.storage.api import CommitTicket, Durability, storage_error
-from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path
+from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path, sync_data
 from dohost.storage.write_set import WriteSet
 
 _log = logging.getLogger(__name__)
@@ -127,7 +127,7 @@ class KvShard:
         durability: str = Durability.FSYNC,
         *,
         vfs: str | None = None,
-        fsync: Fsync = os.fsync,
+        fsync: Fsync = sync_data,
         max_batch_write_sets: int = 4096,
         max_batch_bytes: int = 64 * 1024 * 1024,
     ) -> None:
@@ -170,7 +170,12 @@ class KvShard:
                 fsync_path(self.path, fsync)
                 fsync_dir(self._dir, fsync)
             self._sync_wal()  # the schema, and the directory entry of a new WAL file
-        except apsw.Error as e:
+        except (apsw.Error, OSError, DohostError) as e:
+            db = getattr(self, "_db", None)
+            if db is not None:
+                db.close(True)
+            if isinstance(e, DohostError):
+                raise
             raise storage_error(f"cannot open kv shard {self.path}: {e}") from e
         self._thread = threading.Thread(
             target=self._run, name=f"kv-committer:{os.path.basename(self.path)}", daemon=True
@@ -442,7 +447,10 @@ class KvShard:
                     db.executemany(_UPSERT_ROW, rows)
                 if len(rows) != len(puts):
                     db.executemany(_DELETE_ROW, [(oid, k) for k, v in puts.items() if v is None])
-            db.execute(_UPSERT_OBJECT, (oid, ws.class_name, ws.name, ws.bytes_after, ws.created_ms))
+            if ws.update_registry or ws.clear:
+                db.execute(
+                    _UPSERT_OBJECT, (oid, ws.class_name, ws.name, ws.bytes_after, ws.created_ms)
+                )
         db.execute("COMMIT")
 
     def _rollback(self) -> None:

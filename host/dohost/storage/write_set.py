@@ -34,6 +34,9 @@ class WriteSet:
     puts: dict[bytes, bytes | None]  # None deletes the key
     bytes_after: int  # the object's sum of len(key)+len(value) once applied
     writer: WriterState
+    # False when the registry row already holds this object with `bytes_after`: the
+    # committer then skips it (one b-tree page less to write per event).
+    update_registry: bool = True
     drop: bool = False  # delete the object entirely, registry row included
     ticket: CommitTicket = field(default_factory=CommitTicket)
 
