@@ -169,3 +169,25 @@ def test_stats(manager: StorageManager) -> None:
     assert s.kv_write_sets == 3 and s.kv_batches >= 1 and s.kv_fsyncs >= 1
     assert s.wal_requests == 3 and s.wal_fsyncs >= 1
     assert os.path.isdir(manager.data_dir)
+
+
+def test_delete_tenant(tmp_path: Path, manager: StorageManager) -> None:
+    for n in range(4):
+        write(manager, Backend.KV, oid(n), None, k=b"v")
+        write(manager, Backend.SQLITE, oid(n), None, k=b"v")
+    live = manager.open_object("acme", "room", oid(9))
+    with pytest.raises(DohostError):
+        manager.delete_tenant("acme")
+    live.close()
+    other = manager.open_object("other", "room", oid(1))
+    other.begin_event()
+    other.put(b"k", b"v")
+    other.commit_event().wait(10)
+    other.close()
+    manager.delete_tenant("acme")
+    assert sorted(p.name for p in (tmp_path / "tenants").iterdir()) == ["other"]
+    assert manager.list_objects("acme", "room").objects == []
+    assert manager.list_objects("acme", "room", Backend.SQLITE).objects == []
+    assert manager.object_entries("other", "room", oid(1)).entries == [(b"k", b"v")]
+    write(manager, Backend.KV, oid(1), None, k=b"new")  # the tenant can start over
+    assert manager.object_entries("acme", "room", oid(1)).entries == [(b"k", b"new")]

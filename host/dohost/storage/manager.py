@@ -19,7 +19,9 @@ from __future__ import annotations
 import logging
 import os
 import re
+import shutil
 import threading
+import time
 import weakref
 from contextlib import closing
 from dataclasses import dataclass
@@ -30,7 +32,7 @@ from dohost.core.errors import Code, DohostError
 from dohost.core.limits import LIST_MAX_BYTES, LIST_MAX_ENTRIES, EventLimits
 from dohost.core.names import check_name
 from dohost.storage.api import Backend, Durability, ListOptions, ListResult
-from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, write_file_durably
+from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, sync_data, write_file_durably
 from dohost.storage.kv_object import DEFAULT_CACHE_BYTES, KvObjectStorage
 from dohost.storage.kv_shard import KvShard, ObjectRow
 from dohost.storage.list_range import KeyRange, collect
@@ -104,7 +106,7 @@ class StorageManager:
         object_quota_bytes: int = EventLimits().object_storage_bytes,
         cache_max_bytes: int = DEFAULT_CACHE_BYTES,
         vfs: str | None = None,
-        fsync: Fsync = os.fsync,
+        fsync: Fsync = sync_data,
         list_max_entries: int = LIST_MAX_ENTRIES,
         list_max_bytes: int = LIST_MAX_BYTES,
     ) -> None:
@@ -385,6 +387,39 @@ class StorageManager:
         self._flusher.forget(path + "-wal")
         if removed and self.durability == Durability.FSYNC:
             fsync_dir(os.path.dirname(path), self._fsync)
+
+    def delete_tenant(self, tenant: str) -> None:
+        """Delete every object of a tenant (both backends) and its directory, durably.
+        None of its objects may have a live activation."""
+        self._check_open()
+        tdir = self.tenant_dir(tenant)
+        with self._lock:
+            busy = [k for k, o in self._live.items() if k[0] == tenant and not o.closed]
+            if busy:
+                raise DohostError(
+                    Code.INVALID_ARGUMENT,
+                    f"tenant {tenant} has {len(busy)} active objects; end their activations "
+                    "before deleting it",
+                )
+            shards = [s for k, s in self._shards.items() if k[0] == tenant]
+            for k in [k for k in self._shards if k[0] == tenant]:
+                del self._shards[k]
+            self._shard_counts.pop(tenant, None)
+        for shard in shards:
+            shard.close()
+        if not os.path.isdir(tdir):
+            return
+        # Rename first: a crash half way through leaves no half-deleted tenant behind,
+        # only a directory that the next call (or an operator) can remove.
+        parent = os.path.dirname(tdir)
+        doomed = os.path.join(parent, f".deleted-{tenant}-{time.time_ns()}")
+        os.rename(tdir, doomed)
+        if self.durability == Durability.FSYNC:
+            fsync_dir(parent, self._fsync)
+        shutil.rmtree(doomed, ignore_errors=True)
+        for name in os.listdir(parent):  # leftovers of earlier interrupted deletions
+            if name.startswith(".deleted-"):
+                shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
     # ---------------------------------------------------------------------- lifecycle
 

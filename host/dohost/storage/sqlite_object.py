@@ -30,7 +30,7 @@ import apsw
 from dohost.core.errors import Code, DohostError
 from dohost.core.limits import LIST_MAX_BYTES, LIST_MAX_ENTRIES, EventLimits
 from dohost.storage.api import CommitTicket, Durability, ListOptions, ListResult, storage_error
-from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path
+from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path, sync_data
 from dohost.storage.list_range import KeyRange, collect
 from dohost.storage.validate import check_count, check_entry, check_key, quota_exceeded
 from dohost.storage.wal_flusher import WalFlusher
@@ -92,7 +92,7 @@ class SqliteObjectStorage:
         *,
         quota_bytes: int = EventLimits().object_storage_bytes,
         vfs: str | None = None,
-        fsync: Fsync = os.fsync,
+        fsync: Fsync = sync_data,
         list_max_entries: int = LIST_MAX_ENTRIES,
         list_max_bytes: int = LIST_MAX_BYTES,
     ) -> None:
