@@ -133,7 +133,7 @@ def test_bodies_over_the_limit_are_413(server: ServerProcess, kv_token: str) -> 
     with server.client(kv_token) as c:
         r = c.post("/v1/classes/kv/objects/o/echo", content=b"x" * (MAX_BODY + 1))
         assert r.status_code == 413
-        assert r.json()["error"]["code"]
+        assert r.json()["error"]["code"] == "body_too_large"
         r = c.post("/v1/classes/kv/objects/o/put?key=big", content=b"x" * (MAX_BODY - 100))
         assert r.text == "0"
         # A guest response above the limit is refused to the guest (value_too_large).
