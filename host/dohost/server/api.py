@@ -204,6 +204,11 @@ class Api:
         self, req: HttpRequest, tenant: str, class_name: str, oid: ObjectId, path: str
     ) -> HttpResponse:
         headers = [(k, v) for k, v in req.headers if k not in DROP_REQUEST_HEADERS]
+        connection = req.header("connection")
+        if connection is not None and connection.lower() not in ("keep-alive", "close"):
+            # Headers named in Connection are hop-by-hop too (RFC 9110, 7.6.1).
+            named = {t.strip().lower() for t in connection.split(",")}
+            headers = [(k, v) for k, v in headers if k not in named]
         request = Request(req.method, path, req.query, headers, req.body)
         usage = self.state.usage.get(tenant)
         key = (class_name, oid.raw)
