@@ -440,7 +440,10 @@ class Supervisor:
             storage, slot.storage = slot.storage, None
             slot.ticket = None
             if storage is not None:
-                storage.close()
+                try:
+                    storage.close()
+                except Exception:
+                    log.exception("closing object storage")
             yield
         # Events that queued meanwhile keep using this slot (they hold it); otherwise
         # it goes, so a deleted object leaves nothing behind.
