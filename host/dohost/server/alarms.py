@@ -76,6 +76,7 @@ class AlarmScheduler:
         self._seq = 0
         self._wake = trio.Event()
         self._limit = trio.CapacityLimiter(max_concurrent)
+        self._changed = trio.Event()  # set whenever a delivery finishes (see settled)
         self.stats = AlarmStats()
 
     # ------------------------------------------------------------------ scheduling
@@ -150,6 +151,18 @@ class AlarmScheduler:
             self._running.discard(key)
             if key in self._pending:
                 self._wake.set()  # it was rescheduled while running: look again
+            self._changed.set()
+            self._changed = trio.Event()
+
+    async def settled(self) -> None:
+        """Wait until no delivery runs and nothing is due (tests: after moving a clock)."""
+        while True:
+            nxt = self.next_due()
+            if not self._running and (nxt is None or nxt > self._wall_ms()):
+                return
+            if not self._running:
+                self._wake.set()  # due but not started yet: make the loop look now
+            await self._changed.wait()
 
     async def _fire_one(self, p: _Pending) -> None:
         entry, run = p.entry, p.run
