@@ -1,5 +1,5 @@
 // counter - the smallest useful durable object: one integer in storage, the same routes
-// as samples/counter (C).
+// as samples/counter (C). Values are decimal text (text/plain; charset=utf-8).
 //
 //   GET  /       -> the current value
 //   POST /incr   -> adds 1, or the integer in the body (may be negative); the new value
@@ -64,11 +64,11 @@ function store(value: i64): Response | null {
 }
 
 function plain(text: string): Response {
-  return Response.bytes(200, "text/plain", utf8(text));
+  return Response.text(200, text);
 }
 
 function methodNotAllowed(allow: string): Response {
-  return Response.bytes(405, "text/plain", utf8("method not allowed\n")).header("allow", allow);
+  return Response.text(405, "method not allowed\n").header("allow", allow);
 }
 
 register(new Counter());

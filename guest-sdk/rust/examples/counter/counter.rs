@@ -1,5 +1,5 @@
 //! counter - the smallest useful durable object: one integer in storage, the same routes
-//! as samples/counter (C).
+//! as samples/counter (C). Values are decimal text (text/plain; charset=utf-8).
 //!
 //!   GET  /       -> the current value
 //!   POST /incr   -> adds 1, or the integer in the body (may be negative); the new value
@@ -22,17 +22,17 @@ fn load() -> Result<i64> {
 fn store(value: i64) -> Result<Response> {
     let text = value.to_string();
     storage::put(KEY, text.as_bytes())?;
-    Ok(Response::bytes(200, "text/plain", text))
+    Ok(Response::text(200, text))
 }
 
 fn method_not_allowed(allow: &str) -> Response {
-    Response::bytes(405, "text/plain", "method not allowed\n").header("allow", allow)
+    Response::text(405, "method not allowed\n").header("allow", allow)
 }
 
 impl DurableObject for Counter {
     fn fetch(&mut self, req: Request) -> Result<Response> {
         match (req.path.as_str(), req.method.as_str()) {
-            ("/", "GET") => Ok(Response::bytes(200, "text/plain", load()?.to_string())),
+            ("/", "GET") => Ok(Response::text(200, load()?.to_string())),
             ("/", _) => Ok(method_not_allowed("GET")),
             ("/incr", "POST") => {
                 let delta = if req.body.is_empty() { Some(1) } else { parse_i64(&req.body) };

@@ -1,5 +1,5 @@
 //! counter - the smallest useful durable object: one integer in storage, the same routes
-//! as samples/counter (C).
+//! as samples/counter (C). Values are decimal text (text/plain; charset=utf-8).
 //!
 //!   GET  /       -> the current value
 //!   POST /incr   -> adds 1, or the integer in the body (may be negative); the new value
@@ -21,12 +21,14 @@ fn store(arena: std.mem.Allocator, value: i64) !dohost.Response {
     var buf: [dohost.int_chars]u8 = undefined;
     const text = try arena.dupe(u8, dohost.formatInt(&buf, value));
     try dohost.storage.put(key, text);
-    return .{ .content_type = "text/plain", .body = text };
+    return dohost.Response.text(200, text);
 }
 
 fn methodNotAllowed(comptime allow: []const u8) dohost.Response {
     const headers = [_]dohost.Header{.{ .name = "allow", .value = allow }};
-    return .{ .status = 405, .content_type = "text/plain", .headers = &headers, .body = "method not allowed\n" };
+    var r = dohost.Response.text(405, "method not allowed\n");
+    r.headers = &headers;
+    return r;
 }
 
 pub fn fetch(req: *const dohost.Request) !dohost.Response {
@@ -34,7 +36,7 @@ pub fn fetch(req: *const dohost.Request) !dohost.Response {
         if (!req.methodIs("GET")) return methodNotAllowed("GET");
         var buf: [dohost.int_chars]u8 = undefined;
         const text = try req.arena.dupe(u8, dohost.formatInt(&buf, try load(req.arena)));
-        return .{ .content_type = "text/plain", .body = text };
+        return dohost.Response.text(200, text);
     }
     if (req.pathIs("/incr")) {
         if (!req.methodIs("POST")) return methodNotAllowed("POST");
