@@ -45,6 +45,7 @@ class Guest:
 # Every compiled guest. WAT fixtures (tests/fixtures/*.wat) are found without a row.
 GUESTS: list[Guest] = [
     Guest("counter", "c", ("samples/counter/counter.c",), "samples/counter/counter.wasm"),
+    Guest("reminder", "c", ("samples/reminder/reminder.c",), "samples/reminder/reminder.wasm"),
     Guest("kvtest", "c", ("tests/fixtures/c/kvtest.c",), "tests/fixtures/build/kvtest.wasm"),
     # The same test guest against wasi-libc: a reactor module that exports _initialize.
     Guest(
@@ -91,6 +92,21 @@ GUESTS: list[Guest] = [
         "as",
         ("tests/conformance/guests/kvtest.ts",),
         "tests/fixtures/build/kvtest_as.wasm",
+    ),
+    Guest(
+        "chat-room", "zig", ("samples/chat-room/chat-room.zig",), "samples/chat-room/chat-room.wasm"
+    ),
+    Guest(
+        "rate-limiter",
+        "rust",
+        ("samples/rate-limiter/src/lib.rs",),
+        "samples/rate-limiter/rate-limiter.wasm",
+    ),
+    Guest(
+        "document",
+        "as",
+        ("samples/document/document.ts", "samples/document/json.ts"),
+        "samples/document/document.wasm",
     ),
 ]
 
