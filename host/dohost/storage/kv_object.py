@@ -49,7 +49,7 @@ from dohost.storage.validate import (
     check_key,
     quota_exceeded,
 )
-from dohost.storage.write_set import WriterState, WriteSet
+from dohost.storage.write_set import ALARM_UNCHANGED, WriterState, WriteSet
 
 _log = logging.getLogger(__name__)
 
@@ -75,6 +75,9 @@ class KvObjectStorage:
 
     __slots__ = (
         "__weakref__",
+        "_alarm",
+        "_alarm_known",
+        "_alarm_undo",
         "_cache",
         "_cache_bytes",
         "_cache_max",
@@ -92,8 +95,8 @@ class KvObjectStorage:
         "_new_keys",
         "_oid",
         "_pre_clear",
-        "_registered_bytes",
         "_quota",
+        "_registered_bytes",
         "_shard",
         "_sorted_keys",
         "_undo",
@@ -133,6 +136,12 @@ class KvObjectStorage:
         self._event_clear = False
         self._pre_clear: tuple[dict[bytes, bytes | None], dict[bytes, bytes | _Missing | None], bool] | None = None  # fmt: skip
         self._event_start_bytes = 0
+
+        # The object's alarm as this activation sees it (loaded on first use), and its
+        # value before the current event changed it (a 1-tuple), for rollback.
+        self._alarm: int | None = None
+        self._alarm_known = False
+        self._alarm_undo: tuple[int | None] | None = None
 
         self._loaded = False
         self._used = 0  # sum of len(key)+len(value), this event's writes included
@@ -399,7 +408,21 @@ class KvObjectStorage:
                 self._remember(k, None)
         return n
 
+    def get_alarm(self) -> int | None:
+        if not self._alarm_known:
+            self._ensure_loaded()  # waits for earlier commits of this object
+            self._alarm = self._shard.get_alarm(self._oid)
+            self._alarm_known = True
+        return self._alarm
+
+    def set_alarm(self, due_ms: int | None) -> None:
+        current = self.get_alarm()
+        if self._alarm_undo is None:
+            self._alarm_undo = (current,)
+        self._alarm = due_ms
+
     def delete_all(self) -> None:
+        self.set_alarm(None)
         self._ensure_loaded()
         if not self._event_clear:
             self._pre_clear = (self._cache, self._undo, self._complete)
@@ -451,6 +474,9 @@ class KvObjectStorage:
             self._new_keys = []
         else:
             self._apply_undo(self._undo)
+        if self._alarm_undo is not None:
+            self._alarm = self._alarm_undo[0]
+            self._alarm_undo = None
         self._undo = {}
         self._event_clear = False
         self._pre_clear = None
@@ -461,7 +487,7 @@ class KvObjectStorage:
         if err is not None:
             self.rollback_event()
             return CommitTicket.failed(err)
-        if not self._undo and not self._event_clear:
+        if not self._undo and not self._event_clear and self._alarm_undo is None:
             return self._last_ticket
         cache = self._cache
         ws = WriteSet(
@@ -474,7 +500,9 @@ class KvObjectStorage:
             bytes_after=self._used,
             writer=self._writer,
             update_registry=self._used != self._registered_bytes,
+            alarm=ALARM_UNCHANGED if self._alarm_undo is None else self._alarm,
         )
+        self._alarm_undo = None
         self._registered_bytes = self._used
         self._undo = {}
         self._event_clear = False
@@ -493,4 +521,6 @@ class KvObjectStorage:
         self._undo = {}
         self._event_clear = False
         self._pre_clear = None
+        self._alarm_undo = None
+        self._alarm_known = False
         self._reset_cache()  # a get now misses the cache and reports the closed storage

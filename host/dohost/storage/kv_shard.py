@@ -36,7 +36,7 @@ import apsw
 from dohost.core.errors import DohostError
 from dohost.storage.api import CommitTicket, Durability, storage_error
 from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path, sync_data
-from dohost.storage.write_set import WriteSet
+from dohost.storage.write_set import ALARM_UNCHANGED, WriteSet
 
 _log = logging.getLogger(__name__)
 
@@ -51,7 +51,13 @@ _SCHEMA = (
     " bytes INTEGER NOT NULL, created_ms INTEGER)",
     # list_objects pages through one class by object id
     "CREATE INDEX IF NOT EXISTS objects_by_class ON objects(class, object_id)",
+    # each object's one alarm (the host-wide alarm index is only a superset of these)
+    "CREATE TABLE IF NOT EXISTS alarms(object_id BLOB PRIMARY KEY, due_ms INTEGER NOT NULL)"
+    " WITHOUT ROWID",
 )
+_ALARM_GET = "SELECT due_ms FROM alarms WHERE object_id=?"
+_ALARM_SET = "INSERT OR REPLACE INTO alarms(object_id, due_ms) VALUES(?,?)"
+_ALARM_DELETE = "DELETE FROM alarms WHERE object_id=?"
 
 _GET = "SELECT value FROM kv WHERE object_id=? AND key=?"
 _SIZE = "SELECT length(value) FROM kv WHERE object_id=? AND key=?"
@@ -298,6 +304,16 @@ class KvShard:
             raise self._read_error(e) from e
         return None if row is None else ObjectRow(*row)
 
+    def get_alarm(self, object_id: bytes) -> int | None:
+        """The object's committed alarm (ms since the epoch), or None."""
+        if self._closed:
+            raise self._closed_error()
+        try:
+            row = self._reader().execute(_ALARM_GET, (object_id,)).fetchone()
+        except apsw.Error as e:
+            raise self._read_error(e) from e
+        return None if row is None else int(row[0])
+
     def list_objects(self, class_name: str, after: bytes, limit: int) -> list[ObjectRow]:
         """Registry rows of `class_name` with object_id > `after`, by object id."""
         if self._closed:
@@ -433,7 +449,13 @@ class KvShard:
                 db.execute(_DELETE_ROWS, (oid,))
             if ws.drop:
                 db.execute(_DELETE_OBJECT, (oid,))
+                db.execute(_ALARM_DELETE, (oid,))
                 continue
+            if ws.alarm is not ALARM_UNCHANGED:
+                if ws.alarm is None:
+                    db.execute(_ALARM_DELETE, (oid,))
+                else:
+                    db.execute(_ALARM_SET, (oid, ws.alarm))
             puts = ws.puts
             if len(puts) == 1:
                 ((k, v),) = puts.items()

@@ -46,6 +46,8 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS _dohost_meta("
     " id INTEGER PRIMARY KEY CHECK (id = 0), object_id BLOB NOT NULL, class TEXT NOT NULL,"
     " name TEXT, created_ms INTEGER NOT NULL, kv_bytes INTEGER NOT NULL DEFAULT 0)",
+    "CREATE TABLE IF NOT EXISTS _dohost_alarm("
+    " id INTEGER PRIMARY KEY CHECK (id = 0), due_ms INTEGER NOT NULL)",
 )
 META_SELECT = "SELECT object_id, class, name, created_ms, kv_bytes FROM _dohost_meta WHERE id=0"
 _META_INSERT = (
@@ -62,6 +64,9 @@ _UPSERT = (
 )
 _DELETE = "DELETE FROM _dohost_kv WHERE key=? RETURNING length(value)"
 _DELETE_ALL = "DELETE FROM _dohost_kv"
+_ALARM_GET = "SELECT due_ms FROM _dohost_alarm WHERE id=0"
+_ALARM_SET = "INSERT OR REPLACE INTO _dohost_alarm(id, due_ms) VALUES(0,?)"
+_ALARM_DELETE = "DELETE FROM _dohost_alarm"
 _SCAN = {
     (False, False): "SELECT key, value FROM _dohost_kv WHERE key>=? ORDER BY key LIMIT ?",
     (False, True): "SELECT key, value FROM _dohost_kv WHERE key>=? ORDER BY key DESC LIMIT ?",
@@ -372,9 +377,32 @@ class SqliteObjectStorage:
             return
         try:
             conn.execute(_DELETE_ALL)
+            conn.execute(_ALARM_DELETE)
         except apsw.Error as e:
             raise self._error(e) from e
         self._used = 0
+
+    def get_alarm(self) -> int | None:
+        conn = self._txn(create=False)
+        if conn is None:
+            return None
+        try:
+            row = conn.execute(_ALARM_GET).fetchone()
+        except apsw.Error as e:
+            raise self._error(e) from e
+        return None if row is None else int(row[0])
+
+    def set_alarm(self, due_ms: int | None) -> None:
+        conn = self._txn(create=due_ms is not None)
+        if conn is None:
+            return  # deleting the alarm of an object that has no file: nothing to do
+        try:
+            if due_ms is None:
+                conn.execute(_ALARM_DELETE)
+            else:
+                conn.execute(_ALARM_SET, (due_ms,))
+        except apsw.Error as e:
+            raise self._error(e) from e
 
     def list(self, opts: ListOptions) -> ListResult:
         rng = KeyRange.from_options(opts)

@@ -9,10 +9,18 @@ it fail too, because they may build on the writes that were lost.
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass, field
 
 from dohost.core.errors import DohostError
 from dohost.storage.api import CommitTicket
+
+
+class _Unchanged(enum.Enum):
+    UNCHANGED = enum.auto()
+
+
+ALARM_UNCHANGED = _Unchanged.UNCHANGED
 
 
 class WriterState:
@@ -37,6 +45,8 @@ class WriteSet:
     # False when the registry row already holds this object with `bytes_after`: the
     # committer then skips it (one b-tree page less to write per event).
     update_registry: bool = True
+    # The object's alarm once applied: a time, None (deleted), or ALARM_UNCHANGED.
+    alarm: int | _Unchanged | None = ALARM_UNCHANGED
     drop: bool = False  # delete the object entirely, registry row included
     ticket: CommitTicket = field(default_factory=CommitTicket)
 
