@@ -824,6 +824,31 @@ const char *dohost_status_name(int32_t status)
     return "unknown";
 }
 
+/* ---- Alarms -------------------------------------------------------------------------- */
+
+int32_t dohost_alarm_set(int64_t time_ms)
+{
+    return dohost_raw_alarm_set(time_ms);
+}
+
+int32_t dohost_alarm_get(int64_t *out)
+{
+    uint8_t le[8]; /* the host writes bytes, so no alignment is assumed */
+    int32_t st = dohost_raw_alarm_get(le);
+    if (st == 1 && out) {
+        uint64_t v = 0;
+        for (int i = 7; i >= 0; i--)
+            v = v << 8 | le[i];
+        *out = (int64_t)v;
+    }
+    return st;
+}
+
+int32_t dohost_alarm_delete(void)
+{
+    return dohost_raw_alarm_delete();
+}
+
 /* ---- Utilities ----------------------------------------------------------------------- */
 
 int32_t dohost_log_bytes(int level, const void *text, size_t len)

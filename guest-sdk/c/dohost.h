@@ -203,6 +203,21 @@ typedef struct {
  * DOHOST_ERR_NO_RESULT when no import failed, or another negative status. */
 int32_t dohost_last_error(dohost_error *err);
 
+/* ---- Alarms (abi/README.md section 5, "Alarms") -------------------------------------------
+ * One alarm per object, in ms since the Unix epoch. Changes are part of the event's
+ * transaction: a failed event rolls them back with its writes. When it fires, the
+ * DOHOST_EXPORT_ALARM handler runs; inside it dohost_alarm_get() reports no alarm until
+ * the handler sets a new one. */
+
+/* Sets (replaces) the alarm; a time in the past fires at once. 0, or
+ * DOHOST_ERR_INVALID_ARGUMENT for a negative time, or another negative status. */
+int32_t dohost_alarm_set(int64_t time_ms);
+/* 1 and *out = the alarm's time, 0 when none is set (*out untouched), or a negative
+ * status. out may be NULL to ask only whether an alarm is set. */
+int32_t dohost_alarm_get(int64_t *out);
+/* Deletes the alarm (no error when none is set). 0 or a negative status. */
+int32_t dohost_alarm_delete(void);
+
 /* ---- Utilities ------------------------------------------------------------------------- */
 
 enum { DOHOST_LOG_DEBUG = 0, DOHOST_LOG_INFO = 1, DOHOST_LOG_WARN = 2, DOHOST_LOG_ERROR = 3 };
@@ -287,6 +302,10 @@ DOHOST_IMPORT(kv_delete_all) int32_t dohost_raw_kv_delete_all(void);
 DOHOST_IMPORT(log) int32_t dohost_raw_log(int32_t level, const void *p, size_t len);
 DOHOST_IMPORT(now_ms) int64_t dohost_raw_now_ms(void);
 DOHOST_IMPORT(random_fill) int32_t dohost_raw_random_fill(void *p, size_t len);
+DOHOST_IMPORT(alarm_set) int32_t dohost_raw_alarm_set(int64_t time_ms);
+/* Writes the time as a little-endian i64 (8 bytes) at out and returns 1, or returns 0. */
+DOHOST_IMPORT(alarm_get) int32_t dohost_raw_alarm_get(void *out);
+DOHOST_IMPORT(alarm_delete) int32_t dohost_raw_alarm_delete(void);
 
 #ifdef __cplusplus
 }
