@@ -116,8 +116,9 @@ class AlarmScheduler:
     # ------------------------------------------------------------------ the loop
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        # Overdue entries come first (the index is ordered by next_ms) and fire at once.
         for entry in self._index.entries():
-            self.schedule(entry)
+            self._schedule_at(entry, AlarmRun(entry.due_ms, entry.retry_count), entry.next_ms)
         task_status.started()
         async with trio.open_nursery() as nursery:
             while True:
@@ -209,6 +210,7 @@ class AlarmScheduler:
             return
         self.stats.retries += 1
         self._schedule_at(entry, nxt[0], nxt[1])
+        self._index.record_retry(entry.key, entry.due_ms, nxt[1], nxt[0].retry_count)
 
     async def _drop(self, entry: AlarmEntry, run: AlarmRun) -> None:
         self.stats.dropped += 1

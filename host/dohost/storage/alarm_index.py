@@ -31,9 +31,11 @@ CREATE TABLE IF NOT EXISTS alarms(
     name TEXT,
     backend TEXT NOT NULL,
     due_ms INTEGER NOT NULL,
+    next_ms INTEGER NOT NULL,
+    retry_count INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY(tenant, class, object_id)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS alarms_due ON alarms(due_ms);
+CREATE INDEX IF NOT EXISTS alarms_next ON alarms(next_ms);
 """
 
 AlarmKey = tuple[str, str, bytes]
@@ -46,7 +48,13 @@ class AlarmEntry:
     object_id: bytes
     name: str | None
     backend: str
-    due_ms: int
+    due_ms: int  # the time the alarm was set for (what the object's own record holds)
+    next_ms: int = -1  # when it fires next (later than due_ms while retrying); -1: due_ms
+    retry_count: int = 0
+
+    def __post_init__(self) -> None:
+        if self.next_ms < 0:
+            object.__setattr__(self, "next_ms", self.due_ms)
 
     @property
     def key(self) -> AlarmKey:
@@ -112,13 +120,24 @@ class AlarmIndex:
     def _write(self, entries: list[AlarmEntry]) -> None:
         with self._lock, self._db:
             self._db.executemany(
-                "INSERT OR REPLACE INTO alarms(tenant, class, object_id, name, backend, due_ms) VALUES(?,?,?,?,?,?)",
+                "INSERT OR REPLACE INTO alarms(tenant, class, object_id, name, backend, due_ms,"
+                " next_ms, retry_count) VALUES(?,?,?,?,?,?,?,0)",
                 [
-                    (e.tenant, e.class_name, e.object_id, e.name, e.backend, e.due_ms)
+                    (e.tenant, e.class_name, e.object_id, e.name, e.backend, e.due_ms, e.due_ms)
                     for e in entries
                 ],
             )
         self.batches += 1
+
+    def record_retry(self, key: AlarmKey, due_ms: int, next_ms: int, retry_count: int) -> None:
+        """Remember a scheduled retry (no fsync: losing it only restarts the count)."""
+        tenant, cls, oid = key
+        with self._lock, self._db:
+            self._db.execute(
+                "UPDATE alarms SET next_ms=?, retry_count=?"
+                " WHERE tenant=? AND class=? AND object_id=? AND due_ms=?",
+                (next_ms, retry_count, tenant, cls, oid, due_ms),
+            )
 
     def remove(self, key: AlarmKey, due_ms: int | None = None) -> None:
         """Forget an entry (only the one due at `due_ms`, when given: a newer one stays)."""
@@ -146,7 +165,10 @@ class AlarmIndex:
 
     def entries(self, tenant: str | None = None, class_name: str | None = None) -> list[AlarmEntry]:
         """Every entry, earliest first (optionally of one tenant / class)."""
-        q = "SELECT tenant, class, object_id, name, backend, due_ms FROM alarms"
+        q = (
+            "SELECT tenant, class, object_id, name, backend, due_ms, next_ms, retry_count"
+            " FROM alarms"
+        )
         args: list[str] = []
         conds = []
         if tenant is not None:
@@ -157,7 +179,7 @@ class AlarmIndex:
             args.append(class_name)
         if conds:
             q += " WHERE " + " AND ".join(conds)
-        q += " ORDER BY due_ms, tenant, class, object_id"
+        q += " ORDER BY next_ms, tenant, class, object_id"
         with self._lock:
             rows = self._db.execute(q, args).fetchall()
         return [AlarmEntry(*r) for r in rows]  # type: ignore[arg-type]
