@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -18,7 +19,10 @@ BUILD = FIXTURES / "build"
 @pytest.fixture(scope="session", autouse=True)
 def built_guests() -> None:
     """Build samples and fixtures once per session (a no-op when they are up to date),
-    so `pytest` works without `make build` first."""
+    so `pytest` works without `make build` first. DOHOST_SKIP_GUEST_BUILD=1 skips it
+    (when several test runs share one checkout and one of them builds)."""
+    if os.environ.get("DOHOST_SKIP_GUEST_BUILD") == "1":
+        return
     subprocess.run([sys.executable, str(ROOT / "tools" / "build_guests.py")], check=True, cwd=ROOT)
 
 

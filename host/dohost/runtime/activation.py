@@ -132,7 +132,7 @@ class Activation(WasiCalls):
         self.on_alarm_set: Callable[[int], None] | None = None
         self.wall_ms: Callable[[], float] = _wall_ms
         self._alarm_changed = False
-        self._alarm: int | None = None
+        self._alarm_due: int | None = None
         self._log_lines: list[tuple[int, bytes]] = []
         # Per-event state.
         self.input: bytes | None = None
@@ -226,7 +226,7 @@ class Activation(WasiCalls):
         self.ops = self.reads = self.writes = 0
         self._trap_reason = None
         self._alarm_changed = False
-        self._alarm = None
+        self._alarm_due = None
         self.inline = inline_ticks > 0
         self.events += 1
         CURRENT.act = self
@@ -239,7 +239,7 @@ class Activation(WasiCalls):
                 # Inside the handler the alarm being delivered is gone: get returns none
                 # unless the handler sets a new one; success commits the deletion.
                 self.storage.set_alarm(None)
-                self._alarm_changed, self._alarm = True, None
+                self._alarm_changed, self._alarm_due = True, None
             if self.needs_init:
                 self._call_guest(self._init, None, "dohost_init")
                 self.needs_init = False
@@ -250,8 +250,12 @@ class Activation(WasiCalls):
                 )
             self._call_guest(export, len(data), f"dohost_{kind}")
             response = self.response if self.response is not None else Response(204, [], b"")
-            if self._alarm_changed and self._alarm is not None and self.on_alarm_set is not None:
-                self.on_alarm_set(self._alarm)  # index first: it must be a superset
+            if (
+                self._alarm_changed
+                and self._alarm_due is not None
+                and self.on_alarm_set is not None
+            ):
+                self.on_alarm_set(self._alarm_due)  # index first: it must be a superset
             ticket = self.storage.commit_event()
             self._flush_output()
             self._emit_logs()
@@ -263,7 +267,7 @@ class Activation(WasiCalls):
                 self.reads,
                 self.writes,
                 alarm_changed=self._alarm_changed,
-                alarm=self._alarm,
+                alarm=self._alarm_due,
             )
         except OffloadRequest:
             self.broken = True
@@ -332,15 +336,15 @@ class Activation(WasiCalls):
         self._flush_output()
         self._emit_logs()
         result = EventResult(None, None, err, time.thread_time() - t0, self.reads, self.writes)
-        if kind == "alarm" and self._alarm_changed and self._alarm is not None:
+        if kind == "alarm" and self._alarm_changed and self._alarm_due is not None:
             # A failing alarm handler that set a new alarm: that alarm replaces the retry,
             # so it alone is committed (the handler's other writes stay rolled back).
-            result.alarm_replaced, result.alarm_changed, result.alarm = True, True, self._alarm
+            result.alarm_replaced, result.alarm_changed, result.alarm = True, True, self._alarm_due
             try:
                 self.storage.begin_event()
-                self.storage.set_alarm(self._alarm)
+                self.storage.set_alarm(self._alarm_due)
                 if self.on_alarm_set is not None:
-                    self.on_alarm_set(self._alarm)
+                    self.on_alarm_set(self._alarm_due)
                 result.ticket = self.storage.commit_event()
             except DohostError as e:
                 guest_log.warning(
@@ -685,7 +689,7 @@ class Activation(WasiCalls):
             self.storage.delete_all()
         except DohostError as e:
             return self._err(e.code, e.message)
-        self._alarm_changed, self._alarm = True, None  # delete_all takes the alarm too
+        self._alarm_changed, self._alarm_due = True, None  # delete_all takes the alarm too
         self.writes += 1
         return 0
 
@@ -708,7 +712,7 @@ class Activation(WasiCalls):
             self.storage.set_alarm(time_ms)
         except DohostError as e:
             return self._err(e.code, e.message)
-        self._alarm_changed, self._alarm = True, time_ms
+        self._alarm_changed, self._alarm_due = True, time_ms
         self.writes += 1
         return 0
 
@@ -736,7 +740,7 @@ class Activation(WasiCalls):
             self.storage.set_alarm(None)
         except DohostError as e:
             return self._err(e.code, e.message)
-        self._alarm_changed, self._alarm = True, None
+        self._alarm_changed, self._alarm_due = True, None
         self.writes += 1
         return 0
 

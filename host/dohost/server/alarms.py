@@ -54,6 +54,7 @@ class AlarmStats:
     dropped: int = 0
     stale: int = 0  # index entries the object no longer had
     lateness_ms: list[float] | None = None  # recorded when a list is set (benchmarks)
+    trace: list[AlarmKey] | None = None  # deliveries in start order, when a list is set (tests)
 
 
 class AlarmScheduler:
@@ -133,6 +134,8 @@ class AlarmScheduler:
                         continue
                     p = self._pending.pop(key)
                     self._running.add(key)
+                    if self.stats.trace is not None:
+                        self.stats.trace.append(key)
                     nursery.start_soon(self._fire, p, now)
                 nxt = self.next_due()
                 self._wake = trio.Event()

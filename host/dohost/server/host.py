@@ -80,6 +80,7 @@ class Host:
         shutdown_timeout: float = 30.0,
         wall_clock_ms: Callable[[], float] | None = None,
         alarm_jitter: Callable[[], float] | None = None,
+        trace_alarms: bool = False,
     ) -> None:
         """`wall_clock_ms` (milliseconds since the epoch) is what guests' `now_ms` and the
         alarm loop read; tests pass one tied to trio's MockClock. `alarm_jitter` returns
@@ -101,6 +102,7 @@ class Host:
         self._stack: contextlib.AsyncExitStack | None = None
         self.wall_ms: Callable[[], float] = wall_clock_ms or (lambda: time.time() * 1000.0)
         self._alarm_jitter = alarm_jitter or random.random
+        self._trace_alarms = trace_alarms  # record deliveries in start order (tests)
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -151,6 +153,8 @@ class Host:
             self.alarms = AlarmScheduler(
                 self.alarm_index, self._deliver_alarm, self.wall_ms, jitter=self._alarm_jitter
             )
+            if self._trace_alarms:
+                self.alarms.stats.trace = []
             self.supervisor.index_alarm = self.alarm_index.upsert_durable
             self.supervisor.on_alarm_committed = self.alarms.schedule
             nursery = await stack.enter_async_context(trio.open_nursery())
