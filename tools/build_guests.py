@@ -198,17 +198,16 @@ def rust_sdk_rlib() -> Path:
     if RUST_RLIB.exists() and RUST_RLIB.stat().st_mtime >= newest:
         return RUST_RLIB
     RUST_RLIB.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".libdohost.", suffix=".rlib", dir=RUST_RLIB.parent)
-    os.close(fd)
-    try:
+    # rustc names its temporary files after the output: a private directory keeps builds
+    # running at the same time (two test sessions) from deleting each other's.
+    with tempfile.TemporaryDirectory(dir=RUST_RLIB.parent) as tmp:
+        out = Path(tmp) / "libdohost.rlib"
         cmd = [RUSTC, *RUST_TARGET, *RUST_FLAGS, "--crate-type", "rlib", "--crate-name", "dohost"]
-        cmd += ["-o", tmp_name, str(RUST_SDK / "src" / "lib.rs")]
+        cmd += ["-o", str(out), str(RUST_SDK / "src" / "lib.rs")]
         proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
         if proc.returncode != 0:
             raise BuildError(f"the Rust SDK does not compile\n$ {' '.join(cmd)}\n{proc.stderr}")
-        Path(tmp_name).replace(RUST_RLIB)
-    finally:
-        Path(tmp_name).unlink(missing_ok=True)
+        out.replace(RUST_RLIB)
     return RUST_RLIB
 
 
@@ -216,11 +215,14 @@ def build_rust(guest: Guest, out: Path) -> None:
     """The first source is the crate root of a cdylib that depends on the SDK crate."""
     check_rust()
     rlib = rust_sdk_rlib()
-    cmd = [RUSTC, *RUST_TARGET, *RUST_FLAGS, "--crate-type", "cdylib"]
-    cmd += ["--crate-name", guest.name.replace("-", "_"), "-C", "lto", "-C", "linker=wasm-ld"]
-    cmd += ["-C", "strip=symbols", "--extern", f"dohost={rlib}", *guest.flags]
-    cmd += ["-o", str(out), str(ROOT / guest.sources[0])]
-    run_compiler(guest, cmd, None)
+    with tempfile.TemporaryDirectory(dir=RUST_RLIB.parent) as tmp:  # see rust_sdk_rlib
+        tmp_out = Path(tmp) / "out.wasm"
+        cmd = [RUSTC, *RUST_TARGET, *RUST_FLAGS, "--crate-type", "cdylib"]
+        cmd += ["--crate-name", guest.name.replace("-", "_"), "-C", "lto", "-C", "linker=wasm-ld"]
+        cmd += ["-C", "strip=symbols", "--extern", f"dohost={rlib}", *guest.flags]
+        cmd += ["-o", str(tmp_out), str(ROOT / guest.sources[0])]
+        run_compiler(guest, cmd, None)
+        tmp_out.replace(out)
 
 
 def as_sdk_files() -> list[Path]:
