@@ -119,7 +119,7 @@ async def test_a_handler_that_always_fails_runs_seven_times_then_is_dropped(worl
     await world.advance(1)
     expected_gaps = [2, 4, 8, 16, 32, 64]  # seconds: 2 s * 2^n, jitter 0
     for n, gap in enumerate(expected_gaps, start=1):
-        ((entry, next_ms, retries),) = world.host.pending_alarms()
+        ((_entry, next_ms, retries),) = world.host.pending_alarms()
         assert (retries, next_ms) == (n, world.now() + gap * 1000)
         assert world.host.alarm_index.entries()[0].retry_count == n  # visible to `dohost alarms`
         await world.advance(gap - 0.001)
@@ -149,7 +149,7 @@ async def test_a_failing_handler_that_sets_an_alarm_replaces_the_retry(world: Wo
     await world.put("a", "__alarm_reset_in", "10000")
     await world.req("a", "POST", f"/alarm_set?ms={world.now() + 1000}")
     await world.advance(1)
-    ((entry, next_ms, retries),) = world.host.pending_alarms()
+    ((_entry, next_ms, retries),) = world.host.pending_alarms()
     assert (retries, next_ms) == (0, world.now() + 10_000)
     assert await world.req("a", "GET", "/alarm_get") == str(world.now() + 10_000)
 
@@ -159,7 +159,7 @@ async def test_a_cpu_kill_in_the_handler_counts_as_a_failure(world: World) -> No
     await world.req("a", "POST", f"/alarm_set?ms={world.now()}")
     await world.advance(0)
     assert world.host.alarms.stats.failures == 1
-    ((entry, next_ms, retries),) = world.host.pending_alarms()
+    ((_entry, _next_ms, retries),) = world.host.pending_alarms()
     assert retries == 1
 
 
