@@ -164,3 +164,24 @@ def test_metrics_are_labelled_by_tenant_and_class(tmp_path: Path) -> None:
         assert "_created" not in text
     finally:
         assert s.stop() == 0
+
+
+def test_alarm_runs_and_failed_runs_are_counted(tmp_path: Path) -> None:
+    kvtest = (ROOT / "tests" / "fixtures" / "build" / "kvtest.wasm").read_bytes()
+    s = ServerProcess(tmp_path / "data")
+    try:
+        t = s.new_tenant()
+        labels = f'class="kv",tenant="{s.names[t]}"'
+        with s.client(t) as c:
+            assert c.put("/v1/classes/kv", content=kvtest).status_code == 201
+            assert c.post("/v1/classes/kv/objects/ok/alarm_in?ms=0").text == "0"
+            s.wait_for_metric(rf"^dohost_alarm_runs_total\{{{labels}\}} 1\.0$")
+            # This object's handler fails on its first run: a retry is scheduled.
+            assert (
+                c.post("/v1/classes/kv/objects/bad/put?key=__alarm_fail", content=b"1").text == "0"
+            )
+            assert c.post("/v1/classes/kv/objects/bad/alarm_in?ms=0").text == "0"
+            s.wait_for_metric(rf"^dohost_alarm_retries_total\{{{labels}\}} 1\.0$")
+            s.wait_for_metric(rf"^dohost_alarm_runs_total\{{{labels}\}} 2\.0$")
+    finally:
+        assert s.stop() == 0

@@ -91,10 +91,15 @@ class Metrics:
             [*TC, "reason"],
             registry=r,
         )
-        # Alarms are not implemented yet: these stay at zero until they are.
-        self.alarm_runs = Counter("dohost_alarm_runs", "Alarm handler runs", TC, registry=r)
+        self.alarm_runs = Counter(
+            "dohost_alarm_runs", "Alarm handler runs (stale or moved alarms not counted)", TC,
+            registry=r,
+        )  # fmt: skip
         self.alarm_retries = Counter(
-            "dohost_alarm_retries", "Alarm handler retries", TC, registry=r
+            "dohost_alarm_retries",
+            "Alarm handler runs that failed, and so are retried with backoff (up to the limit)",
+            TC,
+            registry=r,
         )
         r.register(_LiveCollector(host, usage))
         self._children: dict[tuple[str, str], _Children] = {}
@@ -122,6 +127,10 @@ class Metrics:
             c.writes.inc(result.storage_writes)
         if result.extra.get("activation_s"):
             c.activations.inc()
+        if kind == "alarm" and result.extra.get("alarm_state") not in ("gone", "moved"):
+            self.alarm_runs.labels(tenant, class_name).inc()
+            if result.error is not None and not result.alarm_replaced:
+                self.alarm_retries.labels(tenant, class_name).inc()
 
     def dropped(self, tenant: str, class_name: str, reason: str) -> None:
         self.evictions.labels(tenant, class_name, reason).inc()
