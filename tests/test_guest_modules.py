@@ -60,6 +60,10 @@ C_GUESTS = {
         ROOT / "samples" / "counter" / "counter.wasm",
         {"memory", "dohost_abi_v1", "dohost_fetch"},
     ),
+    "reminder": (
+        ROOT / "samples" / "reminder" / "reminder.wasm",
+        {"memory", "dohost_abi_v1", "dohost_fetch", "dohost_alarm"},
+    ),
     "kvtest": (
         BUILD / "kvtest.wasm",
         {"memory", "dohost_abi_v1", "dohost_fetch", "dohost_init", "dohost_alarm"},
@@ -136,11 +140,14 @@ def abi() -> Abi:
 
 def test_abi_tables_parse(abi: Abi) -> None:
     # Guards the parser: an empty or misread table would make every other check vacuous.
-    assert len(abi.imports) >= 15
+    assert len(abi.imports) >= 18
     assert abi.imports["kv_get"] == Sig(("i32",) * 4, ("i32",))
     assert abi.imports["now_ms"] == Sig((), ("i64",))
     assert abi.imports["log"] == Sig(("i32",) * 3, ("i32",))
-    assert "alarm_set" not in abi.imports  # reserved, not linked in v1
+    assert abi.imports["alarm_set"] == Sig(("i64",), ("i32",))  # a typed parameter
+    assert abi.imports["alarm_get"] == Sig(("i32",), ("i32",))
+    assert abi.imports["alarm_delete"] == Sig((), ("i32",))
+    assert "call" not in abi.imports  # reserved for a later issue, not linked in v1
     assert abi.exports["dohost_fetch"] == Sig(("i32",), ("i32",))
     assert abi.exports["_initialize"] == Sig((), ())
     assert abi.exports["dohost_abi_v1"] is None
