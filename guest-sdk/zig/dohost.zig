@@ -17,7 +17,7 @@
 //!
 //!     pub fn fetch(req: *const dohost.Request) !dohost.Response   // or !?Response, !void
 //!     pub fn init(arena: std.mem.Allocator) !void                  // once per activation
-//!     pub fn alarm(arena: std.mem.Allocator, info: dohost.AlarmInfo) !void
+//!     pub fn alarm(arena: std.mem.Allocator, info: dohost.AlarmInfo) !void  // see `alarm`
 //!
 //! An error returned by a handler fails the event: its storage writes are rolled back and
 //! the caller gets 500. A `null` response (with `!?Response`) or `!void` sets none: the
@@ -129,8 +129,8 @@ pub fn statusName(status: i32) []const u8 {
 /// slice as 0); the SDK functions below wrap these.
 ///
 /// Pending in the host (importing them today gets a module refused, so they are not
-/// declared yet): alarm_set/alarm_get/alarm_delete (issue "Alarms"), call ("Object
-/// calls"), sql_exec ("SQL"). Adding one is a declaration here plus a wrapper.
+/// declared yet): call ("Object calls"), sql_exec ("SQL"). Adding one is a declaration
+/// here plus a wrapper (see `alarm` for the pattern).
 pub const raw = struct {
     pub extern "dohost" fn input_read(out: usize, cap: usize) i32;
     pub extern "dohost" fn response_set(ptr: usize, len: usize) i32;
@@ -147,6 +147,10 @@ pub const raw = struct {
     pub extern "dohost" fn log(level: i32, ptr: usize, len: usize) i32;
     pub extern "dohost" fn now_ms() i64;
     pub extern "dohost" fn random_fill(ptr: usize, len: usize) i32;
+    pub extern "dohost" fn alarm_set(time_ms: i64) i32;
+    /// Writes the time as a little-endian i64 (8 bytes) at `out` and returns 1, or 0.
+    pub extern "dohost" fn alarm_get(out: usize) i32;
+    pub extern "dohost" fn alarm_delete() i32;
 };
 
 /// The address of a slice for an import (0 for an empty one, whose pointer may be junk).
@@ -713,6 +717,34 @@ pub const log = struct {
     }
     pub fn err(text: []const u8) void {
         write(3, text) catch {};
+    }
+};
+
+/// The object's one alarm (abi/README.md, "Alarms"): a time in ms since the Unix epoch at
+/// which the host calls the served type's `alarm`. Changes are part of the event's
+/// transaction; inside the alarm handler `get` reports no alarm unless it set a new one.
+pub const alarm = struct {
+    /// Sets (replaces) the alarm; a time in the past fires at once; a negative time is
+    /// `error.InvalidArgument`.
+    pub fn set(time_ms: i64) Error!void {
+        _ = try check(raw.alarm_set(time_ms));
+    }
+
+    /// Sets the alarm `ms` milliseconds from now.
+    pub fn setIn(ms: i64) Error!void {
+        return set(nowMs() +| ms);
+    }
+
+    /// The alarm's time, or null when none is set.
+    pub fn get() Error!?i64 {
+        var le: [8]u8 = undefined;
+        if (try check(raw.alarm_get(@intFromPtr(&le))) != 1) return null;
+        return std.mem.readInt(i64, &le, .little);
+    }
+
+    /// Deletes the alarm (no error when none is set).
+    pub fn delete() Error!void {
+        _ = try check(raw.alarm_delete());
     }
 };
 

@@ -401,7 +401,14 @@ SCRIPT: list[tuple[str, str, bytes]] = [
     ("GET", "/echo?x=%2B+y", b"\x00"),
     ("GET", "/headers", b""),
     ("GET", "/no_response", b""),
-    ("POST", "/delete_all", b""),
+    ("POST", "/alarm_set?ms=-5", b""),
+    ("POST", "/alarm_set?ms=soon", b""),
+    ("GET", "/alarm_get", b""),
+    ("POST", "/alarm_set?ms=4000000000000", b""),
+    ("GET", "/alarm_get", b""),
+    ("POST", "/delete_all", b""),  # deletes the alarm too
+    ("GET", "/alarm_get", b""),
+    ("POST", "/alarm_delete", b""),
     ("GET", "/list?", b""),
     ("GET", "/elsewhere", b""),
 ]

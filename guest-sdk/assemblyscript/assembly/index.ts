@@ -18,5 +18,6 @@ export { Status, statusName, ErrorDetail, lastError, lastErrorCallStatus } from 
 export { Header, Request, Response } from "./http";
 export { Entry, ListOptions, ListIterator, Storage } from "./storage";
 export { Level, log, logBytes, nowMs, randomFill } from "./util";
+export { Alarm } from "./alarm";
 export { AlarmInfo, DurableObject, register, failEvent } from "./object";
 export { SCRATCH } from "./output";

@@ -35,8 +35,9 @@ export class DurableObject {
     return 0;
   }
 
-  /** The object's alarm fired, when the entry file re-exports `dohost_alarm`. Return 0, or
-   *  anything else to have it retried. (The host does not serve alarms yet.) */
+  /** The object's alarm fired (see Alarm), when the entry file re-exports `dohost_alarm`.
+   *  Return 0, or anything else to roll back its writes and have it retried (a new alarm
+   *  the failing handler set replaces the retry). */
   alarm(info: AlarmInfo): i32 {
     return 0;
   }

@@ -3,8 +3,8 @@
 // (>= 0 success, < 0 an error code) except now_ms. The SDK classes wrap these.
 //
 // Pending in the host (importing them today gets a module refused, so they are not
-// declared yet): alarm_set / alarm_get / alarm_delete (issue "Alarms"), call ("Object
-// calls"), sql_exec ("SQL"). Adding one is a declaration here plus a wrapper.
+// declared yet): call ("Object calls"), sql_exec ("SQL"). Adding one is a declaration
+// here plus a wrapper (see alarm.ts for the pattern).
 
 // @ts-ignore: decorator
 @external("dohost", "input_read")
@@ -51,3 +51,13 @@ export declare function now_ms(): i64;
 // @ts-ignore: decorator
 @external("dohost", "random_fill")
 export declare function random_fill(ptr: usize, len: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "alarm_set")
+export declare function alarm_set(timeMs: i64): i32;
+/** Writes the time as a little-endian i64 (8 bytes) at `out` and returns 1, or 0. */
+// @ts-ignore: decorator
+@external("dohost", "alarm_get")
+export declare function alarm_get(out: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "alarm_delete")
+export declare function alarm_delete(): i32;

@@ -114,8 +114,9 @@ pub trait DurableObject: Default {
         Ok(())
     }
 
-    /// The object's alarm fired, if exported with `export_object!(T, alarm)`. `Err`
-    /// schedules a retry. (The host does not serve alarms yet: issue "Alarms".)
+    /// The object's alarm fired (see [`alarm`]), if exported with
+    /// `export_object!(T, alarm)`. `Err` rolls back its writes and schedules a retry (with
+    /// backoff; a new alarm the failing handler set replaces the retry).
     fn alarm(&mut self, _info: AlarmInfo) -> Result<()> {
         Ok(())
     }
@@ -147,6 +148,41 @@ pub mod log {
     }
     pub fn error(text: &str) {
         let _ = write(ERROR, text.as_bytes());
+    }
+}
+
+/// The object's one alarm (abi/README.md, "Alarms"): a time in ms since the Unix epoch
+/// at which the host runs `DurableObject::alarm` (export it with `export_object!(T, alarm)`).
+/// Changes are part of the event's transaction; inside the alarm handler `get` reports no
+/// alarm unless the handler set a new one.
+pub mod alarm {
+    use crate::{check, raw, Result};
+
+    /// Sets (replaces) the alarm; a time in the past fires at once. A negative time is
+    /// `INVALID_ARGUMENT`.
+    pub fn set(time_ms: i64) -> Result<()> {
+        check(unsafe { raw::alarm_set(time_ms) })?;
+        Ok(())
+    }
+
+    /// Sets the alarm `ms` milliseconds from now.
+    pub fn set_in(ms: i64) -> Result<()> {
+        set(crate::now_ms().saturating_add(ms))
+    }
+
+    /// The alarm's time, or `None` when none is set.
+    pub fn get() -> Result<Option<i64>> {
+        let mut le = [0u8; 8];
+        match check(unsafe { raw::alarm_get(le.as_mut_ptr()) })? {
+            1 => Ok(Some(i64::from_le_bytes(le))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Deletes the alarm (no error when none is set).
+    pub fn delete() -> Result<()> {
+        check(unsafe { raw::alarm_delete() })?;
+        Ok(())
     }
 }
 

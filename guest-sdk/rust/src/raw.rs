@@ -5,8 +5,8 @@
 //! (>= 0 success, < 0 an error code) except `now_ms`.
 //!
 //! Pending in the host (importing them today gets a module refused, so they are not
-//! declared here yet): `alarm_set`, `alarm_get`, `alarm_delete` (issue "Alarms"), `call`
-//! ("Object calls"), `sql_exec` ("SQL"). Adding one is a declaration here plus a wrapper.
+//! declared here yet): `call` ("Object calls"), `sql_exec` ("SQL"). Adding one is a
+//! declaration here plus a wrapper (see `alarm` in lib.rs for the pattern).
 
 #[link(wasm_import_module = "dohost")]
 extern "C" {
@@ -25,4 +25,8 @@ extern "C" {
     pub fn log(level: i32, ptr: *const u8, len: usize) -> i32;
     pub fn now_ms() -> i64;
     pub fn random_fill(ptr: *mut u8, len: usize) -> i32;
+    pub fn alarm_set(time_ms: i64) -> i32;
+    /// Writes the time as a little-endian i64 (8 bytes) at `out` and returns 1, or 0.
+    pub fn alarm_get(out: *mut u8) -> i32;
+    pub fn alarm_delete() -> i32;
 }

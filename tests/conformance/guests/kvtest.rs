@@ -3,9 +3,14 @@
 //! tests/conformance/ can run one spec against every language. See kvtest.c's header for
 //! the route list and the "status text" format ("-4 key_too_large <message>").
 //! Not here: the hostile routes (/spin, /recurse, /grow), which test the host, not an SDK.
+//! The alarm handler follows the keys kvtest.c documents (__alarm_spin, __alarm_reset_in,
+//! __alarm_fail, __alarm_chain) and records runs in "__alarm" and "__alarm_runs".
 
 use dohost::storage::{self, ListOptions};
-use dohost::{last_error, parse_i64, raw, status_name, AlarmInfo, DurableObject, Error, Request, Response, Result};
+use dohost::{
+    alarm, last_error, parse_i64, raw, status_name, AlarmInfo, DurableObject, Error, Request,
+    Response, Result,
+};
 
 /// "<st>" or "<st> <name> <message>".
 fn status_text(st: i32) -> Vec<u8> {
@@ -246,9 +251,49 @@ fn route_big_response(req: &Request) -> Result<Response> {
     send_or_status(Response::bytes(200, "application/octet-stream", vec![b'x'; len as usize]))
 }
 
+fn route_alarm_set(req: &Request, relative: bool) -> Result<Response> {
+    let ms = match req.query_param("ms").and_then(|v| parse_i64(&v)) {
+        Some(ms) => ms,
+        None => return Ok(Response::text(400, "need ms=<integer>\n")),
+    };
+    let at = if relative { dohost::now_ms() + ms } else { ms };
+    reply_status(200, unit(alarm::set(at)))
+}
+
+fn route_alarm_get() -> Result<Response> {
+    match alarm::get() {
+        Ok(None) => Ok(Response::text(200, "none")),
+        Ok(Some(at)) => plain(200, at.to_string().into_bytes()),
+        Err(e) => reply_status(200, e.code()),
+    }
+}
+
+/// The integer stored under `key`, if any.
+fn int_key(key: &[u8]) -> Option<i64> {
+    storage::get(key).ok().flatten().and_then(|v| parse_i64(&v))
+}
+
+/// A successful run's record: "__alarm" and one more line of "__alarm_runs".
+fn record_alarm_run(info: &AlarmInfo) -> Result<()> {
+    let t = format!("{} {} {}", info.scheduled_ms, info.retry_count, info.is_retry);
+    storage::put(b"__alarm", t.as_bytes())?;
+    let mut all = storage::get(b"__alarm_runs").ok().flatten().unwrap_or_default();
+    all.extend_from_slice(t.as_bytes());
+    all.push(b'\n');
+    storage::put(b"__alarm_runs", &all)
+}
+
+fn spin() -> ! {
+    static mut SPINS: u64 = 0;
+    loop {
+        unsafe { core::ptr::write_volatile(&mut SPINS, SPINS.wrapping_add(1)) };
+    }
+}
+
 #[derive(Default)]
 struct KvTest {
-    init_runs: u32, // dohost_init calls of this instance
+    init_runs: u32,   // dohost_init calls of this instance
+    alarm_calls: u32, // alarm handler entries of this instance
 }
 
 impl DurableObject for KvTest {
@@ -258,8 +303,27 @@ impl DurableObject for KvTest {
     }
 
     fn alarm(&mut self, info: AlarmInfo) -> Result<()> {
-        let t = format!("{} {} {}", info.scheduled_ms, info.retry_count, info.is_retry);
-        storage::put(b"__alarm", t.as_bytes())
+        let fail = Err(Error::from_code(1)); // returns 1: its writes are rolled back
+        self.alarm_calls += 1;
+        if storage::get(b"__alarm_spin").ok().flatten().is_some() {
+            spin();
+        }
+        if let Some(n) = int_key(b"__alarm_reset_in") {
+            let _ = alarm::set(dohost::now_ms() + n);
+            return fail; // fails, yet its new alarm is kept and replaces the retry
+        }
+        if let Some(n) = int_key(b"__alarm_fail") {
+            if (info.retry_count as i64) < n {
+                return fail;
+            }
+        }
+        record_alarm_run(&info)?;
+        if let Some(n) = int_key(b"__alarm_chain") {
+            if alarm::set(dohost::now_ms() + n).is_err() {
+                return fail;
+            }
+        }
+        Ok(())
     }
 
     fn fetch(&mut self, req: Request) -> Result<Response> {
@@ -312,6 +376,16 @@ impl DurableObject for KvTest {
                 let _ = storage::put(b"fail", b"1");
                 Response::text(200, "this response must not be sent\n").send()?;
                 Err(Error::from_code(int_param(&req, "rc", 1) as i32))
+            }
+            "/alarm_set" => route_alarm_set(&req, false),
+            "/alarm_in" => route_alarm_set(&req, true),
+            "/alarm_get" => route_alarm_get(),
+            "/alarm_delete" => reply_status(200, unit(alarm::delete())),
+            "/alarm_calls" => plain(200, self.alarm_calls.to_string().into_bytes()),
+            "/put_then_alarm_then_trap" => {
+                let _ = storage::put(b"t", b"1");
+                let _ = alarm::set(dohost::now_ms() + 1000);
+                core::arch::wasm32::unreachable()
             }
             _ => Ok(Response::text(404, "no route\n")),
         }

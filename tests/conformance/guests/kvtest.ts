@@ -3,10 +3,12 @@
 // AssemblyScript SDK, so that tests/conformance/ can run one spec against every language.
 // See kvtest.c's header for the route list and the "status text" format
 // ("-4 key_too_large <message>"). Not here: the hostile routes (/spin, /recurse, /grow),
-// which test the host, not an SDK.
+// which test the host, not an SDK. The alarm handler follows the keys kvtest.c documents
+// (__alarm_spin, __alarm_reset_in, __alarm_fail, __alarm_chain) and records runs in
+// "__alarm" and "__alarm_runs".
 
 import {
-  AlarmInfo, DurableObject, Entry, Level, ListOptions, Request, Response, Status, Storage,
+  Alarm, AlarmInfo, DurableObject, Entry, Level, ListOptions, Request, Response, Status, Storage,
   failEvent, lastError, lastErrorCallStatus, logBytes, nowMs, parseInt64, parsed,
   percentDecode, randomFill, register, statusName, utf8,
 } from "../../../guest-sdk/assemblyscript/assembly";
@@ -236,8 +238,41 @@ function routeBigResponse(req: Request): Response | null {
   return sendOrStatus(Response.bytes(200, "application/octet-stream", repeated(120, len))); // 'x'
 }
 
+/** The integer stored under `key` into `parsed`; false when absent or not an integer. */
+function intKey(key: string): bool {
+  const v = Storage.get(utf8(key));
+  return v !== null && parseInt64(v);
+}
+
+/** A successful run's record: "__alarm" and one more line of "__alarm_runs". */
+function recordAlarmRun(info: AlarmInfo): i32 {
+  const t = info.scheduledMs.toString() + " " + info.retryCount.toString() + (info.isRetry ? " true" : " false");
+  const st = Storage.put(utf8("__alarm"), utf8(t));
+  if (st < 0) return st;
+  const runs = Storage.get(utf8("__alarm_runs"));
+  const all = new Text();
+  if (runs !== null) all.put(runs);
+  return Storage.put(utf8("__alarm_runs"), all.str(t + "\n").bytes());
+}
+
+let spins: u64 = 0;
+
+function routeAlarmSet(req: Request, relative: bool): Response {
+  const v = req.param("ms");
+  if (v === null || !parseInt64(v)) return Response.text(400, "need ms=<integer>\n");
+  return replyStatus(200, Alarm.set(relative ? nowMs() + parsed : parsed));
+}
+
+function routeAlarmGet(): Response {
+  const at = Alarm.get();
+  if (Alarm.status < 0) return replyStatus(200, Alarm.status);
+  if (Alarm.status == 0) return Response.text(200, "none");
+  return plain(200, new Text().int(at));
+}
+
 class KvTest extends DurableObject {
   initRuns: i32 = 0; // dohost_init calls of this instance
+  alarmCalls: i32 = 0; // alarm handler entries of this instance
 
   init(): i32 {
     this.initRuns++;
@@ -245,8 +280,19 @@ class KvTest extends DurableObject {
   }
 
   alarm(info: AlarmInfo): i32 {
-    const t = info.scheduledMs.toString() + " " + info.retryCount.toString() + (info.isRetry ? " true" : " false");
-    return Storage.put(utf8("__alarm"), utf8(t));
+    this.alarmCalls++;
+    if (Storage.get(utf8("__alarm_spin")) !== null) {
+      while (true) spins++;
+    }
+    if (intKey("__alarm_reset_in")) {
+      Alarm.set(nowMs() + parsed);
+      return 1; // fails, yet its new alarm is kept and replaces the retry
+    }
+    if (intKey("__alarm_fail") && <i64>info.retryCount < parsed) return 1;
+    const st = recordAlarmRun(info);
+    if (st < 0) return st;
+    if (intKey("__alarm_chain")) return Alarm.set(nowMs() + parsed) < 0 ? 1 : 0;
+    return 0;
   }
 
   fetch(req: Request): Response | null {
@@ -298,6 +344,16 @@ class KvTest extends DurableObject {
       Storage.putText("fail", "1");
       Response.text(200, "this response must not be sent\n").send();
       return failEvent(<i32>intParam(req, "rc", 1));
+    }
+    if (p == "/alarm_set") return routeAlarmSet(req, false);
+    if (p == "/alarm_in") return routeAlarmSet(req, true);
+    if (p == "/alarm_get") return routeAlarmGet();
+    if (p == "/alarm_delete") return replyStatus(200, Alarm.delete());
+    if (p == "/alarm_calls") return plain(200, new Text().int(this.alarmCalls));
+    if (p == "/put_then_alarm_then_trap") {
+      Storage.putText("t", "1");
+      Alarm.set(nowMs() + 1000);
+      unreachable();
     }
     return Response.text(404, "no route\n");
   }

@@ -3,6 +3,8 @@
 //! tests/conformance/ can run one spec against every language. See kvtest.c's header for
 //! the route list and the "status text" format ("-4 key_too_large <message>").
 //! Not here: the hostile routes (/spin, /recurse, /grow), which test the host, not an SDK.
+//! The alarm handler follows the keys kvtest.c documents (__alarm_spin, __alarm_reset_in,
+//! __alarm_fail, __alarm_chain) and records runs in "__alarm" and "__alarm_runs".
 
 const std = @import("std");
 const dohost = @import("dohost");
@@ -287,13 +289,61 @@ pub fn init(arena: Allocator) !void {
     init_runs += 1;
 }
 
-pub fn alarm(arena: Allocator, info: dohost.AlarmInfo) !void {
-    var t: Text = .{ .a = arena };
+var alarm_calls: i64 = 0; // alarm handler entries of this instance
+var spins: u64 = 0;
+
+/// The integer stored under `key`, if any.
+fn intKey(a: Allocator, key: []const u8) ?i64 {
+    const v = (storage.get(a, key) catch return null) orelse return null;
+    return dohost.parseInt(v);
+}
+
+/// A successful run's record: "__alarm" and one more line of "__alarm_runs".
+fn recordAlarmRun(a: Allocator, info: dohost.AlarmInfo) !void {
+    var t: Text = .{ .a = a };
     try t.int(info.scheduled_ms);
     try t.put(" ");
     try t.int(@intCast(info.retry_count));
     try t.put(if (info.is_retry) " true" else " false");
     try storage.put("__alarm", t.list.items);
+    var all: Text = .{ .a = a };
+    if (storage.get(a, "__alarm_runs") catch null) |runs| try all.put(runs);
+    try all.put(t.list.items);
+    try all.put("\n");
+    try storage.put("__alarm_runs", all.list.items);
+}
+
+pub fn alarm(arena: Allocator, info: dohost.AlarmInfo) !void {
+    alarm_calls += 1;
+    if ((storage.get(arena, "__alarm_spin") catch null) != null) {
+        const p: *volatile u64 = &spins;
+        while (true) p.* +%= 1;
+    }
+    if (intKey(arena, "__alarm_reset_in")) |n| {
+        dohost.alarm.set(dohost.nowMs() + n) catch {};
+        return dohost.failEvent(1); // fails, yet its new alarm is kept and replaces the retry
+    }
+    if (intKey(arena, "__alarm_fail")) |n| {
+        if (@as(i64, @intCast(info.retry_count)) < n) return dohost.failEvent(1);
+    }
+    try recordAlarmRun(arena, info);
+    if (intKey(arena, "__alarm_chain")) |n| {
+        dohost.alarm.set(dohost.nowMs() + n) catch return dohost.failEvent(1);
+    }
+}
+
+fn routeAlarmSet(req: *const Request, relative: bool) !Response {
+    const v = (try req.queryParam("ms")) orelse return Response.text(400, "need ms=<integer>\n");
+    const ms = dohost.parseInt(v) orelse return Response.text(400, "need ms=<integer>\n");
+    const at = if (relative) dohost.nowMs() + ms else ms;
+    return replyStatus(req.arena, 200, statusOf(dohost.alarm.set(at)));
+}
+
+fn routeAlarmGet(a: Allocator) !Response {
+    const at = dohost.alarm.get() catch |e| return replyStatus(a, 200, dohost.statusOf(e));
+    var t: Text = .{ .a = a };
+    try t.int(at orelse return Response.text(200, "none"));
+    return plain(200, t.list.items);
 }
 
 pub fn fetch(req: *const Request) !?Response {
@@ -353,6 +403,20 @@ pub fn fetch(req: *const Request) !?Response {
         storage.put("fail", "1") catch {};
         try dohost.respond(Response.text(200, "this response must not be sent\n"));
         return dohost.failEvent(@truncate(try intParam(req, "rc", 1)));
+    }
+    if (eql(u8, p, "/alarm_set")) return try routeAlarmSet(req, false);
+    if (eql(u8, p, "/alarm_in")) return try routeAlarmSet(req, true);
+    if (eql(u8, p, "/alarm_get")) return try routeAlarmGet(a);
+    if (eql(u8, p, "/alarm_delete")) return try replyStatus(a, 200, statusOf(dohost.alarm.delete()));
+    if (eql(u8, p, "/alarm_calls")) {
+        var t: Text = .{ .a = a };
+        try t.int(alarm_calls);
+        return plain(200, t.list.items);
+    }
+    if (eql(u8, p, "/put_then_alarm_then_trap")) {
+        storage.put("t", "1") catch {};
+        dohost.alarm.set(dohost.nowMs() + 1000) catch {};
+        @trap();
     }
     return Response.text(404, "no route\n");
 }
