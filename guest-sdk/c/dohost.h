@@ -28,6 +28,7 @@
  * Build (freestanding, no libc; see README.md):
  *     python -m ziglang cc --target=wasm32-freestanding -O2 -nostdlib -Wl,--no-entry \
  *         -I guest-sdk/c app.c guest-sdk/c/dohost.c guest-sdk/c/cbor.c -o app.wasm
+ * (plus guest-sdk/c/json.c when you use json.h, the optional JSON helper).
  * The SDK also builds with --target=wasm32-wasi -mexec-model=reactor (wasi-libc's malloc
  * then backs the arena and libc provides memcpy & co).
  */
