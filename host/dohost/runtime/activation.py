@@ -89,6 +89,7 @@ class EventResult:
     # An inline attempt ran out of its inline budget (or needed to block): nothing of it
     # escaped, and the event must run again on a worker thread.
     offload: bool = False
+    offload_cpu: bool = False  # ...because of the CPU budget (not a blocking import)
     # The event changed the object's alarm (committed with it): to `alarm` (None: deleted).
     alarm_changed: bool = False
     alarm: int | None = None
@@ -98,7 +99,12 @@ class EventResult:
 
 
 class OffloadRequest(Exception):
-    """An inline attempt must stop and the event run again on a worker thread."""
+    """An inline attempt must stop and the event run again on a worker thread: because
+    it ran out of its inline CPU budget (`cpu`), or because it needs to block."""
+
+    def __init__(self, cpu: bool) -> None:
+        super().__init__("cpu budget" if cpu else "needs to block")
+        self.cpu = cpu
 
 
 class GuestFailure(Exception):
@@ -269,12 +275,12 @@ class Activation(WasiCalls):
                 alarm_changed=self._alarm_changed,
                 alarm=self._alarm_due,
             )
-        except OffloadRequest:
+        except OffloadRequest as o:
             self.broken = True
             self._rollback()
             self._out_buf.clear()
             self._log_lines.clear()
-            return EventResult(offload=True, cpu_s=time.thread_time() - t0)
+            return EventResult(offload=True, offload_cpu=o.cpu, cpu_s=time.thread_time() - t0)
         except GuestFailure as f:
             return self._fail(DohostError(f.code, f.message), t0, kind)
         except DohostError as e:
@@ -293,17 +299,17 @@ class Activation(WasiCalls):
             r = export() if arg is None else export(arg)
         except wasmtime.Trap as t:
             if self._trap_reason == OFFLOAD:
-                raise OffloadRequest from None
+                raise OffloadRequest(cpu=False) from None
             raise self._trap_error(t, f"in {what}") from None
         except wasmtime.WasmtimeError as e:
             if self._trap_reason == OFFLOAD:
-                raise OffloadRequest from None
+                raise OffloadRequest(cpu=False) from None
             # A trap an import raised (proc_exit) arrives as an error, not a Trap.
             if self._trap_reason is not None:
                 raise GuestFailure(Code.OBJECT_ERROR, f"{self._trap_reason} in {what}") from None
             raise GuestFailure(Code.OBJECT_ERROR, f"{what} failed: {_first_line(str(e))}") from None
         if self.inline and self._trap_reason == OFFLOAD:
-            raise OffloadRequest
+            raise OffloadRequest(cpu=False)
         if r != 0:
             detail = f": last import error {self.last_err[0].code}" if self.last_err else ""
             raise GuestFailure(Code.OBJECT_ERROR, f"{what} returned {r}{detail}")
@@ -313,7 +319,7 @@ class Activation(WasiCalls):
             return GuestFailure(Code.OBJECT_ERROR, f"{self._trap_reason} {where}")
         code = t.trap_code
         if code == wasmtime.TrapCode.INTERRUPT and self.inline:
-            return OffloadRequest()
+            return OffloadRequest(cpu=True)
         if code == wasmtime.TrapCode.INTERRUPT:
             return GuestFailure(
                 Code.CPU_LIMIT, f"exceeded the CPU time limit of {self.limits.cpu_ms} ms {where}"

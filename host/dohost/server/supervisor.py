@@ -218,7 +218,8 @@ class Supervisor:
             ):
                 result = self._run(slot, cls, kind, data, self.inline_ticks, expect_alarm)
                 if result.offload:
-                    slot.heavy_until = trio.current_time() + HEAVY_FOR_S
+                    if result.offload_cpu:  # a blocking import is no reason to stay away
+                        slot.heavy_until = trio.current_time() + HEAVY_FOR_S
                     self.stats.offloads += 1
                     result = None
                 else:
@@ -330,8 +331,8 @@ class Supervisor:
                 slot.activation = None
                 self.resident -= 1
             return result
-        except OffloadRequest:
-            return EventResult(offload=True)
+        except OffloadRequest as o:
+            return EventResult(offload=True, offload_cpu=o.cpu)
         except DohostError as e:
             return EventResult(error=e)
 
