@@ -15,9 +15,10 @@
 //! time, so a listing from "msg:<since+1>" answers a poll), value the message's JSON; and
 //! "meta:last" (the last time used) and "meta:retention".
 //!
-//! Retention: messages older than the retention are pruned on each write (POST /messages
-//! and PUT /retention), at most 1,000 per event, and never returned by GET. (Pruning from
-//! an alarm, so that an idle room is pruned too, waits for alarm support in the SDKs.)
+//! Retention: messages older than the retention are never returned, and an alarm deletes
+//! them: it is set for the moment the oldest message expires, prunes (at most 1,000
+//! messages per run, coming back at once when there are more), and sets itself for the
+//! next oldest. A room that goes idle is pruned all the same.
 
 const std = @import("std");
 const dohost = @import("dohost");
@@ -67,33 +68,60 @@ fn storeInt(key: []const u8, value: i64) !void {
     try storage.put(key, dohost.formatInt(&buf, value));
 }
 
-/// Messages older than this are expired (0 when the room keeps everything).
+/// Messages with a time up to this one are expired (0 when the room keeps everything): a
+/// message expires when its time plus the retention is reached.
 fn cutoff(arena: Allocator, now: i64) !i64 {
     const retention = try loadInt(arena, key_retention, 0);
     return if (retention > 0) now - retention else 0;
 }
 
-/// Deletes expired messages, at most `prune_per_event` per event.
-fn prune(arena: Allocator, now: i64) !void {
+/// Deletes expired messages, at most `prune_per_event`; true when it stopped at that cap.
+fn prune(arena: Allocator, now: i64) !bool {
     const before = try cutoff(arena, now);
-    if (before <= 0) return;
+    if (before <= 0) return false;
     var end_buf: [msg_prefix.len + 13]u8 = undefined;
     var it = try storage.list(arena, .{
         .prefix = msg_prefix,
-        .end = messageKey(&end_buf, before),
+        .end = messageKey(&end_buf, before + 1),
         .limit = prune_per_event,
     });
     var batch: [128][]const u8 = undefined;
     var n: usize = 0;
+    var total: usize = 0;
     while (try it.next()) |entry| {
         batch[n] = entry.key;
         n += 1;
+        total += 1;
         if (n == batch.len) {
             _ = try storage.deleteMany(arena, &batch);
             n = 0;
         }
     }
     if (n > 0) _ = try storage.deleteMany(arena, batch[0..n]);
+    return total == prune_per_event;
+}
+
+/// Points the alarm at the moment the oldest message expires (none without a retention
+/// or without messages).
+fn scheduleAlarm(arena: Allocator, now: i64) !void {
+    const retention = try loadInt(arena, key_retention, 0);
+    var it = try storage.list(arena, .{ .prefix = msg_prefix, .limit = 1 });
+    const oldest = try it.next();
+    if (retention <= 0 or oldest == null) {
+        if (try dohost.alarm.get() != null) try dohost.alarm.delete();
+        return;
+    }
+    const time = dohost.parseInt(oldest.?.key[msg_prefix.len..]) orelse return error.BadEncoding;
+    const due = @max(time + retention, now);
+    if (try dohost.alarm.get() != due) try dohost.alarm.set(due);
+}
+
+/// The alarm: prune what expired, then wait for the next expiry.
+pub fn alarm(arena: Allocator, info: dohost.AlarmInfo) !void {
+    _ = info;
+    const now = dohost.nowMs();
+    if (try prune(arena, now)) return dohost.alarm.set(now); // more to do: come back at once
+    try scheduleAlarm(arena, now);
 }
 
 fn jsonError(status: u16, comptime message: []const u8) Response {
@@ -114,7 +142,9 @@ fn postMessage(req: *const dohost.Request) !Response {
     var key_buf: [msg_prefix.len + 13]u8 = undefined;
     try storage.put(messageKey(&key_buf, time), json);
     try storeInt(key_last, time);
-    try prune(a, now);
+    // A set alarm is due no later than the oldest message's expiry: only a room without
+    // one needs scheduling (the first message, or the first since the alarm emptied it).
+    if (try dohost.alarm.get() == null) try scheduleAlarm(a, now);
     return .{ .status = 201, .content_type = "application/json", .body = json };
 }
 
@@ -123,7 +153,7 @@ fn getMessages(req: *const dohost.Request) !Response {
     const since = try intParam(req, "since", 0) orelse return Response.text(400, "since must be an integer (ms)\n");
     const limit_param = try intParam(req, "limit", 100) orelse return Response.text(400, "limit must be an integer\n");
     const limit = std.math.clamp(limit_param, 1, 1000);
-    const from = @max(since + 1, try cutoff(a, dohost.nowMs())); // expired ones stay hidden
+    const from = @max(since, try cutoff(a, dohost.nowMs())) + 1; // expired ones stay hidden
     var start_buf: [msg_prefix.len + 13]u8 = undefined;
     var it = try storage.list(a, .{
         .prefix = msg_prefix,
@@ -157,7 +187,7 @@ fn putRetention(req: *const dohost.Request) !Response {
     const ms = dohost.parseInt(req.body) orelse return Response.text(400, "body must be the retention in ms\n");
     if (ms < 0) return Response.text(400, "retention must be >= 0 (0 keeps everything)\n");
     try storeInt(key_retention, ms);
-    try prune(req.arena, dohost.nowMs());
+    try scheduleAlarm(req.arena, dohost.nowMs()); // earlier or later than before, or none
     return getRetention(req);
 }
 
