@@ -3,7 +3,7 @@
 For each of C (samples/counter), Zig, Rust and AssemblyScript (guest-sdk/<lang>/examples/
 counter) it reports:
 
-  size       the counter module, bytes
+  size       the counter module, bytes (and a WAT floor: no SDK, a canned response)
   instantiate  p50 CPU time of constructing a `dohost.runtime.activation.Activation` (a
              wasmtime store and instance from the pre-linked module, plus `_initialize`)
   cold       p50 of the first event after the object's activation was dropped, through
@@ -59,6 +59,9 @@ COUNTERS = {
     / "counter"
     / "counter.wasm",
 }
+# The host's floor: a WAT module that answers a precomputed response without reading the
+# request (no SDK). Only the no-op columns apply to it.
+BASELINE = ("WAT floor (no SDK)", _REPO / "tests" / "fixtures" / "build" / "noop.wasm")
 NOOP = Request("GET", "/noop")
 INCR = Request("POST", "/incr")
 
@@ -79,15 +82,16 @@ async def timed(n: int, call: Callable[[], Awaitable[object]]) -> list[float]:
 class Lang:
     """One language's counter, deployed as its own class in the shared host."""
 
-    def __init__(self, host: Host, name: str, wasm: bytes) -> None:
-        self.host, self.name, self.wasm = host, name, wasm
-        self.cls = f"counter-{name.lower()}"
+    def __init__(self, host: Host, name: str, wasm: bytes, incr: bool = True) -> None:
+        self.host, self.name, self.wasm, self.incr = host, name, wasm, incr
+        self.cls = "counter-" + "".join(c for c in name.lower() if c.isalnum())
         self.samples: dict[str, list[float]] = {}
 
     async def setup(self) -> None:
         await self.host.deploy("bench", self.cls, self.wasm)
         await timed(200, lambda: self.fetch(NOOP))  # warm up: compile, first activation
-        await timed(200, lambda: self.fetch(INCR))
+        if self.incr:
+            await timed(200, lambda: self.fetch(INCR))
         await self.fetch(NOOP, "cold")
         self.cold_slot = next(
             s
@@ -100,7 +104,7 @@ class Lang:
         self.storage = self.host.storage.open_object("bench", self.cls, oid.raw, oid.name)
         self.ident = ObjectIdent("bench", self.cls, oid.hex)
         self.act = Activation(self.compiled, self.ident, self.storage, self.host.limits)
-        for req in (NOOP, INCR):
+        for req in (NOOP, INCR) if self.incr else (NOOP,):
             for _ in range(200):
                 self.act.run_event("fetch", encode_request(req))
 
@@ -116,7 +120,8 @@ class Lang:
         """One batch of every measurement. Rounds interleave the languages, so that a
         busy moment of the machine does not land on one language only."""
         self.add("noop_us", await timed(events, lambda: self.fetch(NOOP)))
-        self.add("incr_us", await timed(events, lambda: self.fetch(INCR)))
+        if self.incr:
+            self.add("incr_us", await timed(events, lambda: self.fetch(INCR)))
         cold = []
         for _ in range(cold_n):  # drop the object's activation, then time the next event
             self.cold_slot.activation = None
@@ -130,7 +135,7 @@ class Lang:
             Activation(self.compiled, self.ident, self.storage, self.host.limits)
             inst.append(time.thread_time() - t0)
         self.add("instantiate_us", inst)
-        for key, req in (("guest_noop_us", NOOP), ("guest_incr_us", INCR)):
+        for key, req in (("guest_noop_us", NOOP), ("guest_incr_us", INCR))[: 2 if self.incr else 1]:
             data_in = encode_request(req)
             samples = []
             for _ in range(events):
@@ -146,7 +151,7 @@ class Lang:
 
 def table(rows: dict[str, dict[str, float]]) -> str:
     cols = [
-        ("counter size", "size", "{:,.0f} B"),
+        ("module size", "size", "{:,.0f} B"),
         ("instantiate (CPU)", "instantiate_us", "{:.0f} µs"),
         ("cold event", "cold_us", "{:.0f} µs"),
         ("no-op event", "noop_us", "{:.0f} µs"),
@@ -157,9 +162,8 @@ def table(rows: dict[str, dict[str, float]]) -> str:
     lines = ["| language | " + " | ".join(c[0] for c in cols) + " |"]
     lines.append("|---|" + "---:|" * len(cols))
     for lang, row in rows.items():
-        lines.append(
-            f"| {lang} | " + " | ".join(fmt.format(row[key]) for _, key, fmt in cols) + " |"
-        )
+        cells = [fmt.format(row[key]) if key in row else "—" for _, key, fmt in cols]
+        lines.append(f"| {lang} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -167,10 +171,10 @@ async def main(events: int, cold_n: int, rounds: int) -> dict[str, dict[str, flo
     with tempfile.TemporaryDirectory() as tmp:
         async with Host(Path(tmp), durability="os") as host:
             langs = []
-            for name, path in COUNTERS.items():
+            for name, path in [*COUNTERS.items(), BASELINE]:
                 if not path.exists():
                     raise SystemExit(f"{path} is not built: run `make build`")
-                langs.append(Lang(host, name, path.read_bytes()))
+                langs.append(Lang(host, name, path.read_bytes(), incr=name in COUNTERS))
                 await langs[-1].setup()
             for r in range(rounds):
                 for lang in langs:
