@@ -131,3 +131,53 @@ def test_error_codes_are_distinct_and_stable() -> None:
     assert all(c.code == name.lower() for name, c in Code.__members__.items())
     abi = [c.abi_status for c in Code if c.abi_status is not None]
     assert len(abi) == len(set(abi))
+
+
+response_like = st.fixed_dictionaries(
+    {},
+    optional={
+        "status": st.integers(0, 1000) | st.text(max_size=3) | st.booleans(),
+        "headers": st.lists(
+            st.lists(
+                st.text(max_size=8) | st.sampled_from(["x-a", "Content-Type", "connection"]),
+                min_size=0,
+                max_size=3,
+            ),
+            max_size=4,
+        ),
+        "body": st.binary(max_size=300) | st.text(max_size=50) | st.integers(),
+        "other": st.integers(),
+    },
+)
+
+
+def _outcome(data: bytes) -> object:
+    try:
+        return decode_response(data)
+    except CborError:
+        return "refused"
+
+
+@given(response_like)
+def test_fast_and_general_response_decoders_agree(msg: dict[str, object]) -> None:
+    from dohost.core.envelopes import _decode_response_fast, _Unusual
+
+    data = cbor.encode(msg)
+    general: object
+    try:
+        m = cbor.decode(data)
+        assert isinstance(m, dict)
+        general = _outcome(data)
+    except CborError:
+        general = "refused"
+    try:
+        fast: object = _decode_response_fast(data)
+    except (_Unusual, IndexError, UnicodeDecodeError):
+        return  # the general path decides, which decode_response uses
+    assert fast == general
+
+
+@given(st.binary(max_size=120))
+def test_response_decoder_never_raises_anything_but_cbor_errors(data: bytes) -> None:
+    if data:
+        _outcome(data)

@@ -118,8 +118,102 @@ def encode_response(resp: Response) -> bytes:
     )
 
 
+class _Unusual(Exception):
+    """The fast response reader met a shape it does not handle: use the general path."""
+
+
+def _fast_str(data: bytes, pos: int, major: int) -> tuple[bytes, int]:
+    """A definite-length byte (2) or text (3) string at pos: (raw bytes, next pos)."""
+    ib = data[pos]
+    if ib >> 5 != major:
+        raise _Unusual
+    info = ib & 0x1F
+    pos += 1
+    if info < 24:
+        n = info
+    elif info == 24:
+        n = data[pos]
+        pos += 1
+    elif info == 25:
+        n = (data[pos] << 8) | data[pos + 1]
+        pos += 2
+    elif info == 26:
+        n = int.from_bytes(data[pos : pos + 4], "big")
+        pos += 4
+    else:
+        raise _Unusual
+    end = pos + n
+    if end > len(data):
+        raise _Unusual
+    return data[pos:end], end
+
+
+def _decode_response_fast(data: bytes) -> Response:
+    """The common response shape, read without building a generic CBOR tree: a small map
+    with text keys "status" (uint), "headers" (pairs of short text) and "body" (bytes or
+    text). Anything else raises _Unusual and the general decoder (and its errors) takes
+    over, so both paths accept and refuse exactly the same inputs."""
+    ib = data[0]
+    if ib >> 5 != 5 or (ib & 0x1F) > 3:
+        raise _Unusual
+    pos = 1
+    status, headers, body = 200, [], b""
+    seen = set()
+    for _ in range(ib & 0x1F):
+        key, pos = _fast_str(data, pos, 3)
+        if key in seen:
+            raise _Unusual
+        seen.add(key)
+        if key == b"status":
+            sb = data[pos]
+            if sb >> 5 != 0:
+                raise _Unusual
+            info = sb & 0x1F
+            if info < 24:
+                status, pos = info, pos + 1
+            elif info == 24:
+                status, pos = data[pos + 1], pos + 2
+            elif info == 25:
+                status, pos = (data[pos + 1] << 8) | data[pos + 2], pos + 3
+            else:
+                raise _Unusual
+        elif key == b"body":
+            major = data[pos] >> 5
+            raw, pos = _fast_str(data, pos, major if major in (2, 3) else -1)
+            if major == 3:
+                raw.decode("utf-8")  # must be valid text, as the general path checks
+            body = raw
+        elif key == b"headers":
+            hb = data[pos]
+            if hb >> 5 != 4 or (hb & 0x1F) >= 24:
+                raise _Unusual
+            pos += 1
+            for _ in range(hb & 0x1F):
+                if data[pos] != 0x82:
+                    raise _Unusual
+                kraw, pos = _fast_str(data, pos + 1, 3)
+                vraw, pos = _fast_str(data, pos, 3)
+                headers.append((kraw.decode("utf-8"), vraw.decode("utf-8")))
+        else:
+            raise _Unusual
+    if pos != len(data) or not 100 <= status <= 599:
+        raise _Unusual
+    out: list[tuple[str, str]] = []
+    for k, v in headers:
+        if k.lower() in HOP_BY_HOP:
+            continue
+        if not _is_token(k) or "\r" in v or "\n" in v or "\0" in v:
+            raise _Unusual
+        out.append((k, v))
+    return Response(status, out, body)
+
+
 def decode_response(data: bytes) -> Response:
     """Decode and check a guest's response; malformed input raises CborError."""
+    try:
+        return _decode_response_fast(data)
+    except (_Unusual, IndexError, UnicodeDecodeError):
+        pass
     m = cbor.decode(data)
     if not isinstance(m, dict):
         raise CborError("response must be a CBOR map")

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import wasmtime
 
 from dohost.core.errors import Code, DohostError
-from dohost.core.ids import new_class_key
+from dohost.core.ids import ObjectId, id_from_name, id_from_string, new_class_key
 from dohost.core.limits import EventLimits
 from dohost.core.names import check_name
 from dohost.runtime.activation import Activation, CompiledClass, ObjectIdent
@@ -23,6 +23,7 @@ from dohost.storage.api import CommitTicket, ListOptions, ListResult
 from dohost.storage.system_db import ClassRow, SystemDb
 
 STORAGE_BACKENDS = ("kv", "sqlite")
+ID_CACHE_SIZE = 65_536
 
 
 @dataclass
@@ -38,6 +39,30 @@ class ClassRuntime:
     @property
     def class_key(self) -> bytes:
         return self.row.class_key
+
+    # Ids are derived and MAC-checked with HMAC-SHA256 (~3 µs each): remember the results
+    # for names and ids seen recently, so the hot path pays a dict lookup instead.
+    _names: dict[str, ObjectId] = field(default_factory=dict)
+    _verified: dict[bytes, ObjectId] = field(default_factory=dict)
+
+    def id_for_name(self, name: str) -> ObjectId:
+        oid = self._names.get(name)
+        if oid is None:
+            oid = id_from_name(self.class_key, name)
+            if len(self._names) >= ID_CACHE_SIZE:
+                self._names.clear()
+            self._names[name] = oid
+        return oid
+
+    def verified_id(self, oid: ObjectId) -> ObjectId:
+        """`oid` if it belongs to this class (its MAC checks out); raises INVALID_ID."""
+        known = self._verified.get(oid.raw)
+        if known is None:
+            known = id_from_string(self.class_key, oid.hex)
+            if len(self._verified) >= ID_CACHE_SIZE:
+                self._verified.clear()
+            self._verified[oid.raw] = known
+        return known if oid.name is None else ObjectId(known.raw, oid.name)
 
 
 class _NoStorage:

@@ -242,9 +242,8 @@ class Host:
     def _resolve(self, cls: ClassRuntime, obj: str | ObjectId) -> ObjectId:
         if isinstance(obj, ObjectId):
             # Re-check the MAC: an id minted for another class or tenant is refused here.
-            checked = id_from_string(cls.class_key, obj.hex)
-            return ObjectId(checked.raw, obj.name) if obj.name is not None else checked
-        return id_from_name(cls.class_key, obj)
+            return cls.verified_id(obj)
+        return cls.id_for_name(obj)
 
     async def fetch(
         self, tenant: str, class_name: str, obj: str | ObjectId, request: Request
