@@ -164,14 +164,14 @@ def alarms(data_dir: Path, tenant: str | None, class_name: str | None) -> None:
         entries = index.entries(tenant, class_name)
     finally:
         index.close()
-    table = Table("tenant", "class", "object", "due (UTC)", "due ms", "retries")
+    table = Table("tenant", "class", "object id", "name", "due (UTC)", "due ms", "retries")
     for e in entries:
         when = datetime.datetime.fromtimestamp(e.next_ms / 1000, datetime.UTC)
-        obj = e.name if e.name is not None else e.object_id.hex()
         table.add_row(
             e.tenant,
             e.class_name,
-            obj,
+            e.object_id.hex(),
+            e.name if e.name is not None else "",
             when.isoformat(timespec="milliseconds"),
             str(e.next_ms),
             str(e.retry_count),
