@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from dohost import Host, Request
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
