@@ -4,7 +4,7 @@
 //! the route list and the "status text" format ("-4 key_too_large <message>").
 //! Not here: the hostile routes (/spin, /recurse, /grow), which test the host, not an SDK.
 //! The alarm handler follows the keys kvtest.c documents (__alarm_spin, __alarm_reset_in,
-//! __alarm_fail, __alarm_chain) and records runs in "__alarm" and "__alarm_runs".
+//! __alarm_busy_ms, __alarm_fail, __alarm_chain) and records runs in "__alarm" and "__alarm_runs".
 
 use dohost::storage::{self, ListOptions};
 use dohost::{
@@ -311,6 +311,10 @@ impl DurableObject for KvTest {
         if let Some(n) = int_key(b"__alarm_reset_in") {
             let _ = alarm::set(dohost::now_ms() + n);
             return fail; // fails, yet its new alarm is kept and replaces the retry
+        }
+        if let Some(n) = int_key(b"__alarm_busy_ms") {
+            let until = dohost::now_ms() + n; // wall time, for the host's crash tests
+            while dohost::now_ms() < until {}
         }
         if let Some(n) = int_key(b"__alarm_fail") {
             if (info.retry_count as i64) < n {

@@ -4,7 +4,7 @@
 // See kvtest.c's header for the route list and the "status text" format
 // ("-4 key_too_large <message>"). Not here: the hostile routes (/spin, /recurse, /grow),
 // which test the host, not an SDK. The alarm handler follows the keys kvtest.c documents
-// (__alarm_spin, __alarm_reset_in, __alarm_fail, __alarm_chain) and records runs in
+// (__alarm_spin, __alarm_reset_in, __alarm_busy_ms, __alarm_fail, __alarm_chain) and records runs in
 // "__alarm" and "__alarm_runs".
 
 import {
@@ -287,6 +287,10 @@ class KvTest extends DurableObject {
     if (intKey("__alarm_reset_in")) {
       Alarm.set(nowMs() + parsed);
       return 1; // fails, yet its new alarm is kept and replaces the retry
+    }
+    if (intKey("__alarm_busy_ms")) {
+      const until = nowMs() + parsed; // wall time, for the host's crash tests
+      while (nowMs() < until) {}
     }
     if (intKey("__alarm_fail") && <i64>info.retryCount < parsed) return 1;
     const st = recordAlarmRun(info);

@@ -4,7 +4,7 @@
 //! the route list and the "status text" format ("-4 key_too_large <message>").
 //! Not here: the hostile routes (/spin, /recurse, /grow), which test the host, not an SDK.
 //! The alarm handler follows the keys kvtest.c documents (__alarm_spin, __alarm_reset_in,
-//! __alarm_fail, __alarm_chain) and records runs in "__alarm" and "__alarm_runs".
+//! __alarm_busy_ms, __alarm_fail, __alarm_chain) and records runs in "__alarm" and "__alarm_runs".
 
 const std = @import("std");
 const dohost = @import("dohost");
@@ -322,6 +322,10 @@ pub fn alarm(arena: Allocator, info: dohost.AlarmInfo) !void {
     if (intKey(arena, "__alarm_reset_in")) |n| {
         dohost.alarm.set(dohost.nowMs() + n) catch {};
         return dohost.failEvent(1); // fails, yet its new alarm is kept and replaces the retry
+    }
+    if (intKey(arena, "__alarm_busy_ms")) |n| {
+        const until = dohost.nowMs() + n; // wall time, for the host's crash tests
+        while (dohost.nowMs() < until) {}
     }
     if (intKey(arena, "__alarm_fail")) |n| {
         if (@as(i64, @intCast(info.retry_count)) < n) return dohost.failEvent(1);
