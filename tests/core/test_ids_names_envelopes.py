@@ -145,8 +145,8 @@ response_like = st.fixed_dictionaries(
             ),
             max_size=4,
         ),
-        "body": st.binary(max_size=300) | st.text(max_size=50) | st.integers(),
-        "other": st.integers(),
+        "body": st.binary(max_size=300) | st.text(max_size=50) | st.integers(-(2**63), 2**63 - 1),
+        "other": st.integers(-(2**63), 2**63 - 1),
     },
 )
 
