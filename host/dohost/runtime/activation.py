@@ -442,6 +442,7 @@ class Activation(WasiCalls):
     # ----------------------------------------------------------------- event i/o imports
 
     def imp_input_read(self, ptr: int, cap: int) -> int:
+        self.pending = None  # any call of an import that produces bytes drops it
         if not self.mem.check(ptr, cap):
             return self._bad_pointer("input_read")
         if self.input is None:
@@ -489,6 +490,7 @@ class Activation(WasiCalls):
         return n
 
     def imp_last_error(self, ptr: int, cap: int) -> int:
+        self.pending = None  # any call of an import that produces bytes drops it
         # Failures of last_error itself are not recorded: they must not replace the detail.
         if not self.mem.check(ptr, cap):
             return BAD_POINTER
@@ -519,6 +521,7 @@ class Activation(WasiCalls):
         return key
 
     def imp_kv_get(self, kptr: int, klen: int, optr: int, ocap: int) -> int:
+        self.pending = None  # any call of an import that produces bytes drops it
         if not self.mem.check(optr, ocap):
             return self._bad_pointer("kv_get output buffer")
         st = self._storage_op()
@@ -590,6 +593,7 @@ class Activation(WasiCalls):
         return keys
 
     def imp_kv_get_many(self, kptr: int, klen: int, optr: int, ocap: int) -> int:
+        self.pending = None  # any call of an import that produces bytes drops it
         if not self.mem.check(optr, ocap):
             return self._bad_pointer("kv_get_many output buffer")
         st = self._storage_op()
@@ -646,6 +650,7 @@ class Activation(WasiCalls):
         return count
 
     def imp_kv_list(self, optr: int, olen: int, outptr: int, outcap: int) -> int:
+        self.pending = None  # any call of an import that produces bytes drops it
         if not self.mem.check(outptr, outcap):
             return self._bad_pointer("kv_list output buffer")
         st = self._storage_op()
