@@ -58,6 +58,23 @@ def _tstr(s: str) -> bytes:
     return encode_head(3, len(b)) + b
 
 
+# Methods, paths and header names repeat from request to request: their encodings are
+# kept (bounded) so the request encoder, on every event's path, mostly joins bytes.
+_TSTR_CACHE: dict[str, bytes] = {}
+_TSTR_CACHE_MAX = 4096
+
+
+def _tstr_cached(s: str) -> bytes:
+    b = _TSTR_CACHE.get(s)
+    if b is None:
+        b = _tstr(s)
+        if len(_TSTR_CACHE) >= _TSTR_CACHE_MAX:
+            _TSTR_CACHE.clear()
+        if len(s) <= 256:
+            _TSTR_CACHE[s] = b
+    return b
+
+
 # Precomputed map head and keys: {"method", "path", "query", "headers", "body"}.
 _REQ_PREFIX = encode_head(5, 5) + _tstr("method")
 _K_PATH = _tstr("path")
@@ -65,20 +82,30 @@ _K_QUERY = _tstr("query")
 _K_HEADERS = _tstr("headers")
 _K_BODY = _tstr("body")
 _PAIR = encode_head(4, 2)
+_EMPTY_TSTR = encode_head(3, 0)
+_EMPTY_BSTR = encode_head(2, 0)
 
 
 def encode_request(req: Request) -> bytes:
-    parts = [_REQ_PREFIX, _tstr(req.method), _K_PATH, _tstr(req.path), _K_QUERY]
-    parts.append(_tstr(req.query))
-    parts.append(_K_HEADERS)
-    parts.append(encode_head(4, len(req.headers)))
-    for name, value in req.headers:
+    headers = req.headers
+    parts = [
+        _REQ_PREFIX,
+        _tstr_cached(req.method),
+        _K_PATH,
+        _tstr_cached(req.path),
+        _K_QUERY,
+        _tstr_cached(req.query) if req.query else _EMPTY_TSTR,
+        _K_HEADERS,
+        encode_head(4, len(headers)),
+    ]
+    for name, value in headers:
         parts.append(_PAIR)
-        parts.append(_tstr(name.lower()))
+        parts.append(_tstr_cached(name.lower()))
         parts.append(_tstr(value))
     parts.append(_K_BODY)
-    parts.append(encode_head(2, len(req.body)))
-    parts.append(req.body)
+    body = req.body
+    parts.append(encode_head(2, len(body)) if body else _EMPTY_BSTR)
+    parts.append(body)
     return b"".join(parts)
 
 

@@ -195,7 +195,7 @@ class Supervisor:
             raise DohostError(
                 Code.SHUTTING_DOWN, "the host is shutting down; retry on another instance"
             )
-        t_start = time.perf_counter()
+        t_start = time.perf_counter() if self.observer is not None else 0.0
         slot = self._slot(tenant, class_name, oid)
         try:
             # Uncontended (the common case): take the lock without a scheduling round trip.
