@@ -72,6 +72,11 @@ def _load() -> ctypes.CDLL | None:
 
 _lib = _load()
 FAST_AVAILABLE = _lib is not None
+# The same library through PyDLL: calls that keep the GIL. Used for the trivial calls
+# (a few hundred ns of C): with CDLL each would release the GIL, and a storage thread
+# waiting for it takes it, so getting it back can cost 100 µs on a busy host. Never for
+# running wasm: the epoch ticker thread needs the GIL to interrupt a guest.
+_plib = ctypes.PyDLL(ffi.dll._name) if _lib is not None else None
 
 # The callback type wasmtime expects, with pointer arguments declared as plain addresses
 # (c_void_p arrives as an int): cheaper than ctypes pointer objects on every call.
@@ -95,16 +100,17 @@ if _lib is not None:
     _call_unchecked = _lib.wasmtime_func_call_unchecked
     _call_unchecked.restype = c_void_p
     _call_unchecked.argtypes = [c_void_p, c_void_p, c_void_p, c_size_t, c_void_p]
-    _memory_data = _lib.wasmtime_memory_data
+    assert _plib is not None
+    _memory_data = _plib.wasmtime_memory_data
     _memory_data.restype = c_void_p
     _memory_data.argtypes = [c_void_p, c_void_p]
-    _memory_data_size = _lib.wasmtime_memory_data_size
+    _memory_data_size = _plib.wasmtime_memory_data_size
     _memory_data_size.restype = c_size_t
     _memory_data_size.argtypes = [c_void_p, c_void_p]
-    _trap_new = _lib.wasmtime_trap_new
+    _trap_new = _plib.wasmtime_trap_new
     _trap_new.restype = c_void_p
     _trap_new.argtypes = [c_char_p, c_size_t]
-    _set_deadline = _lib.wasmtime_context_set_epoch_deadline
+    _set_deadline = _plib.wasmtime_context_set_epoch_deadline
     _set_deadline.restype = None
     _set_deadline.argtypes = [c_void_p, ctypes.c_uint64]
 
