@@ -29,7 +29,9 @@ from dohost import Host, Request
 
 ROOT = Path(__file__).resolve().parent.parent
 
-_RESP = bytes([0xA2, 0x66]) + b"status" + bytes([0x18, 0xC8, 0x64]) + b"body" + bytes([0x62]) + b"ok"
+_RESP = (
+    bytes([0xA2, 0x66]) + b"status" + bytes([0x18, 0xC8, 0x64]) + b"body" + bytes([0x62]) + b"ok"
+)
 _ESC = "".join(f"\\{b:02x}" for b in _RESP)
 
 # A no-op guest, and a loop of kv_get calls on one key ("k") for the in-wasm timing.
@@ -68,43 +70,60 @@ def pct(xs: list[float], p: float) -> float:
     return xs[min(len(xs) - 1, int(len(xs) * p / 100))]
 
 
+async def measure_noop(host: Host, n: int) -> dict[str, float]:
+    """p50/p99 of a no-op event (BENCH_WAT with an empty body) through Host.fetch."""
+    noop = Request("GET", "/")
+    for _ in range(200):
+        await host.fetch("b", "bench", "x", noop)
+    lat = []
+    for _ in range(n):
+        t = time.perf_counter()
+        await host.fetch("b", "bench", "x", noop)
+        lat.append(time.perf_counter() - t)
+    return {"p50_us": pct(lat, 50) * 1e6, "p99_us": pct(lat, 99) * 1e6}
+
+
+async def measure_cached_get(host: Host, events: int) -> dict[str, float]:
+    """Per-call cost of kv_get on a cached key: events of 100,000 calls each."""
+    per_get = []
+    for _ in range(events):
+        t = time.perf_counter()
+        await host.fetch("b", "bench", "g", Request("POST", "/", "", [], b"x"))
+        per_get.append((time.perf_counter() - t) / 100_000)
+    return {"p50_us": pct(per_get, 50) * 1e6, "p99_us": max(per_get) * 1e6}
+
+
+async def measure_activation(host: Host, n: int) -> dict[str, float]:
+    """First event of a counter object whose activation was just dropped."""
+    noop = Request("GET", "/")
+    lat = []
+    sup = host.supervisor
+    for i in range(n):
+        name = f"act{i % 50}"
+        await host.fetch("b", "counter", name, noop)
+        sup.hibernate_idle(trio.current_time() + 10 * host.idle_timeout)  # drop every instance
+        t = time.perf_counter()
+        await host.fetch("b", "counter", name, noop)
+        lat.append(time.perf_counter() - t)
+    return {"p50_us": pct(lat, 50) * 1e6, "p99_us": pct(lat, 99) * 1e6}
+
+
+async def deploy_bench_classes(host: Host) -> None:
+    await host.deploy("b", "bench", wasmtime.wat2wasm(BENCH_WAT))
+    await host.deploy("b", "counter", (ROOT / "samples/counter/counter.wasm").read_bytes())
+
+
 async def run(quick: bool, durability: str) -> dict[str, dict[str, float]]:
     n = 2000 if quick else 20000
     out: dict[str, dict[str, float]] = {}
     with tempfile.TemporaryDirectory() as d:
         async with Host(Path(d) / "data", durability=durability) as host:
-            await host.deploy("b", "bench", wasmtime.wat2wasm(BENCH_WAT))
-            await host.deploy("b", "counter", (ROOT / "samples/counter/counter.wasm").read_bytes())
-            noop = Request("GET", "/")
-            for _ in range(200):
-                await host.fetch("b", "bench", "x", noop)
-            lat = []
-            for _ in range(n):
-                t = time.perf_counter()
-                await host.fetch("b", "bench", "x", noop)
-                lat.append(time.perf_counter() - t)
-            out["no-op event (embedded API)"] = {"p50_us": pct(lat, 50) * 1e6, "p99_us": pct(lat, 99) * 1e6}
-
-            per_get = []
-            for _ in range(5 if quick else 15):
-                t = time.perf_counter()
-                await host.fetch("b", "bench", "g", Request("POST", "/", "", [], b"x"))
-                per_get.append((time.perf_counter() - t) / 100_000)
-            out["cached kv_get inside wasm"] = {"p50_us": pct(per_get, 50) * 1e6, "p99_us": max(per_get) * 1e6}
-
-            lat = []
-            sup = host.supervisor
-            for i in range(300 if quick else 2000):
-                name = f"act{i % 50}"
-                await host.fetch("b", "counter", name, noop)
-                sup.hibernate_idle(trio.current_time() + 10 * host.idle_timeout)  # drop every instance
-                t = time.perf_counter()
-                await host.fetch("b", "counter", name, noop)
-                lat.append(time.perf_counter() - t)
-            out["activation (first event after hibernation)"] = {
-                "p50_us": pct(lat, 50) * 1e6,
-                "p99_us": pct(lat, 99) * 1e6,
-            }
+            await deploy_bench_classes(host)
+            out["no-op event (embedded API)"] = await measure_noop(host, n)
+            out["cached kv_get inside wasm"] = await measure_cached_get(host, 5 if quick else 15)
+            out["activation (first event after hibernation)"] = await measure_activation(
+                host, 300 if quick else 2000
+            )
 
             incr = Request("POST", "/incr")
 
@@ -123,14 +142,22 @@ async def run(quick: bool, durability: str) -> dict[str, dict[str, float]]:
                 return total / (time.perf_counter() - t)
 
             m = 300 if quick else 3000
-            out["durable increments/s, 1 object, sequential"] = {"per_s": await incr_rate(1, 1, m // 3)}
-            out["durable increments/s, 1 object, 32 concurrent"] = {"per_s": await incr_rate(1, 32, m)}
-            out["durable increments/s, 1,000 objects, 32 concurrent"] = {"per_s": await incr_rate(1000, 32, m * 2)}
+            out["durable increments/s, 1 object, sequential"] = {
+                "per_s": await incr_rate(1, 1, m // 3)
+            }
+            out["durable increments/s, 1 object, 32 concurrent"] = {
+                "per_s": await incr_rate(1, 32, m)
+            }
+            out["durable increments/s, 1,000 objects, 32 concurrent"] = {
+                "per_s": await incr_rate(1000, 32, m * 2)
+            }
     return out
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--durability", default="fsync", choices=["fsync", "os"])
     ap.add_argument("--json", type=Path)

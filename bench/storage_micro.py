@@ -45,8 +45,17 @@ def per_op(fn: Callable[[], None], n: int, repeat: int = 5) -> float:
     return best
 
 
-def row(name: str, value: str, note: str = "") -> None:
-    print(f"  {name:<44} {value:>14}  {note}")
+# Every row printed, as (name, value, unit, note): for callers such as the suite (bench/micro.py).
+ROWS: list[tuple[str, float, str, str]] = []
+
+
+def row(name: str, value: float, unit: str, note: str = "") -> None:
+    """Print one row and record it; value in unit (ns, µs or ev/s)."""
+    ROWS.append((name, value, unit, note))
+    text = (
+        f"{value:,.0f} {unit}" if unit in ("ns", "ev/s") or value >= 100 else f"{value:.2f} {unit}"
+    )
+    print(f"  {name:<44} {text:>14}  {note}")
 
 
 def bench_kv_reads(work: Path, quick: bool) -> None:
@@ -69,7 +78,7 @@ def bench_kv_reads(work: Path, quick: bool) -> None:
         for _ in range(n):
             get(hot)
 
-    row("kv cached get", f"{per_op(cached_gets, n) * 1e9:.0f} ns", "(target: well under 1 µs)")
+    row("kv cached get", per_op(cached_gets, n) * 1e9, "ns", "(target: well under 1 µs)")
 
     put = o.put
     value = b"w" * 100
@@ -78,7 +87,7 @@ def bench_kv_reads(work: Path, quick: bool) -> None:
         for _ in range(n // 4):
             put(hot, value)
 
-    row("kv cached put (into the event)", f"{per_op(cached_puts, n // 4) * 1e9:.0f} ns")
+    row("kv cached put (into the event)", per_op(cached_puts, n // 4) * 1e9, "ns")
     o.rollback_event()
 
     for k in keys:  # warm SQLite's page cache, so that both read rows below compare alike
@@ -90,13 +99,13 @@ def bench_kv_reads(work: Path, quick: bool) -> None:
         for k in keys:
             fresh.get(k)
 
-    row("kv uncached get (shard read, then cached)", f"{per_op(uncached_gets, nkeys) * 1e6:.2f} µs")
+    row("kv uncached get (shard read, then cached)", per_op(uncached_gets, nkeys) * 1e6, "µs")
 
     def shard_gets() -> None:
         for k in keys:
             shard.get(oid(1), k)
 
-    row("KvShard.get (thread's read connection)", f"{per_op(shard_gets, nkeys) * 1e6:.2f} µs")
+    row("KvShard.get (thread's read connection)", per_op(shard_gets, nkeys) * 1e6, "µs")
 
     raw = apsw.Connection(str(work / "reads.db"))
     sql = "SELECT value FROM kv WHERE object_id=? AND key=?"
@@ -106,7 +115,7 @@ def bench_kv_reads(work: Path, quick: bool) -> None:
         for k in keys:
             raw.execute(sql, (o1, k)).fetchone()
 
-    row("floor: raw apsw point read, same db", f"{per_op(raw_gets, nkeys) * 1e6:.2f} µs")
+    row("floor: raw apsw point read, same db", per_op(raw_gets, nkeys) * 1e6, "µs")
     raw.close()
     shard.close()
 
@@ -126,7 +135,7 @@ def bench_fsync(work: Path, quick: bool) -> None:
             os.fsync(fd)
 
     t = per_op(overwrite, n, repeat=1)
-    row("floor: raw 4 KiB overwrite + os.fsync", f"{t * 1e6:.0f} µs", f"({1 / t:,.0f}/s)")
+    row("floor: raw 4 KiB overwrite + os.fsync", t * 1e6, "µs", f"({1 / t:,.0f}/s)")
     offset = [16]
 
     def append() -> None:
@@ -136,11 +145,13 @@ def bench_fsync(work: Path, quick: bool) -> None:
             os.fdatasync(fd)
 
     t = per_op(append, n, repeat=1)
-    row("floor: raw 4 KiB append + os.fdatasync", f"{t * 1e6:.0f} µs", f"({1 / t:,.0f}/s)")
+    row("floor: raw 4 KiB append + os.fdatasync", t * 1e6, "µs", f"({1 / t:,.0f}/s)")
     os.close(fd)
 
 
-def bench_commits(work: Path, backend: str, nobjects: int, nevents: int) -> None:
+def bench_commits(work: Path, backend: str, nobjects: int, nevents: int) -> dict[str, float]:
+    """Commit throughput; returns events/s, the number of batches (kv) or flusher rounds
+    (sqlite), fsyncs and the elapsed seconds."""
     d = work / f"commits-{backend}-{nobjects}"
     m = StorageManager(d, Durability.FSYNC, shards_per_tenant=1)
     objs = [m.open_object("t", "bench", oid(i), None, backend) for i in range(nobjects)]
@@ -167,16 +178,23 @@ def bench_commits(work: Path, backend: str, nobjects: int, nevents: int) -> None
         detail = f"{batches} batches, {syncs} fsyncs, {nevents / max(batches, 1):.0f} events/batch"
     else:
         syncs = s1.wal_fsyncs - s0.wal_fsyncs
-        rounds = s1.wal_rounds - s0.wal_rounds
+        batches = rounds = s1.wal_rounds - s0.wal_rounds
         detail = f"{rounds} flusher rounds, {syncs} WAL fsyncs"
     row(
         f"{backend} commits, {nobjects} object{'s' if nobjects > 1 else ''}, FSYNC",
-        f"{nevents / elapsed:,.0f} ev/s",
+        nevents / elapsed,
+        "ev/s",
         f"({detail})",
     )
+    # Time the kv committers spent per batch: SQLite (apply + commit) and the fsync.
+    shards = list(getattr(m, "_shards", {}).values())
+    commit_s = sum(s.stats.commit_seconds for s in shards)
+    fsync_s = sum(s.stats.fsync_seconds for s in shards)
     for o in objs:
         o.close()
     m.close()
+    return {"ev_per_s": nevents / elapsed, "batches": batches, "fsyncs": syncs,
+            "secs": elapsed, "commit_s": commit_s, "fsync_s": fsync_s}  # fmt: skip
 
 
 def bench_commit_latency(work: Path, n: int) -> None:
@@ -191,7 +209,7 @@ def bench_commit_latency(work: Path, n: int) -> None:
             assert o.commit_event().wait(60) is None
 
     t = per_op(loop, n, repeat=1)
-    row("kv commit latency (one event, waited)", f"{t * 1e6:.0f} µs", f"({1 / t:,.0f} ev/s)")
+    row("kv commit latency (one event, waited)", t * 1e6, "µs", f"({1 / t:,.0f} ev/s)")
     o.close()
     m.close()
 
