@@ -1,0 +1,274 @@
+"""Tables (Markdown), the JSON record and the plot of one suite run."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+from bench.model import MicroRow, ResidentPoint, Row, StorePoint
+
+
+def _num(x: float, digits: int = 0) -> str:
+    if x != x:  # nan
+        return "–"
+    if digits == 0 and abs(x) < 10:
+        digits = 2 if abs(x) < 1 else 1
+    return f"{x:,.{digits}f}"
+
+
+def _lat(side: Any) -> str:
+    if side.p50 != side.p50:
+        return ""
+    return f"{_num(side.p50)} / {_num(side.p99)}"
+
+
+def side_table(rows: list[Row]) -> str:
+    out = [
+        "| workload | load | unit | workerd | dohost | workerd p50 / p99 ms "
+        "| dohost p50 / p99 ms | dohost advantage (×) | per pair | target | check |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for r in rows:
+        pairs = ", ".join(f"{x:.2f}" for x in r.pair_ratios())
+        mark = "" if r.meets_target else " ✗"
+        check = "ok" if not r.checks else "FAIL: " + "; ".join(r.checks)
+        out.append(
+            f"| {r.workload} | {r.conc} | {r.unit} | {_num(r.workerd.value)} "
+            f"| {_num(r.dohost.value)} | {_lat(r.workerd)} | {_lat(r.dohost)} "
+            f"| **{_num(r.ratio, 2)}**{mark} | {pairs} | ≥ {r.target:g} | {check} |"
+        )
+    return "\n".join(out)
+
+
+def store_table(points: list[StorePoint]) -> str:
+    out = [
+        "| stored objects | time per object µs | objects/s | disk bytes per object "
+        "| restart → first response ms | restart → listening ms | check |",
+        "|--:|--:|--:|--:|--:|--:|---|",
+    ]
+    for p in points:
+        out.append(
+            f"| {p.n:,} | {_num(p.us_per_object)} | {_num(p.n / p.secs)} "
+            f"| {_num(p.disk_per_object)} | {_num(p.restart_first_s * 1e3)} "
+            f"| {_num(p.restart_listen_s * 1e3)} | {p.check} |"
+        )
+    return "\n".join(out)
+
+
+def resident_table(points: list[ResidentPoint]) -> str:
+    out = [
+        "| resident objects | RSS per object KiB | GET p50 ms | GET p99 ms | GET req/s (c=1) | check |",
+        "|--:|--:|--:|--:|--:|---|",
+    ]
+    for p in points:
+        if p.residents < 0:
+            out.append(f"| {p.n:,} | – | – | – | – | {p.check} |")
+            continue
+        out.append(
+            f"| {p.n:,} | {_num(p.kib_per_object)} | {_num(p.p50_ms, 3)} | {_num(p.p99_ms, 3)} "
+            f"| {_num(p.rps)} | {p.check} |"
+        )
+    return "\n".join(out)
+
+
+def micro_table(rows: list[MicroRow]) -> str:
+    out = [
+        "| measure | value | floor | floor value | × floor | note |",
+        "|---|--:|---|--:|--:|---|",
+    ]
+    for m in rows:
+        out.append(
+            f"| {m.name} | {_num(m.value, 2 if m.value < 100 else 0)} {m.unit} | {m.floor_name} "
+            f"| {_num(m.floor_value, 2 if m.floor_value < 100 else 0)} {m.unit} "
+            f"| {_num(m.over_floor, 1)} | {m.note} |"
+        )
+    return "\n".join(out)
+
+
+def noise_summary(
+    rows: list[Row], load_start: tuple[float, ...], load_end: tuple[float, ...]
+) -> str:
+    spreads = []
+    for r in rows:
+        pr = r.pair_ratios()
+        if len(pr) >= 2 and min(pr) > 0:
+            spreads.append((max(pr) / min(pr), r.key))
+    text = (
+        f"Load average (1/5/15 min): {', '.join(f'{x:.1f}' for x in load_start)} at start, "
+        f"{', '.join(f'{x:.1f}' for x in load_end)} at end."
+    )
+    if spreads:
+        spreads.sort()
+        worst = spreads[-1]
+        med = spreads[len(spreads) // 2][0]
+        text += (
+            f" Spread of the per-pair ratios (max/min over repetitions): median {med:.2f}×, "
+            f"worst {worst[0]:.2f}× ({worst[1]})."
+        )
+    return text
+
+
+def markdown(rec: dict[str, Any], rows: list[Row], store: list[StorePoint],
+             resident: list[ResidentPoint], micro: list[MicroRow],
+             profiles: dict[str, dict[str, Any]]) -> str:  # fmt: skip
+    m, v = rec["machine"], rec["versions"]
+    lines = [
+        f"# dohost benchmarks, {rec['date']} ({v['dohost']})",
+        "",
+        f"Command: `{rec['command']}`  ",
+        f"Machine: {m['cores']} cores, {m['cpu_model']}, {m['mem_gib']} GiB, Linux {m['kernel']}; "
+        f"servers pinned to CPU {rec['server_cpu']}, load generators to CPU {rec['client_cpu']}  ",
+        f"Versions: dohost {v['dohost']}, Python {v['python']}, wasmtime {v['wasmtime']}, "
+        f"apsw {v['apsw']}, trio {v['trio']}, workerd {v.get('workerd', '–')}, wrk {v['wrk']}  ",
+        f"Durability: dohost `{rec['durability']}`"
+        + (
+            " (fsync per group commit)"
+            if rec["durability"] == "fsync"
+            else " (NO fsync: rows labelled)"
+        )
+        + "; workerd: fsync per commit (always)  ",
+        f"Code: {rec['code']}  ",
+        f"Settings: {rec['settings']}  ",
+        f"Wall time: {rec['wall_s'] / 60:.1f} min",
+        "",
+    ]
+    if rec.get("errors"):
+        lines += ["**Errors**: " + "; ".join(rec["errors"]), ""]
+    if rec.get("profiled"):
+        lines += ["**Profiled run**: py-spy sampled the dohost server during its loads; its "
+                  "numbers are perturbed by the sampling.", ""]  # fmt: skip
+    if rows:
+        lines += [
+            "## dohost vs workerd (interleaved A/B)",
+            "",
+            "Values are medians over repetitions; *dohost advantage* is how many times "
+            "better dohost is (dohost/workerd for rates, workerd/dohost for times and "
+            "memory), the median of the per-repetition pair ratios; ✗ marks a row below "
+            "its target.",
+            "",
+            side_table(rows),
+            "",
+            rec.get("noise", ""),
+            "",
+        ]
+        notes = [f"- {r.key}: {r.note}" for r in rows if r.note]
+        checked = [f"- {r.key}: " + "; ".join(r.checked) for r in rows if r.checked]
+        fsyncs = [f"- {r.key}: " + ", ".join(r.dohost.notes) for r in rows if r.dohost.notes]
+        if fsyncs:
+            notes += ["", "dohost requests per fsync (group commit), per repetition:", "", *fsyncs]
+        if notes:
+            lines += ["Notes:", "", *notes, ""]
+        if checked:
+            lines += ["Correctness checks:", "", *checked, ""]
+    if store:
+        lines += ["## Scale: objects created and stored (dohost)", "", store_table(store), ""]
+    if resident:
+        lines += ["## Scale: resident objects (dohost)", "", resident_table(resident), ""]
+    if micro:
+        lines += ["## Micro-benchmarks beside their floors (dohost, in-process)", "",
+                  micro_table(micro), ""]  # fmt: skip
+    if profiles:
+        lines += ["## Profiles (py-spy, dohost server)", "", _PROFILE_HELP, ""]
+        for key, prof in profiles.items():
+            lines += profile_lines(key, prof)
+    if rec.get("plot"):
+        lines += [f"![plot]({Path(rec['plot']).name})", ""]
+    return "\n".join(lines)
+
+
+_PROFILE_HELP = (
+    "Busy: a thread class's non-waiting samples over the load's wall time (1.0 = one "
+    "thread busy throughout; the server is pinned to one core, so the classes share it). "
+    "Functions: share of that class's busy samples, self (the leaf) / inclusive (anywhere "
+    "on the stack)."
+)
+
+
+def profile_lines(key: str, prof: dict[str, Any]) -> list[str]:
+    if not prof:
+        return []
+    if "busy" in prof:
+        head = ", ".join(f"{c} {v:.0%}" for c, v in prof["busy"].items())
+        out = [f"**{key}** ({prof['secs']:.0f} s at {prof['rate']:.0f} Hz) — busy: {head}", ""]
+    else:
+        head = ", ".join(f"{c} {v:.0%}" for c, v in prof.get("share", {}).items())
+        out = [f"**{key}** (whole process run) — share of samples: {head}", ""]
+    for cls in ("loop", "committer"):
+        if prof.get(cls):
+            out.append(f"- {cls} thread{'s' if cls == 'committer' else ''}:")
+            out += [f"  - `{nm}` {a:.1%} / {b:.1%}" for nm, a, b in prof[cls]]
+    return [*out, ""]
+
+
+def plot(path: Path, rows: list[Row], store: list[StorePoint],
+         resident: list[ResidentPoint]) -> bool:  # fmt: skip
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        print("matplotlib is missing (pip install -e '.[dev]'): no plot")
+        return False
+    panels = [p for p in ("side", "store", "restart", "resident") if
+              (p == "side" and rows) or (p in ("store", "restart") and store) or
+              (p == "resident" and resident)]  # fmt: skip
+    if not panels:
+        return False
+    ncols = 2 if len(panels) > 1 else 1
+    nrows = math.ceil(len(panels) / ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(7 * ncols, 4.6 * nrows), squeeze=False)
+    flat = [ax for row in axes for ax in row]
+    for ax in flat[len(panels) :]:
+        ax.axis("off")
+    for ax, panel in zip(flat, panels, strict=False):
+        if panel == "side":
+            labels = [f"{r.workload} {r.conc}".strip() for r in rows]
+            ratios = [r.ratio for r in rows]
+            colors = ["tab:green" if r.meets_target else "tab:red" for r in rows]
+            y = range(len(rows))
+            ax.barh(list(y), ratios, color=colors)
+            ax.scatter([r.target for r in rows], list(y), marker="|", s=200, color="black",
+                       label="target", zorder=3)  # fmt: skip
+            ax.axvline(1.0, color="grey", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_yticks(list(y), labels, fontsize=7)
+            ax.invert_yaxis()
+            ax.set_xlabel("dohost advantage over workerd (×, log)")
+            ax.set_title("dohost vs workerd per workload")
+            ax.legend(fontsize=7)
+        elif panel == "store":
+            ns = [p.n for p in store]
+            ax.plot(ns, [p.us_per_object for p in store], "o-", label="time per object (µs)")
+            ax.plot(ns, [p.disk_per_object for p in store], "s-", label="disk bytes per object")
+            ax.set_xscale("log")
+            ax.set_yscale("log")
+            ax.set_xlabel("objects stored")
+            ax.set_title("creating and storing n objects")
+            ax.legend(fontsize=7)
+        elif panel == "restart":
+            ns = [p.n for p in store]
+            ax.plot(ns, [p.restart_first_s * 1e3 for p in store], "o-",
+                    label="spawn → first response")  # fmt: skip
+            ax.plot(ns, [p.restart_listen_s * 1e3 for p in store], "s--", label="spawn → listening")
+            ax.set_xscale("log")
+            ax.set_ylim(bottom=0)
+            ax.set_xlabel("objects stored")
+            ax.set_ylabel("ms")
+            ax.set_title("restart with n stored objects")
+            ax.legend(fontsize=7)
+        else:
+            resident = [p for p in resident if p.residents >= 0]
+            ns = [p.n for p in resident]
+            ax.plot(ns, [p.kib_per_object for p in resident], "o-", label="RSS per object (KiB)")
+            ax.plot(ns, [p.p99_ms for p in resident], "s-", label="GET p99 (ms), c=1")
+            ax.set_xscale("log")
+            ax.set_ylim(bottom=0)
+            ax.set_xlabel("resident objects")
+            ax.set_title("n resident objects")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
