@@ -52,3 +52,22 @@ def test_tenant_removal(tmp_path: Path) -> None:
     idx.upsert_durable(entry(2, 1, "b"))
     idx.remove_tenant("a")
     assert [e.tenant for e in idx.entries()] == ["b"]
+
+
+def test_a_queued_removal_never_deletes_a_newer_entry_at_the_same_time(tmp_path: Path) -> None:
+    idx = AlarmIndex(tmp_path / "alarms.db")
+    idx.upsert_durable(entry(1, 500))
+    idx.remove(entry(1, 500).key, due_ms=500)  # queued, not applied yet
+    idx.upsert_durable(entry(1, 500))  # the object set an alarm for the very same ms
+    idx.flush_removals()
+    assert [e.due_ms for e in idx.entries()] == [500]
+    idx.remove(entry(1, 500).key, due_ms=500)
+    assert idx.entries() == []  # entries() applies queued removals first
+
+
+def test_queued_removals_survive_close(tmp_path: Path) -> None:
+    idx = AlarmIndex(tmp_path / "alarms.db")
+    idx.upsert_durable(entry(1, 1))
+    idx.remove(entry(1, 1).key)
+    idx.close()
+    assert AlarmIndex(tmp_path / "alarms.db").entries() == []

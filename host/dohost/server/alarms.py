@@ -138,6 +138,8 @@ class AlarmScheduler:
                         self.stats.trace.append(key)
                     nursery.start_soon(self._fire, p, now)
                 nxt = self.next_due()
+                if nxt is None or nxt > now:
+                    self._index.flush_removals()  # quiet moment: apply queued removals
                 self._wake = trio.Event()
                 with trio.move_on_after(max(0.0, (nxt - now) / 1000) if nxt is not None else 3600):
                     await self._wake.wait()

@@ -39,6 +39,7 @@ CREATE INDEX IF NOT EXISTS alarms_next ON alarms(next_ms);
 """
 
 AlarmKey = tuple[str, str, bytes]
+REMOVAL_BATCH = 512  # queued removals applied together
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +73,14 @@ class AlarmIndex:
         )
         with self._db:
             self._db.execute(SCHEMA)
-        self._lock = threading.Lock()  # serializes use of the connection
+        # A second connection for the lazy writes (removals, retry notes): no fsync.
+        self._lazy = apsw.Connection(str(path))
+        self._lazy.setbusytimeout(5000)
+        self._lazy.execute("PRAGMA synchronous=OFF")
+        # Removals wait here and are applied in one transaction (flush_removals): the
+        # alarm loop fires thousands per second and must not write the db for each.
+        self._removals: dict[AlarmKey, int | None] = {}
+        self._lock = threading.Lock()  # serializes use of the connections
         self._cv = threading.Condition(threading.Lock())
         self._pending: dict[AlarmKey, AlarmEntry] = {}
         self._flushing = False
@@ -82,11 +90,17 @@ class AlarmIndex:
         self.batches = 0  # for tests and metrics
 
     def close(self) -> None:
+        self.flush_removals()
         with self._lock:
+            self._lazy.close()
             self._db.close()
 
     def upsert_durable(self, entry: AlarmEntry) -> None:
         """Record `entry` and return once it is durable (raises STORAGE_ERROR if not)."""
+        with self._lock:
+            # A queued removal of this object's previous entry (possibly due at the very
+            # same ms) must not delete the new one.
+            self._removals.pop(entry.key, None)
         with self._cv:
             self._pending[entry.key] = entry
             mine = self._next_batch
@@ -132,27 +146,39 @@ class AlarmIndex:
     def record_retry(self, key: AlarmKey, due_ms: int, next_ms: int, retry_count: int) -> None:
         """Remember a scheduled retry (no fsync: losing it only restarts the count)."""
         tenant, cls, oid = key
-        with self._lock, self._db:
-            self._db.execute(
+        with self._lock, self._lazy:
+            self._lazy.execute(
                 "UPDATE alarms SET next_ms=?, retry_count=?"
                 " WHERE tenant=? AND class=? AND object_id=? AND due_ms=?",
                 (next_ms, retry_count, tenant, cls, oid, due_ms),
             )
 
     def remove(self, key: AlarmKey, due_ms: int | None = None) -> None:
-        """Forget an entry (only the one due at `due_ms`, when given: a newer one stays)."""
-        tenant, cls, oid = key
-        with self._lock, self._db:
-            if due_ms is None:
-                self._db.execute(
-                    "DELETE FROM alarms WHERE tenant=? AND class=? AND object_id=?",
-                    (tenant, cls, oid),
-                )
-            else:
-                self._db.execute(
-                    "DELETE FROM alarms WHERE tenant=? AND class=? AND object_id=? AND due_ms=?",
-                    (tenant, cls, oid, due_ms),
-                )
+        """Forget an entry (only the one due at `due_ms`, when given: a newer one stays).
+        Lazy: queued until flush_removals (a lost removal only costs one extra check)."""
+        with self._lock:
+            self._removals[key] = due_ms
+            n = len(self._removals)
+        if n >= REMOVAL_BATCH:
+            self.flush_removals()
+
+    def flush_removals(self) -> None:
+        with self._lock:
+            removals, self._removals = self._removals, {}
+            if not removals:
+                return
+            with self._lazy:
+                for (tenant, cls, oid), due_ms in removals.items():
+                    if due_ms is None:
+                        self._lazy.execute(
+                            "DELETE FROM alarms WHERE tenant=? AND class=? AND object_id=?",
+                            (tenant, cls, oid),
+                        )
+                    else:
+                        self._lazy.execute(
+                            "DELETE FROM alarms WHERE tenant=? AND class=? AND object_id=? AND due_ms=?",
+                            (tenant, cls, oid, due_ms),
+                        )
 
     def remove_tenant(self, tenant: str, class_name: str | None = None) -> None:
         with self._lock, self._db:
@@ -165,6 +191,7 @@ class AlarmIndex:
 
     def entries(self, tenant: str | None = None, class_name: str | None = None) -> list[AlarmEntry]:
         """Every entry, earliest first (optionally of one tenant / class)."""
+        self.flush_removals()
         q = (
             "SELECT tenant, class, object_id, name, backend, due_ms, next_ms, retry_count"
             " FROM alarms"
