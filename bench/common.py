@@ -59,6 +59,12 @@ def raise_nofile() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
 
 
+def server_nofile() -> int:
+    """The descriptor limit servers get: SERVER_NOFILE, or the hard limit when raising it
+    is not allowed (no CAP_SYS_RESOURCE in a container)."""
+    return min(SERVER_NOFILE, resource.getrlimit(resource.RLIMIT_NOFILE)[1])
+
+
 def rss_kib(pid: int) -> int:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):

@@ -16,11 +16,16 @@ class Side:
     values: list[float] = field(default_factory=list)
     p50_ms: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
+    cpu_us: list[float] = field(default_factory=list)  # server CPU time per request
     notes: list[str] = field(default_factory=list)
 
     @property
     def value(self) -> float:
         return median(self.values)
+
+    @property
+    def cpu(self) -> float:
+        return median(self.cpu_us)
 
     @property
     def p50(self) -> float:
@@ -75,6 +80,7 @@ class Row:
             d[side]["value"] = s.value
             d[side]["p50"] = s.p50
             d[side]["p99"] = s.p99
+            d[side]["cpu"] = s.cpu
         return d
 
 
@@ -89,6 +95,7 @@ class StorePoint:
     restart_first_s: float  # spawn -> first 200 from an existing object
     restart_listen_s: float
     check: str
+    restart_rss_kib: int = 0  # the server's RSS after the restart and one request
 
     @property
     def us_per_object(self) -> float:

@@ -23,11 +23,18 @@ def _lat(side: Any) -> str:
     return f"{_num(side.p50)} / {_num(side.p99)}"
 
 
+def _cpu(r: Row) -> str:
+    if r.dohost.cpu != r.dohost.cpu:
+        return ""
+    return f"{_num(r.workerd.cpu)} / {_num(r.dohost.cpu)}"
+
+
 def side_table(rows: list[Row]) -> str:
     out = [
         "| workload | load | unit | workerd | dohost | workerd p50 / p99 ms "
-        "| dohost p50 / p99 ms | dohost advantage (×) | per pair | target | check |",
-        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|---|",
+        "| dohost p50 / p99 ms | server CPU µs/req workerd / dohost "
+        "| dohost advantage (×) | per pair | target | check |",
+        "|---|---|---|--:|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for r in rows:
         pairs = ", ".join(f"{x:.2f}" for x in r.pair_ratios())
@@ -35,7 +42,7 @@ def side_table(rows: list[Row]) -> str:
         check = "ok" if not r.checks else "FAIL: " + "; ".join(r.checks)
         out.append(
             f"| {r.workload} | {r.conc} | {r.unit} | {_num(r.workerd.value)} "
-            f"| {_num(r.dohost.value)} | {_lat(r.workerd)} | {_lat(r.dohost)} "
+            f"| {_num(r.dohost.value)} | {_lat(r.workerd)} | {_lat(r.dohost)} | {_cpu(r)} "
             f"| **{_num(r.ratio, 2)}**{mark} | {pairs} | ≥ {r.target:g} | {check} |"
         )
     return "\n".join(out)
@@ -44,14 +51,14 @@ def side_table(rows: list[Row]) -> str:
 def store_table(points: list[StorePoint]) -> str:
     out = [
         "| stored objects | time per object µs | objects/s | disk bytes per object "
-        "| restart → first response ms | restart → listening ms | check |",
-        "|--:|--:|--:|--:|--:|--:|---|",
+        "| restart → first response ms | restart → listening ms | RSS after restart MiB | check |",
+        "|--:|--:|--:|--:|--:|--:|--:|---|",
     ]
     for p in points:
         out.append(
             f"| {p.n:,} | {_num(p.us_per_object)} | {_num(p.n / p.secs)} "
             f"| {_num(p.disk_per_object)} | {_num(p.restart_first_s * 1e3)} "
-            f"| {_num(p.restart_listen_s * 1e3)} | {p.check} |"
+            f"| {_num(p.restart_listen_s * 1e3)} | {_num(p.restart_rss_kib / 1024)} | {p.check} |"
         )
     return "\n".join(out)
 

@@ -5,7 +5,8 @@ store     for n in 10^3, 10^4, 10^5 (10^6 with --full): a fresh `dohost serve`, 
           connections, so that commits batch and the host, not fsync latency, is what
           is timed); time per object; bytes on disk per object (du of the data directory
           after a clean stop, minus the empty directory's); then a restart on that
-          directory: spawn -> first 200 from an existing object. Checked: no failed
+          directory: spawn -> first 200 from an existing object, and the server's RSS
+          then (one object touched: what the stored ones cost in memory). Checked: no failed
           creation, and a sample of 200 counters read back as 1 after the restart.
           A point stops at its time cap (a slow disk): it then reports the n created.
 resident  for n in 10^3, 10^4, 3·10^4: n counter objects created and kept resident (idle
@@ -46,11 +47,22 @@ def store_point(ctx: Ctx, n: int, cap_s: float) -> StorePoint:
         dh.stop()
     k = pop.prefix  # the first k objects were all created
     disk = du_bytes(data) - disk0
+    if ctx.profile_dir is not None:  # the restart under py-spy (timed again below, unprofiled)
+        from bench.profile import startup_prefix
+
+        dh.prefix = startup_prefix(ctx.profile_dir / f"restart-{n}.txt")
+        try:
+            dh.start()
+            request(dh, dh.get("s0"))
+        finally:
+            dh.stop()
+            dh.prefix = []
     t0 = time.perf_counter()
     t_listen = dh.start()
     try:
         st, body = request(dh, dh.get("s0"))
         t_first = time.perf_counter() - t0
+        rss_restart = rss_kib(dh.pid)
         problems = []
         if st != 200 or body != b"1":
             problems.append(f"s0 after restart: {st} {body[:50]!r}")
@@ -67,7 +79,7 @@ def store_point(ctx: Ctx, n: int, cap_s: float) -> StorePoint:
     if pop.capped:
         problems.append(f"time cap: {pop.n:,} of {n:,} created in {cap_s:.0f} s")
     return StorePoint(pop.n, pop.secs, pop.errors, disk, t_first, t_listen,
-                      "; ".join(problems) or "ok")  # fmt: skip
+                      "; ".join(problems) or "ok", rss_restart)  # fmt: skip
 
 
 def resident_point(ctx: Ctx, n: int, cap_s: float) -> ResidentPoint:

@@ -32,9 +32,11 @@ from typing import TYPE_CHECKING, Any
 
 from bench.common import (
     BenchError,
+    cpu_seconds,
     drive,
     rss_kib,
     run_wrk,
+    server_nofile,
 )
 from bench.model import Row
 from bench.servers import Dohost, Server, Workerd, counter_value, request
@@ -75,11 +77,14 @@ def _wrk_check(row: Row, side: Server, res: object) -> None:
 
 
 def _add(row: Row, side: Server, value: float, p50: float = float("nan"),
-         p99: float = float("nan")) -> None:  # fmt: skip
+         p99: float = float("nan"), cpu: tuple[float, int] | None = None) -> None:  # fmt: skip
+    """One repetition's sample; cpu = (server CPU seconds during the load, requests)."""
     s = row.dohost if side.name == "dohost" else row.workerd
     s.values.append(value)
     s.p50_ms.append(p50)
     s.p99_ms.append(p99)
+    if cpu is not None and cpu[1]:
+        s.cpu_us.append(cpu[0] / cpu[1] * 1e6)
 
 
 def _url(side: Server, path: str, port: int | None = None) -> str:
@@ -113,8 +118,10 @@ def one_object(ctx: Ctx, wd: Workerd, dh: Dohost, op: str) -> None:
                 before = counter_value(side, "same") if op == "incr" else 0
                 f0 = _fsyncs(side)
                 prof = _prof(ctx, side, row.key)
+                c0 = cpu_seconds(side.pid)
                 res = run_wrk(_url(side, path), conc, ctx.duration, method=method,
                               token=side.token, log=ctx.log)  # fmt: skip
+                cpu = (cpu_seconds(side.pid) - c0, res.reqs)
                 _stop_prof(prof)
                 if op == "incr":
                     _note_fsyncs(row, side, f0, res.reqs)
@@ -127,7 +134,7 @@ def one_object(ctx: Ctx, wd: Workerd, dh: Dohost, op: str) -> None:
                         row.checks.append(
                             f"{side.name}: counter moved {after - before}, wrk acked {res.reqs}"
                         )
-                _add(row, side, res.rps, res.p50_ms, res.p99_ms)
+                _add(row, side, res.rps, res.p50_ms, res.p99_ms, cpu)
                 done += 1
                 tick(done)
         ctx.rows.append(row)
@@ -156,6 +163,7 @@ def objects(ctx: Ctx, wd: Workerd, dh: Dohost) -> None:
             tick = ctx.task(f"{side.name}: create {n:,} objects (rep {rep + 1}/{ctx.reps})", n)
             f0 = _fsyncs(side)
             prof = _prof(ctx, side, "create")
+            c0 = cpu_seconds(side.pid)
             pop = drive(side.port, method, paths, threads=4, headers=side.headers,
                         progress=tick, max_secs=cap)  # fmt: skip
             _stop_prof(prof)
@@ -166,7 +174,7 @@ def objects(ctx: Ctx, wd: Workerd, dh: Dohost) -> None:
                 create.checked.append(
                     f"{side.name} rep{rep}: {pop.n:,} of {n:,} created in the {cap:.0f} s cap"
                 )
-            _add(create, side, pop.rate)
+            _add(create, side, pop.rate, cpu=(cpu_seconds(side.pid) - c0, pop.n))
             made[side.name] = pop
         k = min(p.prefix for p in made.values())
         if k < n:
@@ -179,12 +187,14 @@ def objects(ctx: Ctx, wd: Workerd, dh: Dohost) -> None:
                 method, pre, post = side.wrk_random(prefix)
                 f0 = _fsyncs(side)
                 prof = _prof(ctx, side, f"rand-c{c}")
+                c0 = cpu_seconds(side.pid)
                 res = run_wrk(_url(side, "/"), c, ctx.duration, method=method, token=side.token,
                               random_objs=k, path_pre=pre, path_post=post, log=ctx.log)  # fmt: skip
                 _stop_prof(prof)
                 _note_fsyncs(rand[c], side, f0, res.reqs)
                 _wrk_check(rand[c], side, res)
-                _add(rand[c], side, res.rps, res.p50_ms, res.p99_ms)
+                _add(rand[c], side, res.rps, res.p50_ms, res.p99_ms,
+                     (cpu_seconds(side.pid) - c0, res.reqs))  # fmt: skip
                 acked[side.name] += res.reqs
                 slack[side.name] += c + res.errors
         # The counters of all objects created add up to the acknowledged increments.
@@ -247,15 +257,22 @@ def rss(ctx: Ctx, wd_dir: Path, dh_dir: Path) -> None:
     """RSS growth per resident object: N increments to one object first (request garbage,
     caches), RSS; then N new objects, all kept resident; RSS again; divide."""
     n = ctx.rss_objects
-    row = Row("rss", f"RSS per resident object, {n:,} residents (≤ {ctx.create_cap_s:.0f} s)"
-              + ctx.dlabel(), "", "KiB", False, 10.0)  # fmt: skip
+    row = Row("rss", f"RSS per resident object, up to {n:,} residents" + ctx.dlabel(), "",
+              "KiB", False, 10.0)  # fmt: skip
     row.note = (
         "(RSS after N new resident objects − RSS after N increments of one object) / N; "
         "workerd: preventEviction namespace; dohost: idle timeout 3600 s, default cap 10,000"
     )
     wd = Workerd(wd_dir, ctx.work)
     dh = Dohost(dh_dir, ctx.work, ctx.durability, idle_timeout=3600.0)
+    # workerd keeps 3 descriptors (db, wal, shm) per live object: like run_bench.sh, it
+    # gets as many residents as its descriptor limit allows (~6,566 under 20,000).
+    counts = {"workerd": min(n, (server_nofile() - 300) // 3), "dohost": n}
+    if counts["workerd"] < n:
+        row.note += (f"; workerd holds {counts['workerd']:,} (3 descriptors per live object, "
+                     f"limit {server_nofile():,})")  # fmt: skip
     for side in (wd, dh):
+        n = counts[side.name]
         side.start()
         try:
             port = side.port_for("http-pin") if isinstance(side, Workerd) else side.port
@@ -282,7 +299,7 @@ def rss(ctx: Ctx, wd_dir: Path, dh_dir: Path) -> None:
             row.checked.append(msg)
             if base.errors or pop.errors or live < 0.99 * pop.n:
                 row.checks.append(msg + f"; errors {base.errors}+{pop.errors}")
-            _add(row, side, (r1 - r0) / max(pop.n, 1))
+            _add(row, side, (r1 - r0) / max(pop.n - pop.errors, 1))
         finally:
             side.stop()
     ctx.rows.append(row)
