@@ -8,6 +8,10 @@ just appends to it, so under load many results cost one loop wake-up.
 
 wasmtime releases the GIL while wasm runs, so `workers` threads really run that many
 objects at once (the default is the number of cores).
+
+A worker that blocks on the loop (an object call: server/calls.py) is replaced while it
+waits (`blocking`), so `size` threads stay free to run events: otherwise a chain of calls
+longer than the pool, or a few callers whose callees need a worker, would wait forever.
 """
 
 from __future__ import annotations
@@ -16,18 +20,27 @@ import collections
 import contextlib
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
 import outcome
 import trio
 
 T = TypeVar("T")
+SPARE_IDLE_S = 10.0  # how long a spare worker waits for work before it ends
+
+
+class PoolExhausted(Exception):
+    """Too many workers are blocked in calls to replace another one."""
 
 
 class WorkerPool:
-    def __init__(self, workers: int | None = None, name: str = "dohost-worker") -> None:
+    def __init__(
+        self, workers: int | None = None, name: str = "dohost-worker", max_blocked: int = 512
+    ) -> None:
         self.size = workers or os.cpu_count() or 2
+        self.max_blocked = max_blocked
+        self._name = name
         self._jobs: collections.deque[tuple[Callable[[], Any], trio.lowlevel.Task]] = (
             collections.deque()
         )
@@ -43,8 +56,16 @@ class WorkerPool:
             threading.Thread(target=self._work, name=f"{name}-{i}", daemon=True)
             for i in range(self.size)
         ]
+        self._alive = self.size  # threads started or about to be (under _cond)
+        self.blocked = 0  # workers blocked in `blocking` (under _cond)
         self._started = False
         self.busy = 0  # jobs running now (read by metrics)
+
+    @property
+    def token(self) -> trio.lowlevel.TrioToken:
+        """The loop's token, for workers that must call into it (set by start)."""
+        assert self._token is not None, "the pool is not started"
+        return self._token
 
     def start(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
@@ -65,12 +86,48 @@ class WorkerPool:
         result: T = await trio.lowlevel.wait_task_rescheduled(lambda _: trio.lowlevel.Abort.FAILED)
         return result
 
+    @contextlib.contextmanager
+    def blocking(self) -> Iterator[None]:
+        """Run the block on a worker thread that is about to wait for the loop: another
+        thread takes its place meanwhile. Raises PoolExhausted when `max_blocked`
+        workers already wait (each is an object call in flight)."""
+        with self._cond:
+            if self.blocked >= self.max_blocked:
+                raise PoolExhausted(f"{self.blocked} worker threads are waiting in calls")
+            self.blocked += 1
+            if self._alive - self.blocked < self.size and not self._closed:
+                self._alive += 1
+                self._threads = [t for t in self._threads if t.is_alive()]
+                t = threading.Thread(
+                    target=self._work, name=f"{self._name}-{len(self._threads)}", daemon=True
+                )
+                self._threads.append(t)
+                t.start()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.blocked -= 1
+                if self._alive - self.blocked > self.size:
+                    self._cond.notify_all()  # a spare thread may leave now
+
     def _work(self) -> None:
         while True:
             with self._cond:
                 while not self._jobs and not self._closed:
-                    self._cond.wait()
+                    if self._alive - self.blocked <= self.size:
+                        self._cond.wait()
+                    # A spare (a replacement no longer needed) stays a while for the next
+                    # call, so steady call traffic does not start a thread per call.
+                    elif (
+                        not self._cond.wait(SPARE_IDLE_S)
+                        and not self._jobs
+                        and self._alive - self.blocked > self.size
+                    ):
+                        self._alive -= 1
+                        return
                 if not self._jobs:
+                    self._alive -= 1
                     return
                 fn, task = self._jobs.popleft()
             self.busy += 1
@@ -100,6 +157,6 @@ class WorkerPool:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
-        for t in self._threads:
-            if t.is_alive():
+        for t in list(self._threads):
+            if t.is_alive() and t is not threading.current_thread():
                 t.join(timeout=30)
