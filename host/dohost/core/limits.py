@@ -12,6 +12,12 @@ LIST_MAX_BYTES = 16 * 1024 * 1024
 MAX_LOG_BYTES = 16 * 1024
 MAX_RANDOM_BYTES = 65_536
 WASM_PAGE = 65_536
+# sql_exec (abi/README.md, "SQL"): the statement's text, its bound parameters, a string,
+# blob or row it creates (SQLITE_LIMIT_LENGTH), and one result.
+MAX_SQL_BYTES = 100_000
+MAX_SQL_PARAMS = 100
+MAX_SQL_VALUE_BYTES = MAX_ENTRY_BYTES
+MAX_SQL_RESULT_BYTES = 16 * 1024 * 1024
 
 
 @dataclass(frozen=True)

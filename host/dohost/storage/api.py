@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from dohost.core.errors import Code, DohostError
+
+if TYPE_CHECKING:
+    from dohost.storage.sql_exec import SqlResult, SqlValue
 
 _log = logging.getLogger(__name__)
 
@@ -156,6 +159,17 @@ class ObjectStorage(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+class SqlObjectStorage(ObjectStorage, Protocol):
+    """An `ObjectStorage` that also runs guest SQL in the event's transaction: the `sqlite`
+    backend (storage/sql_exec.py). The `kv` backend has no `sql_exec`; callers look it up
+    with getattr, so wrappers that pass attributes through keep it."""
+
+    def sql_exec(self, sql: str, params: Sequence[SqlValue], deadline: float) -> SqlResult:
+        """Run one statement; `deadline` is a time.perf_counter() value. Raises
+        DohostError with the code the guest sees."""
+        ...
 
 
 def storage_error(message: str) -> DohostError:

@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import time
+from collections.abc import Sequence
 from typing import Any
 
 import apsw
@@ -32,6 +33,7 @@ from dohost.core.limits import LIST_MAX_BYTES, LIST_MAX_ENTRIES, EventLimits
 from dohost.storage.api import CommitTicket, Durability, ListOptions, ListResult, storage_error
 from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path, sync_data
 from dohost.storage.list_range import KeyRange, collect
+from dohost.storage.sql_exec import GuestSql, SqlResult, SqlValue, TransactionLost
 from dohost.storage.validate import check_count, check_entry, check_key, quota_exceeded
 from dohost.storage.wal_flusher import WalFlusher
 
@@ -122,6 +124,7 @@ class SqliteObjectStorage:
         self._broken: DohostError | None = None  # a commit failed: refuse new events
         self._last_ticket = CommitTicket.completed()
         self._closed = False
+        self._sql: GuestSql | None = None  # guest SQL on the connection, once used
 
     # ------------------------------------------------------------------ properties
 
@@ -420,6 +423,21 @@ class SqliteObjectStorage:
                 return collect(cur, rng.limit, cap, self._list_max_bytes)
             finally:
                 cur.close()
+        except apsw.Error as e:
+            raise self._error(e) from e
+
+    def sql_exec(self, sql: str, params: Sequence[SqlValue], deadline: float) -> SqlResult:
+        """Run one guest statement in the event's transaction (storage/sql_exec.py);
+        `deadline` is a time.perf_counter() value. Creates the file if needed."""
+        conn = self._txn(create=True)
+        if self._sql is None or self._sql.conn is not conn:
+            self._sql = GuestSql(conn)
+        try:
+            return self._sql.run(sql, params, deadline)
+        except TransactionLost as e:
+            if isinstance(e.cause, apsw.Error):
+                self._error(e.cause)  # the event's writes are gone: later calls fail
+            raise
         except apsw.Error as e:
             raise self._error(e) from e
 
