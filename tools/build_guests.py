@@ -47,6 +47,7 @@ GUESTS: list[Guest] = [
     Guest("counter", "c", ("samples/counter/counter.c",), "samples/counter/counter.wasm"),
     Guest("reminder", "c", ("samples/reminder/reminder.c",), "samples/reminder/reminder.wasm"),
     Guest("kvtest", "c", ("tests/fixtures/c/kvtest.c",), "tests/fixtures/build/kvtest.wasm"),
+    Guest("sqltest", "c", ("tests/fixtures/c/sqltest.c",), "tests/fixtures/build/sqltest.wasm"),
     # The same test guest against wasi-libc: a reactor module that exports _initialize.
     Guest(
         "kvtest_wasi",

@@ -17,6 +17,7 @@ enum {
 };
 
 enum { SIMPLE_FALSE = 20, SIMPLE_TRUE = 21, SIMPLE_NULL = 22 };
+enum { AI_HALF = 25, AI_SINGLE = 26, AI_DOUBLE = 27 }; /* additional info of major type 7 */
 
 /* ---- Encoder --------------------------------------------------------------------- */
 
@@ -125,6 +126,17 @@ void cbor_put_null(cbor_enc *e)
     put_head(e, MT_SIMPLE, SIMPLE_NULL);
 }
 
+void cbor_put_double(cbor_enc *e, double v)
+{
+    uint64_t bits;
+    uint8_t h[9];
+    __builtin_memcpy(&bits, &v, sizeof bits);
+    h[0] = (uint8_t)(MT_SIMPLE << 5 | AI_DOUBLE);
+    for (size_t i = 0; i < 8; i++)
+        h[8 - i] = (uint8_t)(bits >> (8 * i));
+    put_bytes(e, h, sizeof h);
+}
+
 /* ---- Decoder --------------------------------------------------------------------- */
 
 void cbor_dec_init(cbor_dec *d, const void *buf, size_t len)
@@ -166,6 +178,8 @@ cbor_type cbor_peek(const cbor_dec *d)
     default:
         if ((b & 31) == SIMPLE_FALSE || (b & 31) == SIMPLE_TRUE)
             return CBOR_BOOL;
+        if ((b & 31) >= AI_HALF && (b & 31) <= AI_DOUBLE)
+            return CBOR_FLOAT;
         return (b & 31) == SIMPLE_NULL ? CBOR_NULL : CBOR_OTHER;
     }
 }
@@ -283,6 +297,46 @@ bool cbor_get_null(cbor_dec *d)
     if (!expect(d, MT_SIMPLE, &arg))
         return false;
     return arg == SIMPLE_NULL ? true : fail(d);
+}
+
+/* IEEE half precision to double, by hand: no libc (ldexp) in the freestanding build. */
+static double half_to_double(uint16_t h)
+{
+    uint64_t sign = (uint64_t)(h >> 15) << 63;
+    unsigned exp = (h >> 10) & 0x1f;
+    uint64_t mant = h & 0x3ff;
+    double v;
+    if (exp == 0) { /* zero or subnormal: mant * 2^-24 */
+        v = (double)mant / 16777216.0;
+        return sign ? -v : v;
+    }
+    uint64_t bits = sign | (exp == 31 ? (uint64_t)0x7ff << 52 : (uint64_t)(exp - 15 + 1023) << 52) |
+                    mant << 42;
+    __builtin_memcpy(&v, &bits, sizeof v);
+    return v;
+}
+
+bool cbor_get_double(cbor_dec *d, double *v)
+{
+    if (d->err || d->p >= d->end)
+        return fail(d);
+    unsigned ai = *d->p & 31;
+    uint64_t arg;
+    if (!expect(d, MT_SIMPLE, &arg))
+        return false;
+    if (ai == AI_DOUBLE) {
+        __builtin_memcpy(v, &arg, sizeof *v);
+    } else if (ai == AI_SINGLE) {
+        uint32_t bits = (uint32_t)arg;
+        float f;
+        __builtin_memcpy(&f, &bits, sizeof f);
+        *v = f;
+    } else if (ai == AI_HALF) {
+        *v = half_to_double((uint16_t)arg);
+    } else {
+        return fail(d);
+    }
+    return true;
 }
 
 bool cbor_skip(cbor_dec *d)

@@ -2,9 +2,9 @@
  * cbor.h - a tiny CBOR (RFC 8949) encoder and decoder for dohost guests.
  *
  * Covers what the dohost ABI uses: unsigned and negative integers, byte and text
- * strings, arrays, maps, booleans and null, all with definite lengths. The decoder
- * also skips tags and floats (so unknown map values can be ignored) but never returns
- * them. Indefinite lengths are rejected.
+ * strings, arrays, maps, booleans, null and floats (SQL values), all with definite
+ * lengths. The decoder also skips tags (so unknown map values can be ignored) but never
+ * returns them. Indefinite lengths are rejected.
  *
  * No allocation and no libc: the encoder writes into a buffer you give it, the decoder
  * returns pointers into the input. Both use a "sticky error": after the first problem
@@ -46,6 +46,7 @@ void cbor_put_array(cbor_enc *e, size_t count);  /* then `count` items */
 void cbor_put_map(cbor_enc *e, size_t count);    /* then `count` key/value pairs */
 void cbor_put_bool(cbor_enc *e, bool v);
 void cbor_put_null(cbor_enc *e);
+void cbor_put_double(cbor_enc *e, double v); /* always the 8-byte form */
 
 /* ---- Decoder --------------------------------------------------------------------- */
 
@@ -66,7 +67,8 @@ typedef enum {
     CBOR_TAG,
     CBOR_BOOL,
     CBOR_NULL,
-    CBOR_OTHER /* undefined, floats, other simple values */
+    CBOR_OTHER, /* undefined, other simple values */
+    CBOR_FLOAT  /* half, single or double */
 } cbor_type;
 
 void cbor_dec_init(cbor_dec *d, const void *buf, size_t len);
@@ -90,6 +92,8 @@ bool cbor_get_array(cbor_dec *d, size_t *count);
 bool cbor_get_map(cbor_dec *d, size_t *count);
 bool cbor_get_bool(cbor_dec *d, bool *v);
 bool cbor_get_null(cbor_dec *d);
+/* A float of any width (half, single, double), widened to double. */
+bool cbor_get_double(cbor_dec *d, double *v);
 /* Skips one complete item, nested containers included (iteratively: no recursion). */
 bool cbor_skip(cbor_dec *d);
 

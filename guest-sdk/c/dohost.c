@@ -266,6 +266,16 @@ __attribute__((noinline)) static int32_t take_output(int32_t n, uint8_t *buf, si
     return n;
 }
 
+/* For the SDK's other files (sql.c): one import that produces bytes, under the rule above. */
+int32_t dohost__output(dohost__output_fn call, const void *ctx, dohost_bytes *out)
+{
+    size_t cap;
+    uint8_t *buf = out_space(SCRATCH_MIN, &cap);
+    if (!buf)
+        return DOHOST_ERR_NO_MEMORY;
+    return take_output(call(ctx, buf, cap), buf, cap, out);
+}
+
 /* Encodes with `fn` into the arena: one pass to measure, one to write. */
 typedef void (*encoder)(cbor_enc *e, const void *arg);
 

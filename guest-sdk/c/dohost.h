@@ -258,6 +258,10 @@ typedef struct {
 /* Used by the macros below; not for direct use. */
 void dohost__begin_event(void);
 int32_t dohost__read_alarm(int32_t info_len, dohost_alarm_info *info);
+/* Used by the SDK's other files (sql.c): calls `call` with a scratch buffer in the arena
+ * and applies the output-buffer rule; *out is the result in the arena, NUL-terminated. */
+typedef int32_t (*dohost__output_fn)(const void *ctx, void *buf, size_t cap);
+int32_t dohost__output(dohost__output_fn call, const void *ctx, dohost_bytes *out);
 
 /* Exports `dohost_init` calling `int fn(void)` once per activation, before its first
  * event. Storage works there; its writes join the first event's transaction. */

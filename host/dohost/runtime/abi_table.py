@@ -53,10 +53,11 @@ DOHOST_IMPORTS: dict[str, Sig] = {
     "alarm_set": sig("I", "i"),
     "alarm_get": sig("i", "i"),
     "alarm_delete": sig("", "i"),
+    "sql_exec": sig("iiiiii", "i"),
 }
 
 # Names reserved for later issues; importing them today is refused with a pointer to why.
-RESERVED_IMPORTS = frozenset({"call", "sql_exec"})
+RESERVED_IMPORTS = frozenset({"call"})
 
 # Exports: name -> (signature, required).
 EXPORTS: dict[str, tuple[Sig, bool]] = {

@@ -31,7 +31,7 @@ from dohost.core.limits import (
     MAX_RANDOM_BYTES,
     EventLimits,
 )
-from dohost.runtime import crossing, fastcall
+from dohost.runtime import crossing, fastcall, sql_imports
 from dohost.runtime.engine import deadline_ticks
 from dohost.runtime.fastcall import GuestTrapRequest
 from dohost.runtime.linker import CURRENT
@@ -86,6 +86,8 @@ class EventResult:
     cpu_s: float = 0.0
     storage_reads: int = 0
     storage_writes: int = 0
+    sql_rows_read: int = 0
+    sql_rows_written: int = 0
     # An inline attempt ran out of its inline budget (or needed to block): nothing of it
     # escaped, and the event must run again on a worker thread.
     offload: bool = False
@@ -148,9 +150,14 @@ class Activation(WasiCalls):
         self.ops = 0
         self.reads = 0
         self.writes = 0
+        # SQL of this event (runtime/sql_imports.py): time spent and rows metered.
+        self.sql_seconds = 0.0
+        self.sql_rows_read = 0
+        self.sql_rows_written = 0
         self.storage_open = False
         self._out_buf: dict[int, bytearray] = {}
         self._trap_reason: str | None = None
+        self._trap_code = Code.OBJECT_ERROR  # the event's error when an import trapped
 
         store = wasmtime.Store(compiled.engine)
         store.set_limits(
@@ -230,7 +237,10 @@ class Activation(WasiCalls):
         self.pending = None
         self.last_err = None
         self.ops = self.reads = self.writes = 0
+        self.sql_seconds = 0.0
+        self.sql_rows_read = self.sql_rows_written = 0
         self._trap_reason = None
+        self._trap_code = Code.OBJECT_ERROR
         self._alarm_changed = False
         self._alarm_due = None
         self.inline = inline_ticks > 0
@@ -274,6 +284,8 @@ class Activation(WasiCalls):
                 self.writes,
                 alarm_changed=self._alarm_changed,
                 alarm=self._alarm_due,
+                sql_rows_read=self.sql_rows_read,
+                sql_rows_written=self.sql_rows_written,
             )
         except OffloadRequest as o:
             self.broken = True
@@ -306,7 +318,7 @@ class Activation(WasiCalls):
                 raise OffloadRequest(cpu=False) from None
             # A trap an import raised (proc_exit) arrives as an error, not a Trap.
             if self._trap_reason is not None:
-                raise GuestFailure(Code.OBJECT_ERROR, f"{self._trap_reason} in {what}") from None
+                raise GuestFailure(self._trap_code, f"{self._trap_reason} in {what}") from None
             raise GuestFailure(Code.OBJECT_ERROR, f"{what} failed: {_first_line(str(e))}") from None
         if self.inline and self._trap_reason == OFFLOAD:
             raise OffloadRequest(cpu=False)
@@ -316,7 +328,7 @@ class Activation(WasiCalls):
 
     def _trap_error(self, t: wasmtime.Trap, where: str) -> GuestFailure | OffloadRequest:
         if self._trap_reason is not None:
-            return GuestFailure(Code.OBJECT_ERROR, f"{self._trap_reason} {where}")
+            return GuestFailure(self._trap_code, f"{self._trap_reason} {where}")
         code = t.trap_code
         if code == wasmtime.TrapCode.INTERRUPT and self.inline:
             return OffloadRequest(cpu=True)
@@ -342,6 +354,7 @@ class Activation(WasiCalls):
         self._flush_output()
         self._emit_logs()
         result = EventResult(None, None, err, time.thread_time() - t0, self.reads, self.writes)
+        result.sql_rows_read, result.sql_rows_written = self.sql_rows_read, self.sql_rows_written
         if kind == "alarm" and self._alarm_changed and self._alarm_due is not None:
             # A failing alarm handler that set a new alarm: that alarm replaces the retry,
             # so it alone is committed (the handler's other writes stay rolled back).
@@ -787,6 +800,9 @@ class Activation(WasiCalls):
 
     def imp_now_ms(self) -> int:
         return int(self.wall_ms())
+
+    def imp_sql_exec(self, sptr: int, slen: int, pptr: int, plen: int, optr: int, ocap: int) -> int:
+        return sql_imports.sql_exec(self, sptr, slen, pptr, plen, optr, ocap)
 
     def wasi_proc_exit(self, code: int) -> int:
         self._trap_reason = f"proc_exit({code})"

@@ -39,7 +39,9 @@ DURATION_BUCKETS = (
 class _Children:
     """The per-(tenant, class) children of the event metrics."""
 
-    __slots__ = ("activations", "cpu", "duration", "events", "reads", "writes")
+    __slots__ = (
+        "activations", "cpu", "duration", "events", "reads", "sql_read", "sql_written", "writes",
+    )  # fmt: skip
 
     def __init__(self, m: Metrics, tenant: str, class_name: str) -> None:
         self.events = m.events.labels(tenant, class_name)
@@ -48,6 +50,8 @@ class _Children:
         self.reads = m.storage_reads.labels(tenant, class_name)
         self.writes = m.storage_writes.labels(tenant, class_name)
         self.activations = m.activations.labels(tenant, class_name)
+        self.sql_read = m.sql_rows_read.labels(tenant, class_name)
+        self.sql_written = m.sql_rows_written.labels(tenant, class_name)
 
 
 class Metrics:
@@ -81,6 +85,18 @@ class Metrics:
         self.storage_reads = Counter("dohost_storage_reads", "Keys read by events", TC, registry=r)
         self.storage_writes = Counter(
             "dohost_storage_writes", "Keys written or deleted by events", TC, registry=r
+        )
+        self.sql_rows_read = Counter(
+            "dohost_sql_rows_read",
+            "Rows read by SQL statements (rows returned, or full-scan steps when more)",
+            TC,
+            registry=r,
+        )
+        self.sql_rows_written = Counter(
+            "dohost_sql_rows_written",
+            "Rows inserted, updated or deleted by SQL statements (triggers included)",
+            TC,
+            registry=r,
         )
         self.activations = Counter(
             "dohost_activations", "Activations created (instantiations)", TC, registry=r
@@ -125,6 +141,10 @@ class Metrics:
             c.reads.inc(result.storage_reads)
         if result.storage_writes:
             c.writes.inc(result.storage_writes)
+        if result.sql_rows_read:
+            c.sql_read.inc(result.sql_rows_read)
+        if result.sql_rows_written:
+            c.sql_written.inc(result.sql_rows_written)
         if result.extra.get("activation_s"):
             c.activations.inc()
         if kind == "alarm" and result.extra.get("alarm_state") not in ("gone", "moved"):
