@@ -108,7 +108,9 @@ def summarize(path: Path, top: int = 10) -> dict[str, Any]:
         parts = stack.split(";")
         cls = "loop"
         if parts and parts[0].startswith("thread ("):
-            cls = _thread_class(parts[0].split(": ", 1)[-1])
+            # "thread (tid): name"; the main thread has no name before threading names it
+            head = parts[0]
+            cls = _thread_class(head.split(": ", 1)[1]) if ": " in head else "loop"
         frames = [_name(f) for f in parts if not f.startswith(("process ", "thread "))]
         if not frames:
             continue

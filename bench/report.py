@@ -43,7 +43,8 @@ def side_table(rows: list[Row]) -> str:
         out.append(
             f"| {r.workload} | {r.conc} | {r.unit} | {_num(r.workerd.value)} "
             f"| {_num(r.dohost.value)} | {_lat(r.workerd)} | {_lat(r.dohost)} | {_cpu(r)} "
-            f"| **{_num(r.ratio, 2)}**{mark} | {pairs} | ≥ {r.target:g} | {check} |"
+            f"| **{_num(r.ratio, 2)}**{mark} | {pairs} | {f'≥ {r.target:g}' if r.target else '–'} "
+            f"| {check} |"
         )
     return "\n".join(out)
 
@@ -233,11 +234,12 @@ def plot(path: Path, rows: list[Row], store: list[StorePoint],
         if panel == "side":
             labels = [f"{r.workload} {r.conc}".strip() for r in rows]
             ratios = [r.ratio for r in rows]
-            colors = ["tab:green" if r.meets_target else "tab:red" for r in rows]
+            colors = ["tab:gray" if not r.target else "tab:green" if r.meets_target else "tab:red"
+                      for r in rows]  # fmt: skip
             y = range(len(rows))
             ax.barh(list(y), ratios, color=colors)
-            ax.scatter([r.target for r in rows], list(y), marker="|", s=200, color="black",
-                       label="target", zorder=3)  # fmt: skip
+            ax.scatter([r.target or float("nan") for r in rows], list(y), marker="|", s=200,
+                       color="black", label="target", zorder=3)  # fmt: skip
             ax.axvline(1.0, color="grey", lw=0.8)
             ax.set_xscale("log")
             ax.set_yticks(list(y), labels, fontsize=7)
@@ -266,6 +268,10 @@ def plot(path: Path, rows: list[Row], store: list[StorePoint],
             ax.set_title("restart with n stored objects")
             ax.legend(fontsize=7)
         else:
+            for p in resident:
+                if p.residents < 0:
+                    ax.annotate(f"failed at {p.n:,}", (p.n, 0), xytext=(p.n, 2), fontsize=7,
+                                color="tab:red", ha="center")  # fmt: skip
             resident = [p for p in resident if p.residents >= 0]
             ns = [p.n for p in resident]
             ax.plot(ns, [p.kib_per_object for p in resident], "o-", label="RSS per object (KiB)")

@@ -152,7 +152,7 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "resident_sizes": [10**3, 10**4] if quick else [10**3, 10**4, 3 * 10**4],
         # time caps: a slow disk (or peer) shortens a load instead of the run overrunning
         "create_cap_s": 20.0 if quick else 600.0 if full else 60.0,
-        "store_cap_s": 60.0 if quick else 3600.0 if full else 150.0,
+        "store_cap_s": 60.0 if quick else 3600.0 if full else 120.0,
         "resident_cap_s": 60.0 if quick else 600.0 if full else 90.0,
     }
     if full:
