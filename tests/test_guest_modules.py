@@ -72,6 +72,10 @@ C_GUESTS = {
         BUILD / "kvtest_wasi.wasm",
         {"memory", "dohost_abi_v1", "dohost_fetch", "dohost_init", "dohost_alarm", "_initialize"},
     ),
+    "calltest": (
+        BUILD / "calltest.wasm",
+        {"memory", "dohost_abi_v1", "dohost_fetch", "dohost_alarm"},
+    ),
 }
 COUNTER_MAX_BYTES = 16 * 1024
 
@@ -148,7 +152,8 @@ def test_abi_tables_parse(abi: Abi) -> None:
     assert abi.imports["alarm_get"] == Sig(("i32",), ("i32",))
     assert abi.imports["alarm_delete"] == Sig((), ("i32",))
     assert abi.imports["sql_exec"] == Sig(("i32",) * 6, ("i32",))
-    assert "call" not in abi.imports  # reserved for a later issue, not linked in v1
+    assert abi.imports["call"] == Sig(("i32",) * 6, ("i32",))
+    assert "ws_send" not in abi.imports  # reserved for a later issue, not linked in v1
     assert abi.exports["dohost_fetch"] == Sig(("i32",), ("i32",))
     assert abi.exports["_initialize"] == Sig((), ())
     assert abi.exports["dohost_abi_v1"] is None
@@ -279,11 +284,11 @@ def test_c_guest(built: None, engine: wasmtime.Engine, abi: Abi, name: str) -> N
 
 @needs_zig
 def test_c_sdk_declares_the_whole_abi(built: None, engine: wasmtime.Engine, abi: Abi) -> None:
-    # The C test guests together exercise every helper (kvtest the core, sqltest sql.h),
-    # so together they import every v1 import: with test_c_guest this checks each SDK
-    # declaration against the spec's signature.
+    # The C test guests together exercise every helper (kvtest the core, sqltest sql.h,
+    # calltest call.h), so together they import every v1 import: with test_c_guest this
+    # checks each SDK declaration against the spec's signature.
     names = set()
-    for guest in ("kvtest", "sqltest"):
+    for guest in ("kvtest", "sqltest", "calltest"):
         names |= {i.name for i in load(engine, BUILD / f"{guest}.wasm").imports}
     assert names == set(abi.imports)
 

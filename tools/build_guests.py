@@ -48,6 +48,7 @@ GUESTS: list[Guest] = [
     Guest("reminder", "c", ("samples/reminder/reminder.c",), "samples/reminder/reminder.wasm"),
     Guest("kvtest", "c", ("tests/fixtures/c/kvtest.c",), "tests/fixtures/build/kvtest.wasm"),
     Guest("sqltest", "c", ("tests/fixtures/c/sqltest.c",), "tests/fixtures/build/sqltest.wasm"),
+    Guest("calltest", "c", ("tests/fixtures/c/calltest.c",), "tests/fixtures/build/calltest.wasm"),
     Guest("booking", "c", ("samples/booking/booking.c",), "samples/booking/booking.wasm"),
     # The same test guest against wasi-libc: a reactor module that exports _initialize.
     Guest(

@@ -54,10 +54,12 @@ DOHOST_IMPORTS: dict[str, Sig] = {
     "alarm_get": sig("i", "i"),
     "alarm_delete": sig("", "i"),
     "sql_exec": sig("iiiiii", "i"),
+    "call": sig("iiiiii", "i"),
+    "object_info": sig("ii", "i"),
 }
 
 # Names reserved for later issues; importing them today is refused with a pointer to why.
-RESERVED_IMPORTS = frozenset({"call"})
+RESERVED_IMPORTS = frozenset({"ws_send"})  # the WebSockets issue: ws_*
 
 # Exports: name -> (signature, required).
 EXPORTS: dict[str, tuple[Sig, bool]] = {

@@ -31,7 +31,7 @@ from dohost.core.limits import (
     MAX_RANDOM_BYTES,
     EventLimits,
 )
-from dohost.runtime import crossing, fastcall, sql_imports
+from dohost.runtime import call_imports, crossing, fastcall, sql_imports
 from dohost.runtime.engine import deadline_ticks
 from dohost.runtime.fastcall import GuestTrapRequest
 from dohost.runtime.linker import CURRENT
@@ -71,6 +71,7 @@ class ObjectIdent:
     tenant: str
     class_name: str
     object_hex: str
+    name: str | None = None  # when the host knows it (object_info)
 
     def tag(self) -> str:
         return f"{self.tenant}/{self.class_name}/{self.object_hex[:16]}"
@@ -138,6 +139,9 @@ class Activation(WasiCalls):
         # Called with the new alarm time before an event that set it commits: it must
         # make the host-wide alarm index entry durable (storage/alarm_index.py).
         self.on_alarm_set: Callable[[int], None] | None = None
+        # Routes a `call` to another object (runtime/call_imports.py); set by the
+        # supervisor. Without it, calls are not_supported (deploy-time checks).
+        self.on_call: call_imports.CallHook | None = None
         self.wall_ms: Callable[[], float] = _wall_ms
         self._alarm_changed = False
         self._alarm_due: int | None = None
@@ -154,6 +158,7 @@ class Activation(WasiCalls):
         self.sql_seconds = 0.0
         self.sql_rows_read = 0
         self.sql_rows_written = 0
+        self.calls: call_imports.EventCalls | None = None  # this event's calls
         self.storage_open = False
         self._out_buf: dict[int, bytearray] = {}
         self._trap_reason: str | None = None
@@ -243,6 +248,7 @@ class Activation(WasiCalls):
         self._trap_code = Code.OBJECT_ERROR
         self._alarm_changed = False
         self._alarm_due = None
+        self.calls = call_imports.EventCalls(kind)
         self.inline = inline_ticks > 0
         self.events += 1
         CURRENT.act = self
@@ -800,6 +806,12 @@ class Activation(WasiCalls):
 
     def imp_now_ms(self) -> int:
         return int(self.wall_ms())
+
+    def imp_call(self, tptr: int, tlen: int, rptr: int, rlen: int, optr: int, ocap: int) -> int:
+        return call_imports.call(self, tptr, tlen, rptr, rlen, optr, ocap)
+
+    def imp_object_info(self, optr: int, ocap: int) -> int:
+        return call_imports.object_info(self, optr, ocap)
 
     def imp_sql_exec(self, sptr: int, slen: int, pptr: int, plen: int, optr: int, ocap: int) -> int:
         return sql_imports.sql_exec(self, sptr, slen, pptr, plen, optr, ocap)

@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import trio
 
+from dohost.core.calls import CALLER_HEADERS
 from dohost.core.envelopes import Request
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
@@ -69,6 +70,7 @@ DROP_REQUEST_HEADERS = frozenset(
         "content-length",
         "expect",
     }
+    | CALLER_HEADERS  # only the host names a caller (object calls: core/calls.py)
 )
 MAX_PAGE = 1000
 

@@ -24,6 +24,7 @@ from types import TracebackType
 import trio
 
 from dohost.core.alarm_schedule import AlarmRun
+from dohost.core.calls import DEFAULT_MAX_CALL_DEPTH
 from dohost.core.envelopes import Request, Response, encode_request
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId, id_from_name, id_from_string, new_unique_id
@@ -81,10 +82,12 @@ class Host:
         wall_clock_ms: Callable[[], float] | None = None,
         alarm_jitter: Callable[[], float] | None = None,
         trace_alarms: bool = False,
+        max_call_depth: int = DEFAULT_MAX_CALL_DEPTH,
     ) -> None:
         """`wall_clock_ms` (milliseconds since the epoch) is what guests' `now_ms` and the
         alarm loop read; tests pass one tied to trio's MockClock. `alarm_jitter` returns
-        a fraction in [0, 1) for the retry backoff jitter (random by default)."""
+        a fraction in [0, 1) for the retry backoff jitter (random by default).
+        `max_call_depth`: how many object calls deep a chain may go (`call_depth`)."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise DohostError(Code.INVALID_ARGUMENT, "durability must be 'fsync' or 'os'")
         self.data_dir = Path(data_dir)
@@ -103,6 +106,7 @@ class Host:
         self.wall_ms: Callable[[], float] = wall_clock_ms or (lambda: time.time() * 1000.0)
         self._alarm_jitter = alarm_jitter or random.random
         self._trace_alarms = trace_alarms  # record deliveries in start order (tests)
+        self.max_call_depth = max_call_depth
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -147,6 +151,7 @@ class Host:
                 max_resident=self.max_resident,
             )
             self.supervisor.wall_ms = self.wall_ms
+            self.supervisor.calls.max_depth = self.max_call_depth
             stack.callback(self.supervisor.close_all)
             self.alarm_index = AlarmIndex(self.data_dir / "alarms.db", self.durability)
             stack.callback(self.alarm_index.close)

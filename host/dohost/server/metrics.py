@@ -117,6 +117,15 @@ class Metrics:
             TC,
             registry=r,
         )
+        self.calls = Counter(
+            "dohost_calls", "Calls made to other objects (by the caller's class)", TC, registry=r
+        )
+        self.call_failures = Counter(
+            "dohost_call_failures",
+            "Calls that could not be made (call_cycle, call_depth, call_failed, ...), by code",
+            [*TC, "code"],
+            registry=r,
+        )
         r.register(_LiveCollector(host, usage))
         self._children: dict[tuple[str, str], _Children] = {}
         self._requests: dict[tuple[str, str, int], Any] = {}
@@ -147,6 +156,11 @@ class Metrics:
             c.sql_written.inc(result.sql_rows_written)
         if result.extra.get("activation_s"):
             c.activations.inc()
+        calls = result.extra.get("calls")
+        if calls:
+            self.calls.labels(tenant, class_name).inc(calls)
+            for code, n in result.extra.get("call_failures", {}).items():
+                self.call_failures.labels(tenant, class_name, code).inc(n)
         if kind == "alarm" and result.extra.get("alarm_state") not in ("gone", "moved"):
             self.alarm_runs.labels(tenant, class_name).inc()
             if result.error is not None and not result.alarm_replaced:

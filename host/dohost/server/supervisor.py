@@ -14,6 +14,9 @@ Invariants:
 - A slot's `activation` and `storage` are touched by a worker thread only while the slot
   lock is held, and by the loop (eviction) only while it is not held and nobody waits.
 - Eviction never cuts an event: it only takes idle slots whose last commit completed.
+- While an event holds a slot, `slot.holder` is its `EventNode` (server/calls.py): the
+  call chain it belongs to and the slot it waits for in a call, which is how calls
+  that would wait forever are refused (`call_cycle`, `call_depth`).
 """
 
 from __future__ import annotations
@@ -31,7 +34,9 @@ import trio
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
 from dohost.core.limits import EventLimits
+from dohost.runtime import call_imports
 from dohost.runtime.activation import Activation, EventResult, ObjectIdent, OffloadRequest
+from dohost.server.calls import CallRouter, EventNode
 from dohost.storage.alarm_index import AlarmEntry
 from dohost.storage.api import CommitTicket, ObjectStorage
 
@@ -50,13 +55,16 @@ class ObjectSlot:
     __slots__ = (
         "activation",
         "activation_version",
+        "calls_until",
         "class_name",
         "heavy_until",
+        "holder",
         "key",
         "last_used",
         "lock",
         "name",
         "object_id",
+        "reset_pending",
         "storage",
         "tenant",
         "ticket",
@@ -78,6 +86,12 @@ class ObjectSlot:
         self.last_used = 0.0
         # An inline attempt ran out of budget: use workers until this (trio) time.
         self.heavy_until = 0.0
+        self.holder: EventNode | None = None  # the event holding the lock (calls)
+        # An inline attempt stopped at an object call: use workers until this (trio) time,
+        # so an object that calls is not run twice (and re-instantiated) per event.
+        self.calls_until = 0.0
+        # A commit failed while another event held the lock: reset before the next one.
+        self.reset_pending = False
 
     def idle(self) -> bool:
         return (
@@ -174,6 +188,16 @@ class Supervisor:
         self.wall_ms: Callable[[], float] = lambda: time.time() * 1000.0
         self.wrap_storage: WrapStorage | None = None
         self.observer: SupervisorObserver | None = None
+        # Object-to-object calls (server/calls.py): routing, chains, deadlock checks.
+        self.calls = CallRouter(self)
+
+    @property
+    def pool(self) -> WorkerPool:
+        return self._pool
+
+    @property
+    def classes(self) -> ClassRegistry:
+        return self._classes
 
     # ------------------------------------------------------------------ delivery
 
@@ -185,12 +209,14 @@ class Supervisor:
         kind: str,
         data: bytes,
         expect_alarm: int | None = None,
+        parent: EventNode | None = None,
     ) -> EventResult:
         """Run one event on an object and return its result once it may be released.
 
         kind is "fetch", "alarm" (only if the object's alarm is still `expect_alarm`:
         otherwise result.extra["alarm_state"] says "gone" or "moved") or "alarm_clear"
-        (drop that alarm without running guest code)."""
+        (drop that alarm without running guest code). `parent` is the calling event's
+        node when the event is an object call (server/calls.py)."""
         if self.closing:
             raise DohostError(
                 Code.SHUTTING_DOWN, "the host is shutting down; retry on another instance"
@@ -206,20 +232,27 @@ class Supervisor:
                 await slot.lock.acquire()
             finally:
                 slot.waiting -= 1
+        if slot.reset_pending:
+            self._reset_slot(slot)
+        slot.holder = EventNode(slot, parent)
         try:
             cls = self._classes.get(tenant, class_name)
             if slot.activation is None or slot.activation_version != cls.version:
                 self._make_room(slot)
             result = None
+            now = trio.current_time()
             if (
                 self.inline_ticks
                 and cls.compiled is not None
-                and slot.heavy_until <= trio.current_time()
+                and slot.heavy_until <= now
+                and slot.calls_until <= now
             ):
                 result = self._run(slot, cls, kind, data, self.inline_ticks, expect_alarm)
                 if result.offload:
                     if result.offload_cpu:  # a blocking import is no reason to stay away
                         slot.heavy_until = trio.current_time() + HEAVY_FOR_S
+                    elif result.extra.get("offload_call"):  # (not heavy: it waits, not runs)
+                        slot.calls_until = trio.current_time() + HEAVY_FOR_S
                     self.stats.offloads += 1
                     result = None
                 else:
@@ -231,6 +264,9 @@ class Supervisor:
             if result.ticket is not None:
                 slot.ticket = result.ticket
         finally:
+            slot.holder = None
+            if parent is not None:
+                parent.waiting_for = None  # the caller now waits only for a commit
             slot.lock.release()
         slot.last_used = trio.current_time()
         self.stats.events += 1
@@ -245,7 +281,7 @@ class Supervisor:
                         Code.STORAGE_ERROR, f"the event's writes were not stored: {err.message}"
                     )
                 self.stats.storage_failures += 1
-                await self._reset_after_storage_failure(slot)
+                self._reset_after_storage_failure(slot)
                 result.response = None
                 result.alarm_changed = result.alarm_replaced = False
         if (
@@ -260,6 +296,15 @@ class Supervisor:
         if self.observer is not None:
             self.observer.event(tenant, class_name, kind, result, time.perf_counter() - t_start)
         return result
+
+    def slot_for(self, tenant: str, class_name: str, oid: ObjectId) -> ObjectSlot:
+        return self._slot(tenant, class_name, oid)
+
+    def slot_if_exists(self, key: SlotKey) -> ObjectSlot | None:
+        return self._slots.get(key)
+
+    def backend_of(self, slot: ObjectSlot) -> str:
+        return self._classes.get(slot.tenant, slot.class_name).row.storage
 
     def _slot(self, tenant: str, class_name: str, oid: ObjectId) -> ObjectSlot:
         key = (tenant, class_name, oid.raw)
@@ -310,7 +355,7 @@ class Supervisor:
                 t0 = time.perf_counter()
                 act = Activation(
                     compiled,
-                    ObjectIdent(slot.tenant, slot.class_name, slot.object_id.hex),
+                    ObjectIdent(slot.tenant, slot.class_name, slot.object_id.hex, slot.name),
                     slot.storage,
                     limits,
                     inline_ticks,
@@ -318,6 +363,7 @@ class Supervisor:
                 act.wall_ms = self.wall_ms
                 if self.index_alarm is not None:
                     act.on_alarm_set = self._alarm_indexer(slot, cls.row.storage)
+                act.on_call = self.calls.hook(slot)
                 slot.activation = act
                 slot.activation_version = cls.version
                 self.stats.activations += 1
@@ -326,6 +372,7 @@ class Supervisor:
             else:
                 activation_s = 0.0
             result = act.run_event(kind, data, inline_ticks)
+            call_imports.finish_event(act, result)
             result.extra["activation_s"] = activation_s
             if act.broken:
                 slot.activation = None
@@ -365,13 +412,28 @@ class Supervisor:
 
         return write
 
-    async def _reset_after_storage_failure(self, slot: ObjectSlot) -> None:
-        async with slot.lock:
-            if slot.activation is not None:
-                slot.activation = None
-                self.resident -= 1
-            storage, slot.storage = slot.storage, None
-            slot.ticket = None
+    def _reset_after_storage_failure(self, slot: ObjectSlot) -> None:
+        """Drop the activation and storage of an object whose commit failed: now if no
+        event holds it, else before the next event runs. (Not by waiting for the lock:
+        the caller of this event may hold a lock the holder waits for in a call.)"""
+        if slot.lock.locked():
+            slot.reset_pending = True
+            return
+        slot.lock.acquire_nowait()
+        try:
+            self._reset_slot(slot)
+        finally:
+            slot.lock.release()
+
+    def _reset_slot(self, slot: ObjectSlot) -> None:
+        """(Slot lock held.) Forget the activation and storage; the next event rebuilds
+        them from disk."""
+        slot.reset_pending = False
+        if slot.activation is not None:
+            slot.activation = None
+            self.resident -= 1
+        storage, slot.storage = slot.storage, None
+        slot.ticket = None
         if storage is not None:
             try:
                 storage.close()
