@@ -1,7 +1,9 @@
 """py-spy profiles of the dohost server during a load (`python -m bench --profile ...`).
 
-py-spy samples the server process (all non-idle threads, --nonblocking so the server is
-not paused) while one load runs, and writes raw collapsed stacks; `summarize` turns them
+py-spy samples the server process (all non-idle threads) while one load runs. It pauses
+the process for each sample: slower, but --nonblocking was seen to attribute samples to
+the wrong functions (a generator that costs ~1 µs per request showed as 10% of the loop
+thread). It writes raw collapsed stacks; `summarize` turns them
 into each function's share of the samples: self (the function was the leaf) and inclusive
 (the function was anywhere on the stack).
 """
@@ -40,8 +42,7 @@ class Profiler:
         self.out = out
         self.rate = rate
         cmd = [*pin(CLIENT_CPU), py_spy(), "record", "--pid", str(pid), "--format", "raw",
-               "--output", str(out), "--rate", str(rate), "--nolineno", "--nonblocking",
-               "--threads"]  # fmt: skip
+               "--output", str(out), "--rate", str(rate), "--nolineno", "--threads"]  # fmt: skip
         self.proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         self.t0 = time.perf_counter()
 
