@@ -11,7 +11,6 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 export ZIG_GLOBAL_CACHE_DIR ?= $(CURDIR)/.zig-cache
-export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: build venv guests run test test-slow lint bench clean
 
