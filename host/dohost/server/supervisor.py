@@ -438,7 +438,7 @@ class Supervisor:
             try:
                 storage.close()
             except Exception:
-                log.exception("closing failed storage")
+                log.exception("closing object storage")
 
     # ------------------------------------------------------------------ residency
 
@@ -497,16 +497,7 @@ class Supervisor:
         async with slot.lock:
             if slot.ticket is not None:
                 await wait_ticket(slot.ticket)
-            if slot.activation is not None:
-                slot.activation = None
-                self.resident -= 1
-            storage, slot.storage = slot.storage, None
-            slot.ticket = None
-            if storage is not None:
-                try:
-                    storage.close()
-                except Exception:
-                    log.exception("closing object storage")
+            self._reset_slot(slot)
             yield
         # Events that queued meanwhile keep using this slot (they hold it); otherwise
         # it goes, so a deleted object leaves nothing behind.
