@@ -12,7 +12,9 @@ ROOT = Path(__file__).resolve().parents[2]
 COUNTER = ROOT / "samples" / "counter" / "counter.wasm"
 
 
-def dohost(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+def dohost(
+    *args: str, stdin: bytes | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "dohost.cli", *args],
         capture_output=True,
@@ -25,13 +27,17 @@ def dohost(*args: str, stdin: bytes | None = None, cwd: Path | None = None) -> s
 
 def test_run_increments_and_persists(tmp_path: Path) -> None:
     data = str(tmp_path / "d")
-    r = dohost("run", str(COUNTER), "--object", "a", "--data", data, "-X", "POST", "--path", "/incr")
+    r = dohost(
+        "run", str(COUNTER), "--object", "a", "--data", data, "-X", "POST", "--path", "/incr"
+    )
     assert (r.returncode, r.stdout, r.stderr) == (0, "1", "")
     r = dohost("run", str(COUNTER), "--object", "a", "--data", data, "--path", "/incr", "-d", "41")
     assert (r.returncode, r.stdout) == (0, "42")  # -d implies POST
     r = dohost("run", str(COUNTER), "--object", "a", "--data", data)
     assert (r.returncode, r.stdout) == (0, "42")
-    r = dohost("run", str(COUNTER), "--object", "b", "--data", data, "--storage", "sqlite", "--class", "c2")
+    r = dohost(
+        "run", str(COUNTER), "--object", "b", "--data", data, "--storage", "sqlite", "--class", "c2"
+    )
     assert (r.returncode, r.stdout) == (0, "0")
 
 
@@ -51,7 +57,9 @@ def test_status_400_and_above_exits_nonzero(tmp_path: Path) -> None:
     ("content", "code"),
     [(b"this is not wasm", "invalid_module"), (b"\0asm\x01\0\0\0\x05", "invalid_module")],
 )
-def test_refused_module_is_one_line_without_traceback(tmp_path: Path, content: bytes, code: str) -> None:
+def test_refused_module_is_one_line_without_traceback(
+    tmp_path: Path, content: bytes, code: str
+) -> None:
     bad = tmp_path / "bad.wasm"
     bad.write_bytes(content)
     r = dohost("run", str(bad), "--object", "a", "--data", str(tmp_path / "d"))
@@ -63,7 +71,11 @@ def test_refused_module_is_one_line_without_traceback(tmp_path: Path, content: b
 
 def test_missing_file_and_bad_usage(tmp_path: Path) -> None:
     r = dohost("run", str(tmp_path / "nope.wasm"), "--object", "a", "--data", str(tmp_path))
-    assert r.returncode == 1 and r.stderr.startswith("error: cannot read") and "Traceback" not in r.stderr
+    assert (
+        r.returncode == 1
+        and r.stderr.startswith("error: cannot read")
+        and "Traceback" not in r.stderr
+    )
     r = dohost("run", str(COUNTER), "--data", str(tmp_path))
     assert r.returncode == 2 and "--object" in r.stderr and "Traceback" not in r.stderr
 
@@ -72,5 +84,25 @@ def test_body_from_file_and_stdin(tmp_path: Path) -> None:
     f = tmp_path / "n.txt"
     f.write_text("5")
     data = str(tmp_path / "d")
-    assert dohost("run", str(COUNTER), "--object", "a", "--data", data, "--path", "/incr", "-d", f"@{f}").stdout == "5"
-    assert dohost("run", str(COUNTER), "--object", "a", "--data", data, "--path", "/incr", "-d", "@-", stdin=b"2").stdout == "7"
+    assert (
+        dohost(
+            "run", str(COUNTER), "--object", "a", "--data", data, "--path", "/incr", "-d", f"@{f}"
+        ).stdout
+        == "5"
+    )
+    assert (
+        dohost(
+            "run",
+            str(COUNTER),
+            "--object",
+            "a",
+            "--data",
+            data,
+            "--path",
+            "/incr",
+            "-d",
+            "@-",
+            stdin=b"2",
+        ).stdout
+        == "7"
+    )

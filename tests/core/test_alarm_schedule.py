@@ -28,5 +28,13 @@ def test_a_handler_that_always_fails_runs_seven_times() -> None:
 
 
 def test_alarm_info_encoding() -> None:
-    assert cbor.decode(AlarmRun(5, 0).info()) == {"scheduled_ms": 5, "retry_count": 0, "is_retry": False}
-    assert cbor.decode(AlarmRun(5, 2).info()) == {"scheduled_ms": 5, "retry_count": 2, "is_retry": True}
+    assert cbor.decode(AlarmRun(5, 0).info()) == {
+        "scheduled_ms": 5,
+        "retry_count": 0,
+        "is_retry": False,
+    }
+    assert cbor.decode(AlarmRun(5, 2).info()) == {
+        "scheduled_ms": 5,
+        "retry_count": 2,
+        "is_retry": True,
+    }

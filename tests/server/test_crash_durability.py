@@ -19,8 +19,14 @@ ROOT = Path(__file__).resolve().parents[2]
 async def test_sigkill_loses_no_acknowledged_increment(tmp_path: Path, storage: str) -> None:
     data = tmp_path / "data"
     proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "tests" / "helpers" / "incr_forever.py"), str(data),
-         str(ROOT / "samples" / "counter" / "counter.wasm"), storage, "3"],
+        [
+            sys.executable,
+            str(ROOT / "tests" / "helpers" / "incr_forever.py"),
+            str(data),
+            str(ROOT / "samples" / "counter" / "counter.wasm"),
+            storage,
+            "3",
+        ],
         stdout=subprocess.PIPE,
         text=True,
     )

@@ -24,7 +24,9 @@ class Guest:
     def __init__(self, host: Host, cls: str = "kvtest") -> None:
         self.host, self.cls = host, cls
 
-    async def req(self, method: str, path: str, body: bytes = b"", obj: str = "o") -> tuple[int, bytes]:
+    async def req(
+        self, method: str, path: str, body: bytes = b"", obj: str = "o"
+    ) -> tuple[int, bytes]:
         p, _, q = path.partition("?")
         r = await self.host.fetch("acme", self.cls, obj, Request(method, p, q, [], body))
         return r.status, r.body
@@ -41,7 +43,10 @@ class Guest:
         return await self.req("GET", f"/get?key={quote(key)}", b"", obj)
 
 
-@pytest.fixture(params=[(b, f) for b in BACKENDS for f in (True, False)], ids=lambda p: f"{p[0]}-{'fast' if p[1] else 'portable'}")
+@pytest.fixture(
+    params=[(b, f) for b in BACKENDS for f in (True, False)],
+    ids=lambda p: f"{p[0]}-{'fast' if p[1] else 'portable'}",
+)
 async def guest(request: Any, tmp_path: Path, wasm: Any) -> Any:
     storage, fast = request.param
     async with Host(tmp_path / "data", durability="os", fastcall=fast) as host:
@@ -74,7 +79,9 @@ async def test_key_and_value_limits(guest: Guest) -> None:
     assert (await guest.text("POST", "/get_big?klen=2049")).startswith("-4 key_too_large")
     two_mib = 2 * 1024 * 1024
     assert await guest.text("POST", f"/put_big?klen=10&vlen={two_mib - 10}") == "0"
-    assert (await guest.text("POST", f"/put_big?klen=10&vlen={two_mib - 9}")).startswith("-5 value_too_large")
+    assert (await guest.text("POST", f"/put_big?klen=10&vlen={two_mib - 9}")).startswith(
+        "-5 value_too_large"
+    )
     # A value larger than the SDK's scratch buffer comes back through result_read.
     assert await guest.text("POST", "/get_big?klen=10") == str(two_mib - 10)
 
@@ -154,7 +161,10 @@ async def test_utilities(guest: Guest, caplog: Any) -> None:
 
     now = int(await guest.text("GET", "/now"))
     assert abs(now - time.time() * 1000) < 60_000
-    a, b = (await guest.req("GET", "/random?len=100000"))[1], (await guest.req("GET", "/random?len=100000"))[1]
+    a, b = (
+        (await guest.req("GET", "/random?len=100000"))[1],
+        (await guest.req("GET", "/random?len=100000"))[1],
+    )
     assert len(a) == len(b) == 100000 and a != b
     assert (await guest.text("GET", "/random_raw?len=65537")).startswith("-11 invalid_argument")
     with caplog.at_level(logging.DEBUG, logger="dohost.guest"):
@@ -167,7 +177,10 @@ async def test_utilities(guest: Guest, caplog: Any) -> None:
 
 async def test_request_reaches_the_guest_intact(guest: Guest) -> None:
     r = await guest.host.fetch(
-        "acme", "kvtest", "o", Request("GET", "/echo", "a=1&b=%20", [("x-h", "v1"), ("x-h", "v2")], b"body\x00")
+        "acme",
+        "kvtest",
+        "o",
+        Request("GET", "/echo", "a=1&b=%20", [("x-h", "v1"), ("x-h", "v2")], b"body\x00"),
     )
     text = r.text
     assert "method=GET" in text and "path=/echo" in text and "query=a=1&b=%20" in text

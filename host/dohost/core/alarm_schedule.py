@@ -35,10 +35,16 @@ class AlarmRun:
     def info(self) -> bytes:
         """The alarm-info CBOR the handler reads (abi/alarm.cddl)."""
         return cbor.encode(
-            {"scheduled_ms": self.scheduled_ms, "retry_count": self.retry_count, "is_retry": self.retry_count > 0}
+            {
+                "scheduled_ms": self.scheduled_ms,
+                "retry_count": self.retry_count,
+                "is_retry": self.retry_count > 0,
+            }
         )
 
-    def after_failure(self, now_ms: int, jitter: Callable[[], float]) -> tuple[AlarmRun, int] | None:
+    def after_failure(
+        self, now_ms: int, jitter: Callable[[], float]
+    ) -> tuple[AlarmRun, int] | None:
         """The next run and when it is due, or None when the retries are used up."""
         if self.retry_count >= MAX_RETRIES:
             return None
