@@ -76,11 +76,18 @@ def dev_token(api: httpx.Client, data: Path, admin: dict[str, str]) -> str:
     return token
 
 
+# Samples whose classes need the per-object SQLite backend (they use sql_exec).
+SQLITE_CLASSES = {"booking"}
+
+
 def deploy_samples(api: httpx.Client, auth: dict[str, str]) -> list[str]:
     deployed = []
     for wasm in sorted(ROOT.glob("samples/*/*.wasm")):
-        cls = wasm.parent.name
-        r = api.put(f"/v1/classes/{cls}", content=wasm.read_bytes(), headers=auth)
+        # One class per module, named after the file: samples/pipeline/ holds two
+        # (pipeline.wasm and run.wasm), which cooperate as the classes pipeline and run.
+        cls = wasm.stem
+        storage = "sqlite" if cls in SQLITE_CLASSES else "kv"
+        r = api.put(f"/v1/classes/{cls}?storage={storage}", content=wasm.read_bytes(), headers=auth)
         if r.status_code >= 400:
             print(f"dev_server: {cls}: {r.json()['error']['message']}", file=sys.stderr)
             continue
@@ -89,12 +96,18 @@ def deploy_samples(api: httpx.Client, auth: dict[str, str]) -> list[str]:
     return deployed
 
 
+def _stop_on_sigterm(_signum: int, _frame: object) -> None:
+    """SIGTERM (a supervisor, `timeout`) stops the server too, as Ctrl-C does."""
+    raise KeyboardInterrupt
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--data", type=Path, default=Path("dohost-data"))
     args = ap.parse_args()
     data = args.data.resolve()
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
     port = free_port(args.port)
     proc, url = start_server(data, port)
     try:
