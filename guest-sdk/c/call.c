@@ -182,22 +182,9 @@ int32_t dohost_call_id(const char *cls, const char *id_hex, const dohost_call_re
     return do_call(&t, req, resp);
 }
 
-static char lower(char c)
-{
-    return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
-}
-
 const char *dohost_call_header(const dohost_call_response *resp, const char *name)
 {
-    for (size_t i = 0; i < resp->header_count; i++) {
-        const dohost_header *h = &resp->headers[i];
-        size_t j = 0;
-        while (j < h->name_len && name[j] && lower(name[j]) == lower(h->name[j]))
-            j++;
-        if (j == h->name_len && name[j] == '\0')
-            return h->value;
-    }
-    return NULL;
+    return dohost__header_find(resp->headers, resp->header_count, name);
 }
 
 static int32_t raw_object_info(const void *ctx, void *buf, size_t cap)

@@ -435,10 +435,10 @@ static char lower(char c)
     return c >= 'A' && c <= 'Z' ? (char)(c - 'A' + 'a') : c;
 }
 
-const char *dohost_header_get(const dohost_request *req, const char *name)
+const char *dohost__header_find(const dohost_header *headers, size_t count, const char *name)
 {
-    for (size_t i = 0; i < req->header_count; i++) {
-        const dohost_header *h = &req->headers[i];
+    for (size_t i = 0; i < count; i++) {
+        const dohost_header *h = &headers[i];
         size_t j = 0;
         while (j < h->name_len && name[j] && lower(name[j]) == lower(h->name[j]))
             j++;
@@ -446,6 +446,11 @@ const char *dohost_header_get(const dohost_request *req, const char *name)
             return h->value;
     }
     return NULL;
+}
+
+const char *dohost_header_get(const dohost_request *req, const char *name)
+{
+    return dohost__header_find(req->headers, req->header_count, name);
 }
 
 static int hex_digit(char c)

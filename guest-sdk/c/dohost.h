@@ -262,6 +262,9 @@ int32_t dohost__read_alarm(int32_t info_len, dohost_alarm_info *info);
  * and applies the output-buffer rule; *out is the result in the arena, NUL-terminated. */
 typedef int32_t (*dohost__output_fn)(const void *ctx, void *buf, size_t cap);
 int32_t dohost__output(dohost__output_fn call, const void *ctx, dohost_bytes *out);
+/* The value of the first header named `name` (ASCII case-insensitive), or NULL. Shared by
+ * request and call-response lookups. */
+const char *dohost__header_find(const dohost_header *headers, size_t count, const char *name);
 
 /* Exports `dohost_init` calling `int fn(void)` once per activation, before its first
  * event. Storage works there; its writes join the first event's transaction. */
