@@ -49,6 +49,13 @@ GUESTS: list[Guest] = [
     Guest("kvtest", "c", ("tests/fixtures/c/kvtest.c",), "tests/fixtures/build/kvtest.wasm"),
     Guest("sqltest", "c", ("tests/fixtures/c/sqltest.c",), "tests/fixtures/build/sqltest.wasm"),
     Guest("calltest", "c", ("tests/fixtures/c/calltest.c",), "tests/fixtures/build/calltest.wasm"),
+    # tests/reliability/: several keys and a checksum per event (partial events show)
+    Guest(
+        "checksum_counter",
+        "c",
+        ("tests/fixtures/c/checksum_counter.c",),
+        "tests/fixtures/build/checksum_counter.wasm",
+    ),
     # Two classes of one sample; headers listed in sources are inputs, not compiled.
     Guest(
         "pipeline",
