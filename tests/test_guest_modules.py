@@ -76,6 +76,10 @@ C_GUESTS = {
         BUILD / "calltest.wasm",
         {"memory", "dohost_abi_v1", "dohost_fetch", "dohost_alarm"},
     ),
+    "sqlbench": (
+        BUILD / "sqlbench.wasm",
+        {"memory", "dohost_abi_v1", "dohost_fetch", "dohost_init"},
+    ),
 }
 COUNTER_MAX_BYTES = 16 * 1024
 

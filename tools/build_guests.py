@@ -70,6 +70,8 @@ GUESTS: list[Guest] = [
         "samples/pipeline/run.wasm",
     ),
     Guest("booking", "c", ("samples/booking/booking.c",), "samples/booking/booking.wasm"),
+    # bench/sql_http.py's guest (beside workerd's bench/workerd_sql/).
+    Guest("sqlbench", "c", ("bench/guests/sqlbench.c",), "tests/fixtures/build/sqlbench.wasm"),
     # The same test guest against wasi-libc: a reactor module that exports _initialize.
     Guest(
         "kvtest_wasi",
