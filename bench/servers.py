@@ -88,13 +88,22 @@ def workerd_version() -> str:
 
 
 class Workerd:
-    """workerd serving the peer's config.capnp: sockets http (kv), http-sql, http-pin."""
+    """workerd serving the peer's config.capnp: sockets http (kv), http-sql, http-pin; or
+    another config (its socket names given), e.g. bench/workerd_sql/config.capnp."""
 
     name = "workerd"
 
-    def __init__(self, data: Path, log_dir: Path) -> None:
+    def __init__(
+        self,
+        data: Path,
+        log_dir: Path,
+        config: Path | None = None,
+        sockets: tuple[str, ...] = ("http", "http-sql", "http-pin"),
+    ) -> None:
         self.data = data
         self.log_dir = log_dir
+        self.config = config or WORKERD_DIR / "config.capnp"
+        self.sockets = sockets
         self.proc: subprocess.Popen[bytes] | None = None
         self.ports: dict[str, int] = {}
         self.port = 0
@@ -107,13 +116,13 @@ class Workerd:
         return self.proc.pid
 
     def start(self) -> float:
-        """Start and wait for its three listen events; returns seconds spawn -> listen."""
+        """Start and wait for a listen event per socket; returns seconds spawn -> listen."""
         self.data.mkdir(parents=True, exist_ok=True)
         rfd, wfd = os.pipe()
         self.starts += 1
         log = _log_file(self.log_dir, "workerd").open("wb")
-        argv = [*pin(SERVER_CPU), str(WORKERD_BIN), "serve", "config.capnp",
-                "-s", "http=127.0.0.1:0", "-s", "http-sql=127.0.0.1:0", "-s", "http-pin=127.0.0.1:0",
+        argv = [*pin(SERVER_CPU), str(WORKERD_BIN), "serve", str(self.config),
+                *(a for s in self.sockets for a in ("-s", f"{s}=127.0.0.1:0")),
                 "-d", f"do-storage={self.data}", "--control-fd", str(wfd)]  # fmt: skip
         t0 = time.perf_counter()
         # taskset execs workerd: the pid is workerd's own.
@@ -126,7 +135,7 @@ class Workerd:
         buf = b""
         self.ports = {}
         try:
-            while len(self.ports) < 3:
+            while len(self.ports) < len(self.sockets):
                 ready, _, _ = select.select([rfd], [], [], 30)
                 if not ready:
                     raise BenchError("workerd did not listen within 30 s")
@@ -336,15 +345,19 @@ class Dohost:
             t = self._json("POST", "/v1/tenants", ADMIN_TOKEN, {"name": TENANT, "quotas": quotas})
             self.token = t["token"]
             self.headers = (("Authorization", f"Bearer {self.token}"),)
+        self.deploy("counter", COUNTER_WASM.read_bytes())
+        self.deploy("noop", noop_wasm())
+
+    def deploy(self, cls: str, wasm: bytes, storage: str = "kv") -> None:
+        """Deploy a class to the bench tenant (after setup)."""
         import httpx
 
-        for cls, wasm in (("counter", COUNTER_WASM.read_bytes()), ("noop", noop_wasm())):
-            r = httpx.put(
-                f"{self.url}/v1/classes/{cls}", content=wasm, timeout=120,
-                headers={"authorization": f"Bearer {self.token}"},
-            )  # fmt: skip
-            if r.status_code >= 300:
-                raise BenchError(f"deploy {cls}: {r.status_code} {r.text[:300]}")
+        r = httpx.put(
+            f"{self.url}/v1/classes/{cls}", params={"storage": storage}, content=wasm,
+            timeout=120, headers={"authorization": f"Bearer {self.token}"},
+        )  # fmt: skip
+        if r.status_code >= 300:
+            raise BenchError(f"deploy {cls}: {r.status_code} {r.text[:300]}")
 
     def metrics(self) -> dict[str, float]:
         """Sums of the /metrics series by name (labels summed over)."""

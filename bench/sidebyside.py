@@ -15,6 +15,8 @@ on kv storage, fsync'd group commit unless --durability os):
     rss     RSS per resident object with N residents (workerd: its preventEviction
             namespace; dohost: the default cap of 10,000 residents, idle timeout raised
             so none hibernates while they are created)
+    sql     100-row SQL insert and select in one request, c=1 (bench/sql_http.py: its own
+            workerd config with a SQLite-backed class, and dohost's sqlbench guest)
 
 Every repetition runs workerd then dohost, or dohost then workerd (alternating), so a
 busy moment of the shared machine lands on both. After each load: wrk's errors and
@@ -30,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from bench import sql_http
 from bench.common import (
     BenchError,
     cpu_seconds,
@@ -360,6 +363,8 @@ def run(ctx: Ctx, selected: set[str]) -> None:
     if "rss" in selected:
         ctx.say("side by side: RSS per resident object")
         rss(ctx, ctx.work / "wd-rss", ctx.work / "dh-rss")
+    if "sql" in selected:
+        ctx.rows += sql_http.run(ctx.work, ctx.duration, ctx.reps, ctx.durability, ctx.say)
     for row in ctx.rows:
         if not row.dohost.values or not row.workerd.values:
             raise BenchError(f"row {row.key} has no samples")

@@ -10,12 +10,14 @@ Workloads (default: all):
               them at c=1 and c=32 (aliases: create, rand)
     cold      process start -> first response
     rss       RSS per resident object, N residents
+    sql       100 single-row SQL INSERTs, and a 100-row SELECT as JSON, in one request;
+              one object, c=1 (bench/sql_http.py)
   dohost alone:
     store     objects created and stored at 10^3, 10^4, 10^5 (+10^6 with --full):
               time and disk per object, restart -> first response
     resident  10^3, 10^4, 3·10^4 resident objects: RSS per object, GET p50/p99
     micro     micro-benchmarks beside their physical floors
-  groups: side (the first six), scale (store, resident), all
+  groups: side (the first seven), scale (store, resident), all
 
 Options: --quick (short: 2 s loads, 1 repetition, 2,000 objects), --full (10 s loads,
 3 repetitions, 10^6 stored objects), --durability os (dohost without fsync; rows are
@@ -54,7 +56,7 @@ from bench.common import (
 )
 from bench.model import MicroRow, ResidentPoint, StorePoint
 
-SIDE = ["noop", "read", "incr", "objects", "cold", "rss"]
+SIDE = ["noop", "read", "incr", "objects", "cold", "rss", "sql"]
 SCALE = ["store", "resident"]
 ALL = [*SIDE, *SCALE, "micro"]
 ALIASES = {"create": ["objects"], "rand": ["objects"], "side": SIDE, "scale": SCALE, "all": ALL}
