@@ -35,6 +35,7 @@
 
 const std = @import("std");
 pub const cbor = @import("cbor.zig");
+pub const websocket = @import("websocket.zig");
 
 const Allocator = std.mem.Allocator;
 
@@ -906,4 +907,13 @@ pub fn serve(comptime App: type) void {
     @export(&W.fetch, .{ .name = "dohost_fetch" });
     if (@hasDecl(App, "init")) @export(&W.init, .{ .name = "dohost_init" });
     if (@hasDecl(App, "alarm")) @export(&W.alarm, .{ .name = "dohost_alarm" });
+    websocket.serve(App); // dohost_ws_* for the webSocket* handlers App declares
 }
+
+/// The event plumbing, for the SDK's other files (websocket.zig); not part of the API.
+pub const internal = struct {
+    pub const begin_event = beginEvent;
+    pub const read_input = readInput;
+    pub const take_output = takeOutput;
+    pub const fail = failed;
+};
