@@ -3,7 +3,7 @@
 # registries only: Rust from Debian (rustc 1.63 + the wasm32 std + lld), Node.js from Debian
 # when absent, AssemblyScript from npm at the version pinned in
 # guest-sdk/assemblyscript/package-lock.json. (C and Zig come from PyPI's ziglang, in the
-# venv.) Idempotent, and fast when everything is present. `make build` runs it.
+# venv.) Also Debian's chromium, for the chat-room browser test. Idempotent, and fast when everything is present. `make build` runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,6 +15,8 @@ ls -d /usr/lib/rustlib/wasm32-unknown-unknown/lib >/dev/null 2>&1 || need_apt+=(
 command -v wasm-ld >/dev/null 2>&1 || need_apt+=(lld)
 command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
+# Headless browser of the chat-room page test (driven by pip's playwright, not its download).
+command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then
