@@ -42,7 +42,7 @@ class Guest:
     flags: tuple[str, ...] = ()  # extra compiler flags
 
 
-# Every compiled guest. WAT fixtures (tests/fixtures/*.wat) are found without a row.
+# Every compiled guest. WAT fixtures (tests/fixtures/*.wat, hostile/*.wat) are found without a row.
 GUESTS: list[Guest] = [
     Guest("counter", "c", ("samples/counter/counter.c",), "samples/counter/counter.wasm"),
     Guest("reminder", "c", ("samples/reminder/reminder.c",), "samples/reminder/reminder.wasm"),
@@ -309,8 +309,14 @@ EXTRA_INPUTS: dict[str, Callable[[], list[Path]]] = {
 def wat_fixtures() -> list[Guest]:
     return [
         Guest(p.stem, "wat", (str(p.relative_to(ROOT)),), f"tests/fixtures/build/{p.stem}.wasm")
-        for p in sorted(FIXTURES.glob("*.wat"))
+        for p in wat_fixture_paths()
     ]
+
+
+def wat_fixture_paths() -> list[Path]:
+    """tests/fixtures/*.wat and the hostile guests corpus, tests/fixtures/hostile/*.wat
+    (one build directory: their names must differ)."""
+    return sorted([*FIXTURES.glob("*.wat"), *FIXTURES.glob("hostile/*.wat")])
 
 
 def inputs(guest: Guest) -> list[Path]:
