@@ -1,9 +1,10 @@
 //! A tiny CBOR (RFC 8949) encoder and decoder for dohost guests.
 //!
 //! Covers what the dohost ABI uses: unsigned and negative integers, byte and text
-//! strings, arrays, maps, booleans and null, all with definite lengths. The decoder also
-//! skips tags and floats (so unknown map values can be ignored) but never returns them;
-//! indefinite lengths are rejected.
+//! strings, arrays, maps, booleans, null and floats (SQL values: the encoder writes
+//! doubles, the decoder reads half, single and double precision), all with definite
+//! lengths. The decoder also skips tags (so unknown map values can be ignored) but never
+//! returns them; indefinite lengths are rejected.
 //!
 //! No allocation: the encoder writes into a slice you give it and counts every byte, so a
 //! first pass over an empty slice measures the exact size for a second pass; the decoder
@@ -103,9 +104,16 @@ pub const Encoder = struct {
     pub fn null_(e: *Encoder) void {
         e.head(SIMPLE, NULL);
     }
+    /// Always 8 bytes (a double): the host reads every precision, and SQLite stores doubles.
+    pub fn float(e: *Encoder, v: f64) void {
+        var h: [9]u8 = undefined;
+        h[0] = SIMPLE << 5 | 27;
+        std.mem.writeInt(u64, h[1..9], @bitCast(v), .big);
+        e.put(&h);
+    }
 };
 
-pub const Type = enum { end, uint, nint, bytes, text, array, map, tag, boolean, null_, other };
+pub const Type = enum { end, uint, nint, bytes, text, array, map, tag, boolean, null_, float, other };
 
 /// Reads items from `data`; strings are slices of it.
 pub const Decoder = struct {
@@ -139,6 +147,7 @@ pub const Decoder = struct {
             else => switch (b & 31) {
                 FALSE, TRUE => .boolean,
                 NULL => .null_,
+                25, 26, 27 => .float,
                 else => .other,
             },
         };
@@ -226,6 +235,18 @@ pub const Decoder = struct {
 
     pub fn null_(d: *Decoder) Error!void {
         if (try d.expect(SIMPLE) != NULL) return error.InvalidCbor;
+    }
+
+    /// A half, single or double precision float, as a double.
+    pub fn float(d: *Decoder) Error!f64 {
+        if (d.peek() != .float) return error.InvalidCbor;
+        const ai = d.data[d.pos] & 31;
+        const bits = try d.expect(SIMPLE);
+        return switch (ai) {
+            25 => @floatCast(@as(f16, @bitCast(@as(u16, @intCast(bits))))),
+            26 => @floatCast(@as(f32, @bitCast(@as(u32, @intCast(bits))))),
+            else => @bitCast(bits),
+        };
     }
 
     /// Skips one complete item, nested ones included, without recursion.

@@ -35,6 +35,10 @@
 
 const std = @import("std");
 pub const cbor = @import("cbor.zig");
+/// SQL (`sql_exec`) for classes deployed with storage="sqlite": sql.zig.
+pub const sql = @import("sql.zig");
+/// Calls to other objects (`call`, `object_info`): call.zig.
+pub const calls = @import("call.zig");
 pub const websocket = @import("websocket.zig");
 
 const Allocator = std.mem.Allocator;
@@ -129,9 +133,8 @@ pub fn statusName(status: i32) []const u8 {
 /// One function per import of module `dohost`. Pointers are passed as addresses (an empty
 /// slice as 0); the SDK functions below wrap these.
 ///
-/// Pending in the host (importing them today gets a module refused, so they are not
-/// declared yet): call ("Object calls"), sql_exec ("SQL"). Adding one is a declaration
-/// here plus a wrapper (see `alarm` for the pattern).
+/// The imports of calls and SQL are declared beside their wrappers: `calls.raw`,
+/// `sql.raw`. Adding an import is a declaration plus a wrapper (see `alarm`).
 pub const raw = struct {
     pub extern "dohost" fn input_read(out: usize, cap: usize) i32;
     pub extern "dohost" fn response_set(ptr: usize, len: usize) i32;
@@ -259,8 +262,9 @@ pub const scratch_bytes = 4096;
 
 /// The output-buffer rule (abi/README.md section 2): `status` is what the import returned
 /// for `buf`. A result that fitted is kept in place (the buffer shrinks to it); a larger
-/// one is read with result_read into a buffer of its size.
-fn takeOutput(gpa: Allocator, buf: []u8, status: i32) Error![]u8 {
+/// one is read with result_read into a buffer of its size. (Public for the SDK's other
+/// files and for wrappers of raw imports.)
+pub fn takeOutput(gpa: Allocator, buf: []u8, status: i32) Error![]u8 {
     const n = check(status) catch |e| {
         gpa.free(buf);
         return e;
@@ -283,7 +287,7 @@ fn takeOutput(gpa: Allocator, buf: []u8, status: i32) Error![]u8 {
 }
 
 /// Encodes with `encodeFn(e, arg)` into `gpa`: one pass to measure, one to write.
-fn encodeAlloc(gpa: Allocator, comptime encodeFn: anytype, arg: anytype) Error![]u8 {
+pub fn encodeAlloc(gpa: Allocator, comptime encodeFn: anytype, arg: anytype) Error![]u8 {
     var m = cbor.Encoder.measure();
     encodeFn(&m, arg);
     const buf = try gpa.alloc(u8, m.len);
