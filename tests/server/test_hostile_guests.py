@@ -108,7 +108,6 @@ async def test_oversized_keys_and_values(h: Host, wasm: Any) -> None:
         ("huge_initial_memory", Code.MEMORY_TOO_LARGE, "2049 pages"),
         ("unknown_import", Code.UNKNOWN_IMPORT, "dohost.no_such_thing"),
         ("unknown_module_import", Code.UNKNOWN_IMPORT, "env.abort"),
-        ("reserved_import", Code.UNKNOWN_IMPORT, "dohost.ws_send"),
         ("wrong_signature", Code.UNKNOWN_IMPORT, "ABI v1 declares"),
         ("no_marker", Code.ABI_VERSION, "dohost_abi_v1"),
         ("abi_v2", Code.ABI_VERSION, "dohost_abi_v2"),

@@ -56,16 +56,27 @@ DOHOST_IMPORTS: dict[str, Sig] = {
     "sql_exec": sig("iiiiii", "i"),
     "call": sig("iiiiii", "i"),
     "object_info": sig("ii", "i"),
+    "ws_accept": sig("ii", "i"),
+    "ws_send": sig("iiii", "i"),
+    "ws_send_tag": sig("iiiii", "i"),
+    "ws_close": sig("iiii", "i"),
+    "ws_list": sig("iiii", "i"),
+    "ws_attachment_set": sig("iii", "i"),
+    "ws_attachment_get": sig("iii", "i"),
+    "ws_auto_response": sig("iiii", "i"),
 }
 
 # Names reserved for later issues; importing them today is refused with a pointer to why.
-RESERVED_IMPORTS = frozenset({"ws_send"})  # the WebSockets issue: ws_*
+RESERVED_IMPORTS: frozenset[str] = frozenset()
 
 # Exports: name -> (signature, required).
 EXPORTS: dict[str, tuple[Sig, bool]] = {
     "dohost_fetch": (sig("i", "i"), True),
     "dohost_init": (sig("", "i"), False),
     "dohost_alarm": (sig("i", "i"), False),
+    "dohost_ws_message": (sig("i", "i"), False),
+    "dohost_ws_close": (sig("i", "i"), False),
+    "dohost_ws_error": (sig("i", "i"), False),
 }
-RESERVED_EXPORTS = frozenset({"dohost_ws_message", "dohost_ws_close", "dohost_ws_error"})
+RESERVED_EXPORTS: frozenset[str] = frozenset()
 INITIALIZE_EXPORT = "_initialize"

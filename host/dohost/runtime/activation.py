@@ -31,7 +31,7 @@ from dohost.core.limits import (
     MAX_RANDOM_BYTES,
     EventLimits,
 )
-from dohost.runtime import call_imports, crossing, fastcall, sql_imports
+from dohost.runtime import call_imports, crossing, fastcall, sql_imports, ws_imports
 from dohost.runtime.engine import deadline_ticks
 from dohost.runtime.fastcall import GuestTrapRequest
 from dohost.runtime.linker import CURRENT
@@ -143,6 +143,11 @@ class Activation(WasiCalls):
         # supervisor. Without it, calls are not_supported (deploy-time checks).
         self.on_call: call_imports.CallHook | None = None
         self.wall_ms: Callable[[], float] = _wall_ms
+        # WebSockets (runtime/ws_imports.py): the host's connection registry (set by the
+        # supervisor; None: not served), the object's key in it, and this event's record.
+        self.ws_host: ws_imports.WsHostView | None = None
+        self.ws_key: ws_imports.WsKey = (ident.tenant, ident.class_name, b"")
+        self.ws_event: ws_imports.WsEvent | None = None
         self._alarm_changed = False
         self._alarm_due: int | None = None
         self._log_lines: list[tuple[int, bytes]] = []
@@ -191,6 +196,11 @@ class Activation(WasiCalls):
             self._fetch = crossing.make_export(store, fetch, 1, 1, fast=fast)
             self._init = self._opt_export(store, ex, "dohost_init", 0, 1, fast)
             self._alarm = self._opt_export(store, ex, "dohost_alarm", 1, 1, fast)
+            self._ws_exports = {
+                kind: self._opt_export(store, ex, f"dohost_{kind}", 1, 1, fast)
+                for kind in ("ws_message", "ws_close", "ws_error")
+            }
+            self.has_ws_message = self._ws_exports["ws_message"] is not None
             initialize = self._opt_export(store, ex, "_initialize", 0, 0, fast)
             if initialize is not None:
                 initialize()
@@ -224,8 +234,12 @@ class Activation(WasiCalls):
 
     # ----------------------------------------------------------------- events
 
-    def run_event(self, kind: str, data: bytes, inline_ticks: int = 0) -> EventResult:
-        """Run one fetch or alarm event on the calling thread.
+    def run_event(
+        self, kind: str, data: bytes, inline_ticks: int = 0, ws_upgrade_key: str | None = None
+    ) -> EventResult:
+        """Run one event on the calling thread: kind "fetch", "alarm", "ws_message",
+        "ws_close" or "ws_error". `ws_upgrade_key` (a fetch only) is the Sec-WebSocket-Key
+        of a valid upgrade request from HTTP: the event may then call `ws_accept`.
 
         On success the storage writes are handed to the committer and the returned
         ticket completes when they are durable. On any failure they are rolled back and
@@ -249,6 +263,7 @@ class Activation(WasiCalls):
         self._alarm_changed = False
         self._alarm_due = None
         self.calls = call_imports.EventCalls(kind)
+        self.ws_event = ws_imports.WsEvent(ws_upgrade_key) if ws_upgrade_key is not None else None
         self.inline = inline_ticks > 0
         self.events += 1
         CURRENT.act = self
@@ -265,7 +280,13 @@ class Activation(WasiCalls):
             if self.needs_init:
                 self._call_guest(self._init, None, "dohost_init")
                 self.needs_init = False
-            export = self._fetch if kind == "fetch" else self._alarm
+            export: Any
+            if kind == "fetch":
+                export = self._fetch
+            elif kind == "alarm":
+                export = self._alarm
+            else:
+                export = self._ws_exports.get(kind)
             if export is None:
                 raise GuestFailure(
                     Code.NOT_SUPPORTED, f"the module exports no handler for {kind} events"
@@ -281,7 +302,7 @@ class Activation(WasiCalls):
             ticket = self.storage.commit_event()
             self._flush_output()
             self._emit_logs()
-            return EventResult(
+            result = EventResult(
                 response,
                 ticket,
                 None,
@@ -293,6 +314,10 @@ class Activation(WasiCalls):
                 sql_rows_read=self.sql_rows_read,
                 sql_rows_written=self.sql_rows_written,
             )
+            ws = self.ws_event
+            if ws is not None and ws.has_effects():
+                result.extra["ws"] = ws  # applied by the supervisor once durable
+            return result
         except OffloadRequest as o:
             self.broken = True
             self._rollback()
@@ -311,6 +336,7 @@ class Activation(WasiCalls):
             self.input = None
             self.pending = None
             self.inline = False
+            self.ws_event = None  # a failed or abandoned event's WebSocket output is dropped
 
     def _call_guest(self, export: Any, arg: int | None, what: str) -> None:
         try:
@@ -815,6 +841,31 @@ class Activation(WasiCalls):
 
     def imp_sql_exec(self, sptr: int, slen: int, pptr: int, plen: int, optr: int, ocap: int) -> int:
         return sql_imports.sql_exec(self, sptr, slen, pptr, plen, optr, ocap)
+
+    # WebSockets: runtime/ws_imports.py
+    def imp_ws_accept(self, ptr: int, n: int) -> int:
+        return ws_imports.ws_accept(self, ptr, n)
+
+    def imp_ws_send(self, conn_id: int, kind: int, ptr: int, n: int) -> int:
+        return ws_imports.ws_send(self, conn_id, kind, ptr, n)
+
+    def imp_ws_send_tag(self, tptr: int, tlen: int, kind: int, ptr: int, n: int) -> int:
+        return ws_imports.ws_send_tag(self, tptr, tlen, kind, ptr, n)
+
+    def imp_ws_close(self, conn_id: int, code: int, ptr: int, n: int) -> int:
+        return ws_imports.ws_close(self, conn_id, code, ptr, n)
+
+    def imp_ws_list(self, tptr: int, tlen: int, optr: int, ocap: int) -> int:
+        return ws_imports.ws_list(self, tptr, tlen, optr, ocap)
+
+    def imp_ws_attachment_set(self, conn_id: int, ptr: int, n: int) -> int:
+        return ws_imports.ws_attachment_set(self, conn_id, ptr, n)
+
+    def imp_ws_attachment_get(self, conn_id: int, optr: int, ocap: int) -> int:
+        return ws_imports.ws_attachment_get(self, conn_id, optr, ocap)
+
+    def imp_ws_auto_response(self, rptr: int, rlen: int, sptr: int, slen: int) -> int:
+        return ws_imports.ws_auto_response(self, rptr, rlen, sptr, slen)
 
     def wasi_proc_exit(self, code: int) -> int:
         self._trap_reason = f"proc_exit({code})"

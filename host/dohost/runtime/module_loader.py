@@ -37,6 +37,9 @@ class ModuleInfo:
     has_alarm: bool
     has_initialize: bool
     initial_memory_bytes: int
+    # The WebSocket event exports it has ("dohost_ws_message", ...): the host skips close
+    # and error events a class does not handle, without waking the object.
+    ws_exports: frozenset[str] = frozenset()
 
 
 def _valtype_name(t: wasmtime.ValType) -> str:
@@ -155,6 +158,7 @@ def validate_module(module: wasmtime.Module, wasm: bytes, memory_cap: int) -> Mo
         has_alarm="dohost_alarm" in exports,
         has_initialize=init_ty is not None,
         initial_memory_bytes=initial,
+        ws_exports=frozenset(n for n in exports if n.startswith("dohost_ws_")),
     )
 
 

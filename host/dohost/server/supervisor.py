@@ -34,7 +34,7 @@ import trio
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
 from dohost.core.limits import EventLimits
-from dohost.runtime import call_imports
+from dohost.runtime import call_imports, ws_imports
 from dohost.runtime.activation import Activation, EventResult, ObjectIdent, OffloadRequest
 from dohost.server.calls import CallRouter, EventNode
 from dohost.storage.alarm_index import AlarmEntry
@@ -190,6 +190,9 @@ class Supervisor:
         self.observer: SupervisorObserver | None = None
         # Object-to-object calls (server/calls.py): routing, chains, deadlock checks.
         self.calls = CallRouter(self)
+        # WebSockets (server/websockets.py): the host's connection registry. Activations
+        # read it; a successful event's WebSocket output is applied once it is durable.
+        self.websockets: ws_imports.WsRegistry | None = None
 
     @property
     def pool(self) -> WorkerPool:
@@ -210,13 +213,16 @@ class Supervisor:
         data: bytes,
         expect_alarm: int | None = None,
         parent: EventNode | None = None,
+        ws_upgrade_key: str | None = None,
     ) -> EventResult:
         """Run one event on an object and return its result once it may be released.
 
         kind is "fetch", "alarm" (only if the object's alarm is still `expect_alarm`:
         otherwise result.extra["alarm_state"] says "gone" or "moved") or "alarm_clear"
         (drop that alarm without running guest code). `parent` is the calling event's
-        node when the event is an object call (server/calls.py)."""
+        node when the event is an object call (server/calls.py). kind may also be
+        "ws_message", "ws_close" or "ws_error" (server/websockets.py); `ws_upgrade_key`
+        marks a fetch that may accept a WebSocket upgrade."""
         if self.closing:
             raise DohostError(
                 Code.SHUTTING_DOWN, "the host is shutting down; retry on another instance"
@@ -247,7 +253,9 @@ class Supervisor:
                 and slot.heavy_until <= now
                 and slot.calls_until <= now
             ):
-                result = self._run(slot, cls, kind, data, self.inline_ticks, expect_alarm)
+                result = self._run(
+                    slot, cls, kind, data, self.inline_ticks, expect_alarm, ws_upgrade_key
+                )
                 if result.offload:
                     if result.offload_cpu:  # a blocking import is no reason to stay away
                         slot.heavy_until = trio.current_time() + HEAVY_FOR_S
@@ -259,7 +267,7 @@ class Supervisor:
                     self.stats.inline += 1
             if result is None:
                 result = await self._pool.run(
-                    lambda: self._run(slot, cls, kind, data, 0, expect_alarm)
+                    lambda: self._run(slot, cls, kind, data, 0, expect_alarm, ws_upgrade_key)
                 )
             if result.ticket is not None:
                 slot.ticket = result.ticket
@@ -284,6 +292,7 @@ class Supervisor:
                 self._reset_after_storage_failure(slot)
                 result.response = None
                 result.alarm_changed = result.alarm_replaced = False
+                result.extra.pop("ws", None)  # nothing of a failed event leaves the host
         if (
             result.alarm_changed
             and result.alarm is not None
@@ -293,6 +302,9 @@ class Supervisor:
             self.on_alarm_committed(
                 AlarmEntry(tenant, class_name, oid.raw, slot.name, cls.row.storage, result.alarm)
             )
+        ws = result.extra.get("ws")
+        if ws is not None and self.websockets is not None:
+            self.websockets.apply(slot.key, oid, ws)
         if self.observer is not None:
             self.observer.event(tenant, class_name, kind, result, time.perf_counter() - t_start)
         return result
@@ -326,6 +338,7 @@ class Supervisor:
         data: bytes,
         inline_ticks: int,
         expect_alarm: int | None = None,
+        ws_upgrade_key: str | None = None,
     ) -> EventResult:
         """Run an event with the slot lock held by the delivering task: on a worker
         thread, or (inline_ticks > 0) as an inline attempt on the loop thread."""
@@ -345,7 +358,7 @@ class Supervisor:
                 if self.limits_for is None
                 else self.limits_for(slot.tenant, slot.class_name)
             )
-            if kind != "fetch":
+            if kind in ("alarm", "alarm_clear"):
                 early = self._check_alarm(slot.storage, kind, expect_alarm)
                 if early is not None:
                     return early
@@ -364,6 +377,8 @@ class Supervisor:
                 if self.index_alarm is not None:
                     act.on_alarm_set = self._alarm_indexer(slot, cls.row.storage)
                 act.on_call = self.calls.hook(slot)
+                act.ws_host = self.websockets
+                act.ws_key = slot.key
                 slot.activation = act
                 slot.activation_version = cls.version
                 self.stats.activations += 1
@@ -371,7 +386,7 @@ class Supervisor:
                 activation_s = time.perf_counter() - t0
             else:
                 activation_s = 0.0
-            result = act.run_event(kind, data, inline_ticks)
+            result = act.run_event(kind, data, inline_ticks, ws_upgrade_key)
             call_imports.finish_event(act, result)
             result.extra["activation_s"] = activation_s
             if act.broken:
