@@ -158,7 +158,8 @@ def warm(t: Target) -> None:
                 status, body = c.request(op.method, path)
                 if status != 200 or body != want:
                     raise BenchError(f"{t.name}: warm-up {op.key}: {status} {body[:200]!r}")
-                t.acked += op.key == "insert"
+                if op.key == "insert":
+                    t.acked += 1
     finally:
         c.close()
 
