@@ -1,8 +1,9 @@
 //! A tiny CBOR (RFC 8949) encoder and decoder: what the dohost ABI uses and nothing more.
 //!
-//! Unsigned and negative integers, byte and text strings, arrays, maps, booleans and null,
-//! all with definite lengths. The decoder also skips tags and floats (so unknown map
-//! values can be ignored) but never returns them; indefinite lengths are rejected. Every
+//! Unsigned and negative integers, byte and text strings, arrays, maps, booleans, null and
+//! floats (SQL values: the encoder writes doubles, the decoder reads half, single and
+//! double precision), all with definite lengths. The decoder also skips tags (so unknown
+//! map values can be ignored) but never returns them; indefinite lengths are rejected. Every
 //! read is checked against the end of the input, and array/map counts against the bytes
 //! left, so hostile input can neither read out of bounds nor make us allocate much.
 
@@ -99,6 +100,13 @@ impl Encoder {
         self.head(SIMPLE, NULL)
     }
 
+    /// Always 8 bytes (a double): the host reads every precision, and SQLite stores doubles.
+    pub fn float(&mut self, v: f64) -> &mut Self {
+        self.buf.push(SIMPLE << 5 | 27);
+        self.buf.extend_from_slice(&v.to_bits().to_be_bytes());
+        self
+    }
+
     pub fn as_bytes(&self) -> &[u8] {
         &self.buf
     }
@@ -125,6 +133,7 @@ pub enum Type {
     Tag,
     Bool,
     Null,
+    Float,
     Other,
 }
 
@@ -166,6 +175,7 @@ impl<'a> Decoder<'a> {
             _ => match (b & 31) as u64 {
                 FALSE | TRUE => Type::Bool,
                 NULL => Type::Null,
+                25 | 26 | 27 => Type::Float,
                 _ => Type::Other,
             },
         }
@@ -270,6 +280,20 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    /// A half, single or double precision float, as an f64.
+    pub fn float(&mut self) -> R<f64> {
+        if self.peek() != Type::Float {
+            return Err(DecodeError);
+        }
+        let ai = self.data[self.pos] & 31;
+        let bits = self.expect(SIMPLE)?;
+        Ok(match ai {
+            25 => half_to_f64(bits as u16),
+            26 => f32::from_bits(bits as u32) as f64,
+            _ => f64::from_bits(bits),
+        })
+    }
+
     /// Skips one complete item, nested ones included, without recursion.
     pub fn skip(&mut self) -> R<()> {
         let mut pending: u64 = 1;
@@ -294,5 +318,18 @@ impl<'a> Decoder<'a> {
             }
         }
         Ok(())
+    }
+}
+
+/// IEEE-754 half precision to f64 (Rust 1.63 has no f16).
+fn half_to_f64(h: u16) -> f64 {
+    let sign = if h & 0x8000 != 0 { -1.0 } else { 1.0 };
+    let exp = ((h >> 10) & 0x1f) as i32;
+    let frac = (h & 0x3ff) as f64;
+    sign * match exp {
+        0 => frac * 2f64.powi(-24),
+        31 if frac == 0.0 => f64::INFINITY,
+        31 => f64::NAN,
+        _ => (1.0 + frac / 1024.0) * 2f64.powi(exp - 15),
     }
 }

@@ -49,6 +49,16 @@ impl Error {
     pub const STORAGE_ERROR: Error = Error(-12);
     pub const BUFFER_TOO_SMALL: Error = Error(-13);
     pub const LIMIT_EXCEEDED: Error = Error(-14);
+    /// The call would wait for an event that waits for the caller (the message names the chain).
+    pub const CALL_CYCLE: Error = Error(-15);
+    /// The call chain would be more than 16 calls deep.
+    pub const CALL_DEPTH: Error = Error(-16);
+    /// The call could not be made: no such class, an invalid id, the host shutting down.
+    pub const CALL_FAILED: Error = Error(-17);
+    /// SQLite rejected or failed the statement; the message is SQLite's.
+    pub const SQL_ERROR: Error = Error(-18);
+    /// The statement does something guests may not (BEGIN, ATTACH, the host's tables...).
+    pub const SQL_REFUSED: Error = Error(-19);
     /// SDK: guest memory could not grow.
     pub const NO_MEMORY: Error = Error(-100);
     /// SDK: what the host sent could not be decoded.

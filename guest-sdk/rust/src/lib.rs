@@ -35,10 +35,12 @@
 //!     -C panic=abort -C lto -C linker=wasm-ld --extern dohost=libdohost.rlib app.rs -o app.wasm
 //! ```
 
+pub mod call;
 pub mod cbor;
 mod error;
 mod http;
 pub mod raw;
+pub mod sql;
 pub mod storage;
 
 pub use error::{check, last_error, status_name, Error, ErrorDetail, Result};

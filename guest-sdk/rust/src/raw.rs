@@ -3,10 +3,8 @@
 //! The rest of the SDK wraps these; they are public for tests and special cases.
 //! Pointers are guest memory offsets and lengths are bytes; every call returns a status
 //! (>= 0 success, < 0 an error code) except `now_ms`.
-//!
-//! Pending in the host (importing them today gets a module refused, so they are not
-//! declared here yet): `call` ("Object calls"), `sql_exec` ("SQL"). Adding one is a
-//! declaration here plus a wrapper (see `alarm` in lib.rs for the pattern).
+//! Adding one is a declaration here plus a wrapper (see `alarm` in lib.rs for the
+//! pattern). Rust links only the imports a module uses, so declaring one costs nothing.
 
 #[link(wasm_import_module = "dohost")]
 extern "C" {
@@ -29,4 +27,26 @@ extern "C" {
     /// Writes the time as a little-endian i64 (8 bytes) at `out` and returns 1, or 0.
     pub fn alarm_get(out: *mut u8) -> i32;
     pub fn alarm_delete() -> i32;
+    /// `params` is an sql-params CBOR array (`params_len` 0: none); returns the length of an
+    /// sql-result (abi/sql.cddl) under the output-buffer rule.
+    pub fn sql_exec(
+        sql: *const u8,
+        sql_len: usize,
+        params: *const u8,
+        params_len: usize,
+        out: *mut u8,
+        cap: usize,
+    ) -> i32;
+    /// `target` is a call-target (abi/call.cddl), `req` a request; returns the length of the
+    /// callee's response (abi/response.cddl) under the output-buffer rule.
+    pub fn call(
+        target: *const u8,
+        target_len: usize,
+        req: *const u8,
+        req_len: usize,
+        out: *mut u8,
+        cap: usize,
+    ) -> i32;
+    /// Returns the length of an object-info (abi/call.cddl) under the output-buffer rule.
+    pub fn object_info(out: *mut u8, cap: usize) -> i32;
 }
