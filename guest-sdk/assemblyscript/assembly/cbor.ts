@@ -1,9 +1,10 @@
 // A tiny CBOR (RFC 8949) encoder and decoder for dohost guests.
 //
 // Covers what the dohost ABI uses: unsigned and negative integers, byte and text strings,
-// arrays, maps, booleans and null, all with definite lengths. The decoder also skips tags
-// and floats (so unknown map values can be ignored) but never returns them; indefinite
-// lengths are rejected. Decoding errors are sticky: after the first problem `ok` is false
+// arrays, maps, booleans, null and floats (SQL values: the encoder writes doubles, the
+// decoder reads half, single and double precision), all with definite lengths. The
+// decoder also skips tags (so unknown map values can be ignored) but never returns them;
+// indefinite lengths are rejected. Decoding errors are sticky: after the first problem `ok` is false
 // and every later read returns a zero value, so a caller checks once at the end.
 
 const UINT: u32 = 0;
@@ -117,6 +118,14 @@ export class Encoder {
     return this;
   }
 
+  /** Always 8 bytes (a double): the host reads every precision, and SQLite stores doubles. */
+  float(v: f64): Encoder {
+    const p = this.reserve(9);
+    store<u8>(p, <u8>((SIMPLE << 5) | 27));
+    store<u64>(p + 1, bswap<u64>(reinterpret<u64>(v)));
+    return this;
+  }
+
   get length(): i32 {
     return this.len;
   }
@@ -132,7 +141,7 @@ export class Encoder {
 }
 
 /** What the next item is, without consuming it. */
-export enum CborType { End, UInt, NInt, Bytes, Text, Array, Map, Tag, Bool, Null, Other }
+export enum CborType { End, UInt, NInt, Bytes, Text, Array, Map, Tag, Bool, Null, Other, Float }
 
 /** Reads items from `src`; `bytes()` and `text()` copy out of it. */
 export class Decoder {
@@ -176,6 +185,7 @@ export class Decoder {
     }
     const ai = <u64>(b & 31);
     if (ai == FALSE || ai == TRUE) return CborType.Bool;
+    if (ai >= 25 && ai <= 27) return CborType.Float;
     return ai == NULL ? CborType.Null : CborType.Other;
   }
 
@@ -324,6 +334,19 @@ export class Decoder {
     if (this.expect(SIMPLE) != NULL) this.fail();
   }
 
+  /** A half, single or double precision float, as an f64. */
+  float(): f64 {
+    if (this.peek() != CborType.Float) {
+      this.fail();
+      return 0;
+    }
+    const ai = <u32>load<u8>(this.pos) & 31;
+    const bits = this.expect(SIMPLE);
+    if (ai == 27) return reinterpret<f64>(bits);
+    if (ai == 26) return <f64>reinterpret<f32>(<u32>bits);
+    return halfToF64(<u32>bits);
+  }
+
   /** Skips one complete item, nested ones included, without recursion. */
   skip(): void {
     let pending: u64 = 1;
@@ -343,4 +366,14 @@ export class Decoder {
       }
     }
   }
+}
+
+/** IEEE-754 half precision to f64. */
+function halfToF64(h: u32): f64 {
+  const sign: f64 = (h & 0x8000) != 0 ? -1.0 : 1.0;
+  const exp = <i32>((h >> 10) & 0x1f);
+  const frac = <f64>(h & 0x3ff);
+  if (exp == 0) return sign * frac * Math.pow(2, -24);
+  if (exp == 31) return frac == 0 ? sign * Infinity : NaN;
+  return sign * (1.0 + frac / 1024.0) * Math.pow(2, <f64>(exp - 15));
 }

@@ -19,5 +19,7 @@ export { Header, Request, Response } from "./http";
 export { Entry, ListOptions, ListIterator, Storage } from "./storage";
 export { Level, log, logBytes, nowMs, randomFill } from "./util";
 export { Alarm } from "./alarm";
+export { Sql, SqlResult, SqlType, SqlValue, sqlNull, sqlInt, sqlFloat, sqlText, sqlBlob } from "./sql";
+export { Call, CallRequest, CallResponse, ObjectRef } from "./call";
 export { AlarmInfo, DurableObject, register, failEvent } from "./object";
 export { SCRATCH } from "./output";

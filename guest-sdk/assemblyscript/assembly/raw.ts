@@ -2,9 +2,8 @@
 // Pointers are guest memory addresses, lengths are bytes; every call returns a status
 // (>= 0 success, < 0 an error code) except now_ms. The SDK classes wrap these.
 //
-// Pending in the host (importing them today gets a module refused, so they are not
-// declared yet): call ("Object calls"), sql_exec ("SQL"). Adding one is a declaration
-// here plus a wrapper (see alarm.ts for the pattern).
+// Adding one is a declaration here plus a wrapper (see alarm.ts for the pattern); asc
+// keeps only the imports a module uses, so declaring one costs nothing.
 
 // @ts-ignore: decorator
 @external("dohost", "input_read")
@@ -61,3 +60,17 @@ export declare function alarm_get(out: usize): i32;
 // @ts-ignore: decorator
 @external("dohost", "alarm_delete")
 export declare function alarm_delete(): i32;
+/** `params` is an sql-params CBOR array (paramsLen 0: none); returns the length of an
+ *  sql-result (abi/sql.cddl) under the output-buffer rule. */
+// @ts-ignore: decorator
+@external("dohost", "sql_exec")
+export declare function sql_exec(sql: usize, sqlLen: usize, params: usize, paramsLen: usize, out: usize, cap: usize): i32;
+/** `target` is a call-target (abi/call.cddl), `req` a request; returns the length of the
+ *  callee's response (abi/response.cddl) under the output-buffer rule. */
+// @ts-ignore: decorator
+@external("dohost", "call")
+export declare function call(target: usize, targetLen: usize, req: usize, reqLen: usize, out: usize, cap: usize): i32;
+/** Returns the length of an object-info (abi/call.cddl) under the output-buffer rule. */
+// @ts-ignore: decorator
+@external("dohost", "object_info")
+export declare function object_info(out: usize, cap: usize): i32;

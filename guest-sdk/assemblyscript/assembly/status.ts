@@ -21,6 +21,16 @@ export namespace Status {
   export const STORAGE_ERROR: i32 = -12;
   export const BUFFER_TOO_SMALL: i32 = -13;
   export const LIMIT_EXCEEDED: i32 = -14;
+  /** The call would wait for an event that waits for the caller (the message names the chain). */
+  export const CALL_CYCLE: i32 = -15;
+  /** The call chain would be more than 16 calls deep. */
+  export const CALL_DEPTH: i32 = -16;
+  /** The call could not be made: no such class, an invalid id, the host shutting down. */
+  export const CALL_FAILED: i32 = -17;
+  /** SQLite rejected or failed the statement; the message is SQLite's. */
+  export const SQL_ERROR: i32 = -18;
+  /** The statement does something guests may not (BEGIN, ATTACH, the host's tables...). */
+  export const SQL_REFUSED: i32 = -19;
   /** SDK: guest memory could not grow (in practice AssemblyScript aborts first). */
   export const NO_MEMORY: i32 = -100;
   /** SDK: what the host sent could not be decoded. */
