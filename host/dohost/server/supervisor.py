@@ -364,7 +364,9 @@ class Supervisor:
                     return early
             act = slot.activation
             if act is None or slot.activation_version != cls.version or act.limits is not limits:
-                slot.activation = None
+                if act is not None:  # an older version's (or older limits') activation goes
+                    slot.activation = None
+                    self.resident -= 1
                 t0 = time.perf_counter()
                 act = Activation(
                     compiled,
