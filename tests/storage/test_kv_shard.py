@@ -173,7 +173,9 @@ def test_disk_full_fails_the_batch_only(tmp_path: Path, unique_name: Callable[[s
         shard.close()
 
 
-def test_failed_fsync_stops_all_writes(tmp_path: Path, gated_fsync: GatedFsync) -> None:
+def test_failed_fsync_stops_writes_until_the_shard_heals(
+    tmp_path: Path, gated_fsync: GatedFsync
+) -> None:
     shard = KvShard(str(tmp_path / "s.db"), Durability.FSYNC, fsync=gated_fsync)
     try:
         a = KvObjectStorage(shard, oid(1, 1), "c")
@@ -182,12 +184,20 @@ def test_failed_fsync_stops_all_writes(tmp_path: Path, gated_fsync: GatedFsync) 
         gated_fsync.error = OSError(errno.EIO, "injected EIO")
         err = event(a, x=b"2").wait(10)  # type: ignore[attr-defined]
         assert isinstance(err, DohostError) and err.code is Code.STORAGE_ERROR
-        assert "restart" in err.message
-        gated_fsync.error = None
+        assert "checkpoint" in err.message
         assert shard.broken is not None
+        # While fsync fails, healing fails too: every write fails, reads go on.
         err = event(b, y=b"1").wait(10)  # type: ignore[attr-defined]
         assert isinstance(err, DohostError) and err.code is Code.STORAGE_ERROR
-        assert shard.get(oid(1, 1), b"x") is not None  # reads go on
+        assert shard.get(oid(1, 1), b"x") is not None
+        # Once fsync works, the next batch heals the shard first (checkpoint + fsyncs).
+        gated_fsync.error = None
+        b2 = KvObjectStorage(shard, oid(1, 2), "c")  # b's writer failed: a new activation
+        assert event(b2, y=b"2").wait(10) is None  # type: ignore[attr-defined]
+        assert shard.broken is None
+        # The batch whose fsync failed had committed: its outcome was unknown, now durable.
+        assert shard.get(oid(1, 1), b"x") == b"2"
+        assert shard.get(oid(1, 2), b"y") == b"2"
     finally:
         shard.close()
 

@@ -356,7 +356,12 @@ class Activation(WasiCalls):
             raise OffloadRequest(cpu=False)
         if r != 0:
             detail = f": last import error {self.last_err[0].code}" if self.last_err else ""
-            raise GuestFailure(Code.OBJECT_ERROR, f"{what} returned {r}{detail}")
+            # A guest that gives up because the host's storage failed under it (an import
+            # answered storage_error) failed through no fault of its own: report the cause,
+            # so clients see storage_error rather than object_error (a guest bug).
+            failed_storage = self.last_err is not None and self.last_err[0] is Code.STORAGE_ERROR
+            code = Code.STORAGE_ERROR if failed_storage else Code.OBJECT_ERROR
+            raise GuestFailure(code, f"{what} returned {r}{detail}")
 
     def _trap_error(self, t: wasmtime.Trap, where: str) -> GuestFailure | OffloadRequest:
         if self._trap_reason is not None:

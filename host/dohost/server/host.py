@@ -41,6 +41,7 @@ from dohost.server.executor import WorkerPool
 from dohost.server.supervisor import Supervisor
 from dohost.storage.alarm_index import AlarmEntry, AlarmIndex
 from dohost.storage.api import Durability
+from dohost.storage.fsutil import Fsync, sync_data
 from dohost.storage.manager import StorageManager
 from dohost.storage.system_db import SystemDb
 
@@ -83,11 +84,15 @@ class Host:
         alarm_jitter: Callable[[], float] | None = None,
         trace_alarms: bool = False,
         max_call_depth: int = DEFAULT_MAX_CALL_DEPTH,
+        storage_vfs: str | None = None,
+        storage_fsync: Fsync | None = None,
     ) -> None:
         """`wall_clock_ms` (milliseconds since the epoch) is what guests' `now_ms` and the
         alarm loop read; tests pass one tied to trio's MockClock. `alarm_jitter` returns
         a fraction in [0, 1) for the retry backoff jitter (random by default).
-        `max_call_depth`: how many object calls deep a chain may go (`call_depth`)."""
+        `max_call_depth`: how many object calls deep a chain may go (`call_depth`).
+        `storage_vfs` (an apsw VFS name) and `storage_fsync` replace the SQLite VFS and the
+        fsync of objects' storage: fault injection in tests (storage/faultvfs.py)."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise DohostError(Code.INVALID_ARGUMENT, "durability must be 'fsync' or 'os'")
         self.data_dir = Path(data_dir)
@@ -107,6 +112,8 @@ class Host:
         self._alarm_jitter = alarm_jitter or random.random
         self._trace_alarms = trace_alarms  # record deliveries in start order (tests)
         self.max_call_depth = max_call_depth
+        self._storage_vfs = storage_vfs
+        self._storage_fsync = storage_fsync or sync_data
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -134,7 +141,11 @@ class Host:
                 self._max_module_bytes,
             )
             self.storage = StorageManager(
-                self.data_dir, durability=self.durability, shards_per_tenant=self._kv_shards
+                self.data_dir,
+                durability=self.durability,
+                shards_per_tenant=self._kv_shards,
+                vfs=self._storage_vfs,
+                fsync=self._storage_fsync,
             )
             stack.callback(self.storage.close)
             self.pool = WorkerPool(self._workers)

@@ -15,8 +15,12 @@ survives a power loss. In `Durability.OS` mode nothing is fsync'd.
 Failures: a batch that fails (I/O error, disk full) is rolled back and every ticket in it
 resolves with STORAGE_ERROR; the writers of those write sets are marked failed, so their
 write sets already queued behind fail too, and the shard goes on serving other objects. A
-failed fsync is different: what reached the disk is unknown, so the shard refuses every
-later write until the host restarts (reads continue).
+failed fsync is different: what reached the disk is unknown, so the shard refuses writes
+(reads continue) until it has made everything committed durable another way: before each
+later batch it tries a TRUNCATE checkpoint (every committed frame of the WAL copied into
+the database file) followed by an fsync of the database and of the emptied WAL; once that
+succeeds the shard writes again (see `_heal`). The batch whose fsync failed may thus
+become durable although its events were told it failed: their outcome was unknown.
 """
 
 from __future__ import annotations
@@ -157,6 +161,7 @@ class KvShard:
         self._closing = False
         self._closed = False
         self._broken: DohostError | None = None
+        self._fsync_failed = False  # _broken by a failed fsync: _heal may clear it
         self._local = threading.local()
         self._readers: list[Any] = []
         self._wal_fd: int | None = None
@@ -396,6 +401,8 @@ class KvShard:
         # Write sets of a writer whose earlier commit failed are not applied: they may
         # depend on the writes that were lost.
         live = [ws for ws in batch if ws.writer.error is None]
+        if self._fsync_failed and live:
+            self._heal()
         error = self._broken
         if error is None and live:
             t0 = time.perf_counter()
@@ -416,9 +423,11 @@ class KvShard:
                 except OSError as e:
                     error = storage_error(
                         f"fsync of {self._wal_path} failed: {e}; what reached the disk is "
-                        "unknown, so this shard accepts no more writes until the host restarts"
+                        "unknown, so this shard accepts no writes until a checkpoint and "
+                        "fsync succeed (tried again before each commit)"
                     )
                     self._broken = error
+                    self._fsync_failed = True
                     _log.error("%s", error)
                 self.stats.fsync_seconds += time.perf_counter() - t1
                 if error is None:
@@ -474,6 +483,32 @@ class KvShard:
                     _UPSERT_OBJECT, (oid, ws.class_name, ws.name, ws.bytes_after, ws.created_ms)
                 )
         db.execute("COMMIT")
+
+    def _heal(self) -> None:
+        """After a failed fsync: make every committed write durable another way, and if
+        that succeeds, accept writes again.
+
+        A failed fsync leaves unknown which WAL frames reached the disk (Linux may even
+        mark the failed pages clean), so another fsync of the WAL proves nothing about
+        them. A TRUNCATE checkpoint instead copies every committed frame into the database
+        file (SQLite syncs the WAL before and the database after, through the VFS), then
+        empties the WAL; our own fsync of the database and of the WAL then proves the
+        device takes writes again. This is what a restart would give (its recovery reads
+        the same WAL), without stopping the host. Failures leave the shard broken, to be
+        tried again before the next batch."""
+        try:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0]
+            if busy:
+                return  # a reader held an old snapshot past the busy timeout: next batch
+            if self.durability == Durability.FSYNC:
+                fsync_path(self.path, self._fsync)
+            self._sync_wal()
+        except (apsw.Error, OSError) as e:
+            _log.warning("kv shard %s is still broken: %s", self.path, e)
+            return
+        _log.warning("kv shard %s healed after a failed fsync: writing again", self.path)
+        self._broken = None
+        self._fsync_failed = False
 
     def _rollback(self) -> None:
         try:

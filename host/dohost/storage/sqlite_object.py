@@ -14,7 +14,8 @@ the shared `WalFlusher` to make the commit durable; its ticket resolves after th
 If SQLite itself abandons the transaction in the middle of an event (it may on I/O errors
 or a full disk), the event's earlier writes are gone: every later call of that event, and
 its commit, report STORAGE_ERROR. After a failed commit or flush the instance refuses new
-events: the activation must be discarded and the object reloaded.
+events: the activation must be discarded and the object reloaded. After a failed fsync
+(the flusher marks the WAL path failed) the reload first heals the file (`_heal`).
 """
 
 from __future__ import annotations
@@ -194,6 +195,8 @@ class SqliteObjectStorage:
                 if self._name is not None:
                     conn.execute(_META_NAME, (self._name,))
                 self._used = _int(conn, "SELECT kv_bytes FROM _dohost_meta")
+                if self._flusher.failed(self.wal_path) is not None:
+                    self._heal(conn)
             except BaseException:
                 conn.close(True)
                 raise
@@ -208,6 +211,32 @@ class SqliteObjectStorage:
         self._conn = conn
         self._event_start_bytes = self._used
         return conn
+
+    def _heal(self, conn: Any) -> None:
+        """The last fsync of this object's WAL failed, so which of its frames reached the
+        disk is unknown (Linux may even mark the failed pages clean: another fsync of the
+        WAL proves nothing). Copy every committed frame into the database file with a
+        TRUNCATE checkpoint (SQLite syncs through the VFS), fsync the database and the
+        emptied WAL ourselves, and only then let the flusher accept this path again. A
+        restart would give no more (its recovery reads the same WAL). Raises STORAGE_ERROR
+        while it cannot; the next open tries again."""
+        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0]
+        if busy:
+            raise storage_error(
+                "this object's last fsync failed and its WAL could not be checkpointed "
+                "(another connection reads it); retry"
+            )
+        try:
+            fsync_path(self.path, self._fsync)
+            if os.path.exists(self.wal_path):
+                fsync_path(self.wal_path, self._fsync)
+        except OSError as e:
+            raise storage_error(
+                f"this object's last fsync failed and fsync still fails ({e}); it accepts "
+                "no writes until the storage works again"
+            ) from e
+        self._flusher.recovered(self.wal_path)
+        _log.warning("%s healed after a failed fsync: writing again", self.path)
 
     def _txn(self, create: bool) -> Any:
         """The connection inside the event's transaction (begun on first use); None if the

@@ -13,8 +13,10 @@ directory was last fsync'd, so its directory is fsync'd too. A `-wal` file that 
 exists was checkpointed into its database and removed when its last connection closed;
 SQLite fsyncs the database in that checkpoint, so the commit is durable already.
 
-A failed fsync poisons that path for the life of the process: after one, what reached the
-disk is unknown, and every later commit of that object reports STORAGE_ERROR.
+A failed fsync poisons that path: after one, what reached the disk is unknown, and every
+later commit of that object reports STORAGE_ERROR until the object's storage, reopened,
+has checkpointed the WAL into the database and fsync'd both (`SqliteObjectStorage._heal`)
+and calls `recovered`.
 """
 
 from __future__ import annotations
@@ -95,6 +97,16 @@ class WalFlusher:
         """The file at `wal_path` was deleted on purpose (its object was deleted)."""
         with self._lock:
             self._known.pop(wal_path, None)
+            self._failed.pop(wal_path, None)
+
+    def failed(self, wal_path: str) -> DohostError | None:
+        """The error of a failed fsync of `wal_path` not yet recovered from, if any."""
+        return self._failed.get(wal_path)
+
+    def recovered(self, wal_path: str) -> None:
+        """Everything committed to `wal_path` was made durable another way (a checkpoint
+        and fsyncs): its commits may be flushed again."""
+        with self._lock:
             self._failed.pop(wal_path, None)
 
     def flush(self, timeout: float | None = None) -> None:
@@ -188,7 +200,7 @@ class WalFlusher:
     def _fail(self, path: str, e: OSError) -> DohostError:
         err = storage_error(
             f"fsync of {path} failed: {e}; what reached the disk is unknown, so this object "
-            "accepts no more writes until the host restarts"
+            "accepts no writes until it is reopened with a checkpoint and fsync that succeed"
         )
         with self._lock:
             self._failed[path] = err
