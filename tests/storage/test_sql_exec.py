@@ -152,3 +152,58 @@ def test_decode_inputs() -> None:
     assert decode_sql("SELECT 'é'".encode()) == "SELECT 'é'"
     with pytest.raises(DohostError):
         decode_sql(b"\xc3")
+
+
+def test_plain_inserts_stay_atomic_when_the_schema_has_fail(
+    tmp_path: Path, flusher: WalFlusher
+) -> None:
+    """Plain INSERTs skip the host savepoint (sql_exec.py); a trigger with RAISE(FAIL) or
+    a FAIL conflict clause in the schema must bring it back, or a failing multi-row
+    insert would keep its first rows."""
+    o = make(tmp_path, flusher)
+    run(o, "CREATE TABLE t(x INTEGER PRIMARY KEY)")
+    run(o, "CREATE TABLE log(x)")
+    run(o, "INSERT INTO t VALUES (1)")  # a plain insert caches "no triggers"
+    run(
+        o,
+        "CREATE TRIGGER t_ins AFTER INSERT ON t BEGIN INSERT INTO log VALUES (new.x); "
+        "SELECT RAISE(FAIL, 'no 99') WHERE new.x = 99; END",
+    )
+    with pytest.raises(DohostError) as ei:
+        run(o, "INSERT INTO t VALUES (5), (99)")
+    assert ei.value.code is Code.SQL_ERROR and "no 99" in ei.value.message
+    assert run(o, "SELECT x FROM t")["rows"] == [[1]]
+    assert run(o, "SELECT x FROM log")["rows"] == []
+    assert o.commit_event().wait(10) is None
+
+    # A rolled-back DROP TRIGGER brings the trigger back: the cache must not survive it.
+    o.begin_event()
+    run(o, "DROP TRIGGER t_ins")
+    run(o, "INSERT INTO t VALUES (2)")  # plain again: "no triggers" cached
+    o.rollback_event()
+    o.begin_event()
+    with pytest.raises(DohostError):
+        run(o, "INSERT INTO t VALUES (6), (99)")
+    assert run(o, "SELECT x FROM t")["rows"] == [[1]]
+
+    run(o, "CREATE TABLE u(x UNIQUE ON CONFLICT FAIL)")
+    with pytest.raises(DohostError):
+        run(o, "INSERT INTO u VALUES (7), (7)")
+    assert run(o, "SELECT x FROM u")["rows"] == []
+    o.close()
+
+
+def test_plain_insert_metering(tmp_path: Path, flusher: WalFlusher) -> None:
+    o = make(tmp_path, flusher)
+    run(o, "CREATE TABLE t(x)")
+    r = run(o, "INSERT INTO t VALUES (?), (?)", 1, 2)
+    assert (r["rows_read"], r["rows_written"]) == (0, 2)
+    r = run(o, "INSERT INTO t SELECT x FROM t")  # reads t: metered by the trace
+    assert r["rows_read"] >= 1 and r["rows_written"] == 2
+    run(o, "CREATE TABLE seen(n)")
+    run(
+        o, "CREATE TRIGGER t_sum AFTER INSERT ON t BEGIN INSERT INTO seen SELECT sum(x) FROM t; END"
+    )
+    r = run(o, "INSERT INTO t VALUES (9)")  # a plain text, but the trigger scans t
+    assert r["rows_written"] == 2 and r["rows_read"] >= 4
+    o.close()
