@@ -473,6 +473,8 @@ class SqliteObjectStorage:
     def rollback_event(self) -> None:
         if self._in_txn:
             self._in_txn = False
+            if self._sql is not None:
+                self._sql.forget_schema()  # a dropped trigger may be back
             try:
                 if not self._conn.get_autocommit():
                     self._conn.execute("ROLLBACK")
