@@ -71,6 +71,7 @@ class Guest:
         return await self.req("GET", f"/get?key={q(key)}", b"", obj)
 
 
-async def deploy(host: Host, lang: str) -> Guest:
-    await host.deploy("acme", "kvtest", module(lang), "kv")
-    return Guest(host, lang)
+async def deploy(host: Host, lang: str, storage: str = "kv", cls: str = "kvtest") -> Guest:
+    """Deploys `lang`'s guest as class `cls` of tenant acme (storage "sqlite" for SQL)."""
+    await host.deploy("acme", cls, module(lang), storage)
+    return Guest(host, lang, cls)

@@ -5,7 +5,11 @@
 //! Not here: the hostile routes (/spin, /recurse, /grow), which test the host, not an SDK.
 //! The alarm handler follows the keys kvtest.c documents (__alarm_spin, __alarm_reset_in,
 //! __alarm_busy_ms, __alarm_fail, __alarm_chain) and records runs in "__alarm" and "__alarm_runs".
+//! The SQL and call routes (/sql, /call, /whoami, /caller) go through `dohost::sql` and
+//! `dohost::call`.
 
+use dohost::call::{self, CallRequest, ObjectRef};
+use dohost::sql::{self, Value};
 use dohost::storage::{self, ListOptions};
 use dohost::{
     alarm, last_error, parse_i64, raw, status_name, AlarmInfo, DurableObject, Error, Request,
@@ -283,6 +287,126 @@ fn record_alarm_run(info: &AlarmInfo) -> Result<()> {
     storage::put(b"__alarm_runs", &all)
 }
 
+// ---- SQL and calls (formats in kvtest.c's header) ----------------------------------------
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{:02x}", b)).collect()
+}
+
+fn parse_hex(s: &[u8]) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    let digit = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    s.chunks(2).map(|p| Some(digit(p[0])? << 4 | digit(p[1])?)).collect()
+}
+
+/// One "p" query parameter: n, i:<decimal>, f:<16 hex digits of the bits>, t:<text>, b:<hex>.
+fn parse_value(v: &[u8]) -> Option<Value> {
+    if v == b"n" {
+        return Some(Value::Null);
+    }
+    if v.len() < 2 || v[1] != b':' {
+        return None;
+    }
+    let rest = &v[2..];
+    match v[0] {
+        b'i' => parse_i64(rest).map(Value::Int),
+        b'f' => {
+            let bits = u64::from_str_radix(std::str::from_utf8(rest).ok()?, 16).ok()?;
+            Some(Value::Float(f64::from_bits(bits)))
+        }
+        b't' => Some(Value::Text(String::from_utf8(rest.to_vec()).ok()?)),
+        b'b' => parse_hex(rest).map(Value::Blob),
+        _ => None,
+    }
+}
+
+/// Every "p" query parameter in order; `None` when one is malformed.
+fn sql_params(req: &Request) -> Option<Vec<Value>> {
+    req.query
+        .split('&')
+        .filter_map(|part| part.strip_prefix("p="))
+        .map(|v| parse_value(&dohost::percent_decode(v.as_bytes())))
+        .collect()
+}
+
+fn put_value(t: &mut Vec<u8>, v: &Value) {
+    match v {
+        Value::Null => t.extend_from_slice(b"n"),
+        Value::Int(i) => t.extend_from_slice(format!("i:{}", i).as_bytes()),
+        Value::Float(f) => t.extend_from_slice(format!("f:{}", hex(&f.to_bits().to_be_bytes())).as_bytes()),
+        Value::Text(s) => {
+            t.extend_from_slice(b"t:");
+            t.extend_from_slice(s.as_bytes());
+        }
+        Value::Blob(b) => t.extend_from_slice(format!("b:{}", hex(b)).as_bytes()),
+    }
+}
+
+fn route_sql(req: &Request) -> Result<Response> {
+    let params = match sql_params(req) {
+        Some(p) => p,
+        None => return Ok(Response::text(400, "bad parameter\n")),
+    };
+    let statement = String::from_utf8_lossy(&req.body);
+    let res = match sql::exec(&statement, &params) {
+        Ok(r) => r,
+        Err(e) => return reply_status(200, e.code()),
+    };
+    let mut t = format!("columns={}\n", res.columns.join(",")).into_bytes();
+    for row in &res.rows {
+        t.extend_from_slice(b"row=");
+        for (i, v) in row.iter().enumerate() {
+            if i > 0 {
+                t.push(b',');
+            }
+            put_value(&mut t, v);
+        }
+        t.push(b'\n');
+    }
+    let counts = format!("rows={} read={} written={}", res.rows.len(), res.rows_read, res.rows_written);
+    t.extend_from_slice(counts.as_bytes());
+    plain(200, t)
+}
+
+fn route_call(req: &Request) -> Result<Response> {
+    let text = |name: &str| req.query_str(name);
+    let mut creq = CallRequest::default().header("x-from", "kvtest").body(req.body.clone());
+    if let Some(m) = text("method") {
+        creq.method = m;
+    }
+    if let Some(p) = text("path") {
+        creq.path = p;
+    }
+    if let Some(q) = text("query") {
+        creq.query = q;
+    }
+    let class = text("class").unwrap_or_default();
+    let result = match text("id") {
+        Some(id) => call::by_id(&class, &id, &creq),
+        None => call::by_name(&class, &text("name").unwrap_or_default(), &creq),
+    };
+    let resp = match result {
+        Ok(r) => r,
+        Err(e) => return reply_status(200, e.code()),
+    };
+    let mut t = format!("status={}", resp.status);
+    for (name, value) in &resp.headers {
+        t.push_str(&format!("\nheader:{}={}", name, value));
+    }
+    t.push_str(&format!("\nbody_len={}\nbody=", resp.body.len()));
+    let mut body = t.into_bytes();
+    body.extend_from_slice(&resp.body);
+    plain(200, body)
+}
+
+/// "<class> <id> <name or (none)>".
+fn reply_ref(r: &ObjectRef) -> Result<Response> {
+    let name = r.name.as_deref().unwrap_or("(none)");
+    plain(200, format!("{} {} {}", r.class, r.id, name).into_bytes())
+}
+
 fn spin() -> ! {
     static mut SPINS: u64 = 0;
     loop {
@@ -391,6 +515,16 @@ impl DurableObject for KvTest {
                 let _ = alarm::set(dohost::now_ms() + 1000);
                 core::arch::wasm32::unreachable()
             }
+            "/sql" => route_sql(&req),
+            "/call" => route_call(&req),
+            "/whoami" => match call::object_info() {
+                Ok(r) => reply_ref(&r),
+                Err(e) => reply_status(200, e.code()),
+            },
+            "/caller" => match req.caller() {
+                Some(r) => reply_ref(&r),
+                None => plain(200, b"none".to_vec()),
+            },
             _ => Ok(Response::text(404, "no route\n")),
         }
     }

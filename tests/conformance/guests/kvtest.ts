@@ -5,10 +5,12 @@
 // ("-4 key_too_large <message>"). Not here: the hostile routes (/spin, /recurse, /grow),
 // which test the host, not an SDK. The alarm handler follows the keys kvtest.c documents
 // (__alarm_spin, __alarm_reset_in, __alarm_busy_ms, __alarm_fail, __alarm_chain) and records runs in
-// "__alarm" and "__alarm_runs".
+// "__alarm" and "__alarm_runs". The SQL and call routes (/sql, /call, /whoami, /caller) go
+// through the SDK's Sql and Call classes.
 
 import {
-  Alarm, AlarmInfo, DurableObject, Entry, Level, ListOptions, Request, Response, Status, Storage,
+  Alarm, AlarmInfo, Call, CallRequest, DurableObject, Entry, Level, ListOptions, ObjectRef, Request,
+  Response, Sql, SqlType, SqlValue, Status, Storage, sqlBlob, sqlFloat, sqlInt, sqlNull, sqlText, str,
   failEvent, lastError, lastErrorCallStatus, logBytes, nowMs, parseInt64, parsed,
   percentDecode, randomFill, register, statusName, utf8,
 } from "../../../guest-sdk/assemblyscript/assembly";
@@ -270,6 +272,131 @@ function routeAlarmGet(): Response {
   return plain(200, new Text().int(at));
 }
 
+// ---- SQL and calls (formats in kvtest.c's header) -----------------------------------------
+
+const HEX = "0123456789abcdef";
+
+function hex(b: Uint8Array): string {
+  let s = "";
+  for (let i = 0; i < b.length; i++) s += HEX.charAt(b[i] >> 4) + HEX.charAt(b[i] & 15);
+  return s;
+}
+
+function hexDigit(c: u8): i32 {
+  if (c >= 48 && c <= 57) return <i32>c - 48;
+  if (c >= 97 && c <= 102) return <i32>c - 87;
+  if (c >= 65 && c <= 70) return <i32>c - 55;
+  return -1;
+}
+
+/** Hex digits to bytes; null on an odd length or a non-hex character. */
+function parseHex(s: Uint8Array): Uint8Array | null {
+  if (s.length % 2 != 0) return null;
+  const out = new Uint8Array(s.length / 2);
+  for (let i = 0; i < out.length; i++) {
+    const hi = hexDigit(s[2 * i]);
+    const lo = hexDigit(s[2 * i + 1]);
+    if (hi < 0 || lo < 0) return null;
+    out[i] = <u8>((hi << 4) | lo);
+  }
+  return out;
+}
+
+/** One "p" query parameter: n, i:<decimal>, f:<16 hex digits of the bits>, t:<text>, b:<hex>. */
+function parseValue(v: Uint8Array): SqlValue | null {
+  if (v.length == 1 && v[0] == 110) return sqlNull(); // 'n'
+  if (v.length < 2 || v[1] != 58) return null; // ':'
+  const rest = v.subarray(2);
+  const kind = v[0];
+  if (kind == 105) return parseInt64(rest) ? sqlInt(parsed) : null; // 'i'
+  if (kind == 102) { // 'f'
+    const b = parseHex(rest);
+    if (b === null || b.length != 8) return null;
+    let bits: u64 = 0;
+    for (let i = 0; i < 8; i++) bits = (bits << 8) | <u64>b[i];
+    return sqlFloat(reinterpret<f64>(bits));
+  }
+  if (kind == 116) return sqlText(str(rest)); // 't'
+  if (kind == 98) { // 'b'
+    const b = parseHex(rest);
+    return b !== null ? sqlBlob(b) : null;
+  }
+  return null;
+}
+
+/** Every "p" query parameter in order; null when one is malformed. */
+function sqlParams(req: Request): SqlValue[] | null {
+  const params: SqlValue[] = [];
+  const q = req.queryBytes;
+  let start = 0;
+  while (start < q.length) {
+    let amp = start;
+    while (amp < q.length && q[amp] != 38) amp++; // '&'
+    if (amp - start >= 2 && q[start] == 112 && q[start + 1] == 61) { // "p="
+      const v = parseValue(percentDecode(q.subarray(start + 2, amp)));
+      if (v === null) return null;
+      params.push(v);
+    }
+    start = amp + 1;
+  }
+  return params;
+}
+
+function putValue(t: Text, v: SqlValue): void {
+  if (v.type == SqlType.INT) t.str("i:").int(v.i);
+  else if (v.type == SqlType.FLOAT) {
+    const be = new Uint8Array(8);
+    store<u64>(be.dataStart, bswap<u64>(reinterpret<u64>(v.f)));
+    t.str("f:" + hex(be));
+  } else if (v.type == SqlType.TEXT) t.str("t:" + v.text);
+  else if (v.type == SqlType.BLOB) t.str("b:" + hex(v.blob));
+  else t.str("n");
+}
+
+function routeSql(req: Request): Response {
+  const params = sqlParams(req);
+  if (params === null) return Response.text(400, "bad parameter\n");
+  const res = Sql.exec(str(req.body), params);
+  if (res === null) return replyStatus(200, Sql.status);
+  const t = new Text().str("columns=" + res.columns.join(",") + "\n");
+  for (let i = 0; i < res.rows.length; i++) {
+    const row = res.rows[i];
+    t.str("row=");
+    for (let j = 0; j < row.length; j++) {
+      if (j > 0) t.str(",");
+      putValue(t, row[j]);
+    }
+    t.str("\n");
+  }
+  t.str("rows=").int(res.rows.length).str(" read=").int(<i64>res.rowsRead);
+  return plain(200, t.str(" written=").int(<i64>res.rowsWritten));
+}
+
+function routeCall(req: Request): Response {
+  const creq = new CallRequest().header("x-from", "kvtest").withBody(req.body);
+  const method = req.paramString("method");
+  if (method !== null) creq.method = method;
+  const path = req.paramString("path");
+  if (path !== null) creq.path = path;
+  const query = req.paramString("query");
+  if (query !== null) creq.query = query;
+  const c = req.paramString("class");
+  const cls = c !== null ? c : "";
+  const id = req.paramString("id");
+  const name = req.paramString("name");
+  const r = id !== null ? Call.byId(cls, id, creq) : Call.byName(cls, name !== null ? name : "", creq);
+  if (r === null) return replyStatus(200, Call.status);
+  const t = new Text().str("status=").int(r.status);
+  for (let i = 0; i < r.headers.length; i++) t.str("\nheader:" + r.headers[i].name + "=" + r.headers[i].value);
+  return plain(200, t.str("\nbody_len=").int(r.body.length).str("\nbody=").put(r.body));
+}
+
+/** "<class> <id> <name or (none)>". */
+function replyRef(r: ObjectRef): Response {
+  const name = r.name;
+  return plain(200, new Text().str(r.className + " " + r.id + " " + (name !== null ? name : "(none)")));
+}
+
 class KvTest extends DurableObject {
   initRuns: i32 = 0; // dohost_init calls of this instance
   alarmCalls: i32 = 0; // alarm handler entries of this instance
@@ -358,6 +485,16 @@ class KvTest extends DurableObject {
       Storage.putText("t", "1");
       Alarm.set(nowMs() + 1000);
       unreachable();
+    }
+    if (p == "/sql") return routeSql(req);
+    if (p == "/call") return routeCall(req);
+    if (p == "/whoami") {
+      const r = Call.self();
+      return r !== null ? replyRef(r) : replyStatus(200, Call.status);
+    }
+    if (p == "/caller") {
+      const r = Call.caller(req);
+      return r !== null ? replyRef(r) : plain(200, new Text().str("none"));
     }
     return Response.text(404, "no route\n");
   }

@@ -5,6 +5,8 @@
 //! Not here: the hostile routes (/spin, /recurse, /grow), which test the host, not an SDK.
 //! The alarm handler follows the keys kvtest.c documents (__alarm_spin, __alarm_reset_in,
 //! __alarm_busy_ms, __alarm_fail, __alarm_chain) and records runs in "__alarm" and "__alarm_runs".
+//! The SQL and call routes (/sql, /call, /whoami, /caller) go through `dohost.sql` and
+//! `dohost.calls`.
 
 const std = @import("std");
 const dohost = @import("dohost");
@@ -350,6 +352,147 @@ fn routeAlarmGet(a: Allocator) !Response {
     return plain(200, t.list.items);
 }
 
+// ---- SQL and calls (formats in kvtest.c's header) ------------------------------------
+
+const sql = dohost.sql;
+const calls = dohost.calls;
+const hex_digits = "0123456789abcdef";
+
+fn putHex(t: *Text, bytes: []const u8) !void {
+    for (bytes) |b| try t.put(&.{ hex_digits[b >> 4], hex_digits[b & 15] });
+}
+
+fn parseHex(a: Allocator, s: []const u8) ?[]u8 {
+    if (s.len % 2 != 0) return null;
+    const out = a.alloc(u8, s.len / 2) catch return null;
+    for (out, 0..) |*b, i| {
+        const hi = std.fmt.charToDigit(s[2 * i], 16) catch return null;
+        const lo = std.fmt.charToDigit(s[2 * i + 1], 16) catch return null;
+        b.* = hi << 4 | lo;
+    }
+    return out;
+}
+
+/// One "p" query parameter: n, i:<decimal>, f:<16 hex digits of the bits>, t:<text>, b:<hex>.
+fn parseValue(a: Allocator, v: []const u8) ?sql.Value {
+    if (std.mem.eql(u8, v, "n")) return .null;
+    if (v.len < 2 or v[1] != ':') return null;
+    const rest = v[2..];
+    return switch (v[0]) {
+        'i' => .{ .int = dohost.parseInt(rest) orelse return null },
+        'f' => .{ .float = @bitCast(std.fmt.parseInt(u64, rest, 16) catch return null) },
+        't' => .{ .text = rest },
+        'b' => .{ .blob = parseHex(a, rest) orelse return null },
+        else => null,
+    };
+}
+
+/// Every "p" query parameter in order; null when one is malformed.
+fn sqlParams(req: *const Request) !?[]sql.Value {
+    var params: std.ArrayList(sql.Value) = .empty;
+    var it = std.mem.splitScalar(u8, req.query, '&');
+    while (it.next()) |part| {
+        if (!std.mem.startsWith(u8, part, "p=")) continue;
+        const v = try dohost.percentDecode(req.arena, part[2..]);
+        try params.append(req.arena, parseValue(req.arena, v) orelse return null);
+    }
+    return params.items;
+}
+
+fn putValue(t: *Text, v: sql.Value) !void {
+    switch (v) {
+        .null => try t.put("n"),
+        .int => |i| {
+            try t.put("i:");
+            try t.int(i);
+        },
+        .float => |f| {
+            var bits: [8]u8 = undefined;
+            std.mem.writeInt(u64, &bits, @bitCast(f), .big);
+            try t.put("f:");
+            try putHex(t, &bits);
+        },
+        .text => |s| {
+            try t.put("t:");
+            try t.put(s);
+        },
+        .blob => |b| {
+            try t.put("b:");
+            try putHex(t, b);
+        },
+    }
+}
+
+fn routeSql(req: *const Request) !Response {
+    const a = req.arena;
+    const params = (try sqlParams(req)) orelse return Response.text(400, "bad parameter\n");
+    const res = sql.exec(a, req.body, params) catch |e| return replyStatus(a, 200, dohost.statusOf(e));
+    var t: Text = .{ .a = a };
+    try t.put("columns=");
+    for (res.columns, 0..) |c, i| {
+        if (i > 0) try t.put(",");
+        try t.put(c);
+    }
+    try t.put("\n");
+    var rows = res.rows();
+    while (rows.next() catch |e| return replyStatus(a, 200, dohost.statusOf(e))) |row| {
+        try t.put("row=");
+        for (row, 0..) |v, i| {
+            if (i > 0) try t.put(",");
+            try putValue(&t, v);
+        }
+        try t.put("\n");
+    }
+    try t.put("rows=");
+    try t.int(@intCast(res.row_count));
+    try t.put(" read=");
+    try t.int(@intCast(res.rows_read));
+    try t.put(" written=");
+    try t.int(@intCast(res.rows_written));
+    return plain(200, t.list.items);
+}
+
+const from_header = [_]dohost.Header{.{ .name = "x-from", .value = "kvtest" }};
+
+fn routeCall(req: *const Request) !Response {
+    const a = req.arena;
+    var creq: calls.Request = .{ .headers = &from_header, .body = req.body };
+    if (try req.queryParam("method")) |m| creq.method = m;
+    if (try req.queryParam("path")) |p| creq.path = p;
+    if (try req.queryParam("query")) |q| creq.query = q;
+    const class = (try req.queryParam("class")) orelse "";
+    const result = if (try req.queryParam("id")) |id|
+        calls.byId(a, class, id, creq)
+    else
+        calls.byName(a, class, (try req.queryParam("name")) orelse "", creq);
+    const resp = result catch |e| return replyStatus(a, 200, dohost.statusOf(e));
+    var t: Text = .{ .a = a };
+    try t.put("status=");
+    try t.int(resp.status);
+    for (resp.headers) |h| {
+        try t.put("\nheader:");
+        try t.put(h.name);
+        try t.put("=");
+        try t.put(h.value);
+    }
+    try t.put("\nbody_len=");
+    try t.int(@intCast(resp.body.len));
+    try t.put("\nbody=");
+    try t.put(resp.body);
+    return plain(200, t.list.items);
+}
+
+/// "<class> <id> <name or (none)>".
+fn replyRef(a: Allocator, ref: calls.ObjectRef) !Response {
+    var t: Text = .{ .a = a };
+    try t.put(ref.class);
+    try t.put(" ");
+    try t.put(ref.id);
+    try t.put(" ");
+    try t.put(ref.name orelse "(none)");
+    return plain(200, t.list.items);
+}
+
 pub fn fetch(req: *const Request) !?Response {
     const a = req.arena;
     const p = req.path;
@@ -421,6 +564,15 @@ pub fn fetch(req: *const Request) !?Response {
         storage.put("t", "1") catch {};
         dohost.alarm.set(dohost.nowMs() + 1000) catch {};
         @trap();
+    }
+    if (eql(u8, p, "/sql")) return try routeSql(req);
+    if (eql(u8, p, "/call")) return try routeCall(req);
+    if (eql(u8, p, "/whoami")) {
+        const ref = calls.objectInfo(a) catch |e| return try replyStatus(a, 200, dohost.statusOf(e));
+        return try replyRef(a, ref);
+    }
+    if (eql(u8, p, "/caller")) {
+        return try replyRef(a, calls.caller(req) orelse return Response{ .content_type = "text/plain", .body = "none" });
     }
     return Response.text(404, "no route\n");
 }
