@@ -93,8 +93,15 @@ def _error_body(code: str, message: str) -> bytes:
     return json.dumps({"error": {"code": code, "message": message}}).encode()
 
 
-_JSON_HEADERS = [("Content-Type", "application/json")]
-_INTERNAL_ERROR = HttpResponse(500, _JSON_HEADERS, _error_body("internal", "internal server error"))
+def _error_headers(code: str) -> list[tuple[str, str]]:
+    # The code in `x-dohost-error` too, as on every error the API makes (api_util.py):
+    # clients tell host errors from guest statuses by it (docs/http-api.md, "Errors").
+    return [("Content-Type", "application/json"), ("x-dohost-error", code)]
+
+
+_INTERNAL_ERROR = HttpResponse(
+    500, _error_headers("internal"), _error_body("internal", "internal server error")
+)
 
 
 class _Reject:
@@ -104,7 +111,7 @@ class _Reject:
     __slots__ = ("response",)
 
     def __init__(self, status: int, code: str, message: str) -> None:
-        self.response = HttpResponse(status, _JSON_HEADERS, _error_body(code, message))
+        self.response = HttpResponse(status, _error_headers(code), _error_body(code, message))
 
 
 class _StopParsing(Exception):
