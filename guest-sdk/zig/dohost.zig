@@ -29,6 +29,10 @@
 //! `std.heap.wasm_allocator` (or in storage: the host may drop the activation between any
 //! two events).
 //!
+//! Beyond storage, alarms and logging: `dohost.calls` (call.zig) calls other objects of
+//! the tenant and reads the caller of a call, `dohost.sql` (sql.zig) runs SQL on a class
+//! deployed with storage="sqlite". Both take the allocator their results live in.
+//!
 //! Build (see guest-sdk/README.md):
 //!     python -m ziglang build-exe -target wasm32-freestanding -fno-entry -rdynamic \
 //!         -O ReleaseSmall --dep dohost -Mroot=app.zig -Mdohost=guest-sdk/zig/dohost.zig

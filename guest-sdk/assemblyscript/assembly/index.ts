@@ -10,6 +10,11 @@
 //   }
 //   register(new Hello());
 //
+// Beyond Storage, Alarm and log: Call (other objects of the tenant, Call.caller(req)) and
+// Sql (SQL on a class deployed with storage="sqlite"). Calls that can fail return a status
+// or null, with the status kept (Storage.status, Call.status, Sql.status) and the host's
+// message in lastError().
+//
 // Build: asc app.ts -O3 --runtime minimal --use abort= -o app.wasm (see guest-sdk/README.md).
 
 export { Encoder, Decoder, CborType } from "./cbor";

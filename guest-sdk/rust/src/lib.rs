@@ -22,6 +22,10 @@
 //! One value of `T` (made with `Default`) lives for the activation; the host may drop the
 //! activation between any two events, so durable state belongs in [`storage`].
 //!
+//! Modules: [`storage`] (keys and values), [`alarm`], [`call`] (other objects of the
+//! tenant, `Request::caller`), [`sql`] (SQL on a class deployed with storage="sqlite"),
+//! [`log`], [`raw`] (the imports themselves).
+//!
 //! A handler's `Err(e)` fails the event: its storage writes are rolled back and the
 //! caller gets 500 (`?` on any SDK call does that). A panic traps, with the same effect;
 //! its message goes to the object's log.
