@@ -32,12 +32,14 @@ from typing import Any
 
 import pytest
 from raw_http import RawClient, RawResponse
+from trio.testing import MockClock
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT / "tests" / "server") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests" / "server"))
 from api_helpers import ServerProcess  # noqa: E402
 
+from dohost import Host, Request  # noqa: E402
 from dohost.core.errors import Code, DohostError  # noqa: E402
 from dohost.server import tenancy as tenancy_module  # noqa: E402
 from dohost.server.tenancy import Tenancy, token_hash  # noqa: E402
@@ -753,3 +755,46 @@ def test_after_a_restart_dead_tokens_stay_dead_and_the_victim_is_intact(world: W
             c.sent += d.sent
         expect(c, "GET", f"/v1/classes/counter/ids/{w.victim_ids['gold']}/", 404, "invalid_id")
         w.attacks["test_after_a_restart"] = c.sent
+
+
+# ------------------------------------------------------------------------------ ghosts
+
+GHOST_BASE_MS = 1_800_000_000_000
+
+
+@pytest.mark.parametrize("storage", ["kv", "sqlite"])
+async def test_a_deleted_tenants_alarm_never_runs_in_a_new_tenant_of_that_name(
+    tmp_path: Path, mock_clock: MockClock, storage: str
+) -> None:
+    """An alarm set by an object of a tenant that is then deleted, and re-created with
+    the same class name, must not run as an event of the new tenant's class (the alarm
+    index keeps removed entries until they are due: it is a superset)."""
+    kvtest = (ROOT / "tests" / "fixtures" / "build" / "kvtest.wasm").read_bytes()
+    async with Host(
+        tmp_path / "data",
+        durability="os",
+        wall_clock_ms=lambda: GHOST_BASE_MS + mock_clock.current_time() * 1000,
+        alarm_jitter=lambda: 0.0,
+    ) as host:
+        await host.deploy("ghost", "k", kvtest, storage)
+        due = GHOST_BASE_MS + 5_000
+        for name in ("o", "p"):
+            r = await host.fetch("ghost", "k", name, Request("POST", "/alarm_set", f"ms={due}"))
+            assert r.status == 200, r.text
+        old_ids = [host.id_from_name("ghost", "k", n).raw for n in ("o", "p")]
+        assert len(host.pending_alarms("ghost")) == 2
+        assert await host.delete_tenant("ghost")
+        await host.deploy("ghost", "k", kvtest, storage)
+        mock_clock.jump(60)
+        await host.alarms.settled()
+        # Nothing ran: the new class has no objects (the handler would have stored its
+        # run record), no alarm is pending, and the old ids mean nothing to the new class.
+        page = host.storage.list_objects("ghost", "k", storage, after=None, limit=100)
+        assert page.objects == []
+        assert host.pending_alarms("ghost") == []
+        for raw in old_ids:
+            with pytest.raises(DohostError) as ei:
+                host.id_from_string("ghost", "k", raw.hex())
+            assert ei.value.code is Code.INVALID_ID
+        r = await host.fetch("ghost", "k", "o", Request("GET", "/alarm_calls", ""))
+        assert r.text == "0"
