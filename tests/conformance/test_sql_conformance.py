@@ -177,25 +177,26 @@ async def test_sql_error_carries_sqlites_message_and_the_event_goes_on(db: Guest
     assert (await sql(db, "SELECT id FROM t")).rows == [[1]]
 
 
-@pytest.mark.parametrize(
-    "statement",
-    [
-        "BEGIN",
-        "COMMIT",
-        "SAVEPOINT s",
-        "ATTACH DATABASE 'other.db' AS other",
-        "VACUUM",
-        "PRAGMA journal_mode = DELETE",
-        "SELECT * FROM _dohost_kv",
-        "DROP TABLE _dohost_kv",
-        "CREATE TEMP TABLE scratch(x)",
-        "SELECT 1; SELECT 2",
-    ],
-)
-async def test_refused_statements(db: Guest, statement: str) -> None:
-    r = await sql(db, statement)
-    assert r.text.startswith("-19 sql_refused refused: "), r.text
-    assert f"; statement: {statement}" in r.text
+REFUSED = [
+    "BEGIN",
+    "COMMIT",
+    "SAVEPOINT s",
+    "ATTACH DATABASE 'other.db' AS other",
+    "VACUUM",
+    "PRAGMA journal_mode = DELETE",
+    "SELECT * FROM _dohost_kv",
+    "DROP TABLE _dohost_kv",
+    "CREATE TEMP TABLE scratch(x)",
+    "SELECT 1; SELECT 2",
+]
+
+
+async def test_refused_statements(db: Guest) -> None:
+    for statement in REFUSED:  # one host per language: the cases share it
+        r = await sql(db, statement)
+        assert r.text.startswith("-19 sql_refused refused: "), r.text
+        assert f"; statement: {statement}" in r.text
+    assert (await sql(db, "SELECT 1")).rows == [[1]]  # the event and the object go on
 
 
 async def test_not_supported_on_a_kv_class(guest: Guest) -> None:
