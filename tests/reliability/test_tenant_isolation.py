@@ -515,6 +515,23 @@ def test_other_tenants_token_sees_only_its_own(attacker: Client) -> None:
     assert c.send("GET", "/v1/classes/counter/objects/gold/").body == b"1"
     names = [o["name"] for o in _json(c.send("GET", "/v1/classes/counter/objects"))["objects"]]
     assert SECRET_NAME not in names and "gold" in names
+    # Exactly as if: the victim's class (ledger) and a class nobody has (lodger), and the
+    # victim's id and a forged one, answer the same status, headers and body.
+    forged = "ab" * 32
+    pairs = [
+        ("/v1/classes/ledger/objects/gold/", "/v1/classes/lodger/objects/gold/"),
+        ("/v1/classes/ledger/ids", "/v1/classes/lodger/ids"),
+        (f"/v1/classes/counter/ids/{c.world.victim_ids['gold']}/", f"/v1/classes/counter/ids/{forged}/"),
+    ]  # fmt: skip
+    for real, made_up in pairs:
+        for method in ("GET", "POST", "DELETE"):
+            a, b = c.send(method, real), c.send(method, made_up)
+            body_a = a.body.replace(b"ledger", b"lodger")
+            assert (a.status, body_a) == (b.status, b.body), (method, real)
+            skip = {"date", "content-length"}
+            assert [h for h in a.headers if h[0] not in skip] == [
+                h for h in b.headers if h[0] not in skip
+            ]
 
 
 def test_tokens_of_rotated_and_deleted_tenants_are_401(attacker: Client) -> None:
