@@ -45,9 +45,12 @@ def run_property(
         calls += 1
         prop(*args)
 
-    # The test's own name keys Hypothesis's example database (and its replay of failures).
+    # Hypothesis keys its example database (the replay of failures) by the test
+    # function's source, which is this wrapper's for every property: add the pytest id.
+    test_id = os.environ.get("PYTEST_CURRENT_TEST", prop.__qualname__).split(" ")[0]
     counted.__name__ = counted.__qualname__ = prop.__name__
     counted.__module__ = prop.__module__
+    counted._hypothesis_internal_add_digest = test_id.encode()  # type: ignore[attr-defined]
     test = settings(
         max_examples=examples,
         deadline=None,
@@ -59,7 +62,6 @@ def run_property(
     )
     report = os.environ.get(REPORT_ENV)
     if report:
-        test_id = os.environ.get("PYTEST_CURRENT_TEST", prop.__name__).split(" ")[0]
         with open(report, "a") as f:
             f.write(f"{test_id} {calls}\n")
     return calls

@@ -76,7 +76,7 @@ def storage(
     m.close()
 
 
-@budgets(40, 3_000)
+@budgets(40, 1_000)
 def test_list_options_match_the_model(
     storage: tuple[StorageManager, str, tuple[int, int]], examples: int
 ) -> None:
@@ -127,7 +127,7 @@ def test_list_options_match_the_model(
     )
 
 
-@budgets(30, 1_000)
+@budgets(30, 300)
 def test_negative_limits_are_invalid_argument(
     storage: tuple[StorageManager, str, tuple[int, int]], examples: int
 ) -> None:
