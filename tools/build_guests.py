@@ -49,6 +49,7 @@ GUESTS: list[Guest] = [
     Guest("kvtest", "c", ("tests/fixtures/c/kvtest.c",), "tests/fixtures/build/kvtest.wasm"),
     Guest("sqltest", "c", ("tests/fixtures/c/sqltest.c",), "tests/fixtures/build/sqltest.wasm"),
     Guest("calltest", "c", ("tests/fixtures/c/calltest.c",), "tests/fixtures/build/calltest.wasm"),
+    Guest("wstest", "c", ("tests/fixtures/c/wstest.c",), "tests/fixtures/build/wstest.wasm"),
     # tests/reliability/: several keys and a checksum per event (partial events show)
     Guest(
         "checksum_counter",

@@ -287,11 +287,14 @@ class Activation(WasiCalls):
                 export = self._alarm
             else:
                 export = self._ws_exports.get(kind)
-            if export is None:
+            if export is None and kind in ("ws_close", "ws_error"):
+                pass  # optional: a class without the handler ignores the event
+            elif export is None:
                 raise GuestFailure(
                     Code.NOT_SUPPORTED, f"the module exports no handler for {kind} events"
                 )
-            self._call_guest(export, len(data), f"dohost_{kind}")
+            if export is not None:
+                self._call_guest(export, len(data), f"dohost_{kind}")
             response = self.response if self.response is not None else Response(204, [], b"")
             if (
                 self._alarm_changed

@@ -28,9 +28,10 @@ from dataclasses import dataclass
 import trio
 
 from dohost.core.calls import CALLER_HEADERS
-from dohost.core.envelopes import Request
+from dohost.core.envelopes import Request, Response
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
+from dohost.core.websocket import accept_token, handshake_key
 from dohost.server import api_admin
 from dohost.server.api_util import (
     ERROR_HEADER,
@@ -45,7 +46,7 @@ from dohost.server.api_util import (
     not_found,
     query_params,
 )
-from dohost.server.http_types import HttpRequest, HttpResponse
+from dohost.server.http_types import HttpRequest, HttpResponse, UpgradeResponse
 from dohost.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from dohost.server.state import ServerState
 from dohost.server.tenancy import Principal
@@ -211,12 +212,29 @@ class Api:
             # Headers named in Connection are hop-by-hop too (RFC 9110, 7.6.1).
             named = {t.strip().lower() for t in connection.split(",")}
             headers = [(k, v) for k, v in headers if k not in named]
+        ws_key = handshake_key(req.headers, req.method) if not req.body else None
+        if ws_key is not None:
+            headers.append(("upgrade", "websocket"))  # the object sees what was asked
         request = Request(req.method, path, req.query, headers, req.body)
         usage = self.state.usage.get(tenant)
         key = (class_name, oid.raw)
         usage.admit(key)
         try:
-            resp = await self.host.fetch(tenant, class_name, oid, request)
+            if ws_key is None:
+                resp = await self.host.fetch(tenant, class_name, oid, request)
+            else:
+                got = await self.host.fetch_upgrade(tenant, class_name, oid, request, ws_key)
+                if not isinstance(got, Response):
+                    return UpgradeResponse(
+                        101,
+                        [
+                            ("Upgrade", "websocket"),
+                            ("Connection", "Upgrade"),
+                            ("Sec-WebSocket-Accept", accept_token(ws_key)),
+                        ],
+                        on_upgrade=got.serve,
+                    )
+                resp = got
         finally:
             usage.release(key)
         # A guest must not pass itself off as a host error.

@@ -30,6 +30,11 @@ from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId, id_from_name, id_from_string, new_unique_id
 from dohost.core.limits import EventLimits
 from dohost.core.names import check_name
+from dohost.core.websocket import (
+    CLOSE_GOING_AWAY,
+    DEFAULT_MAX_CONNECTIONS_PER_OBJECT,
+    DEFAULT_MAX_MESSAGE_BYTES,
+)
 from dohost.runtime import crossing
 from dohost.runtime.activation import EventResult
 from dohost.runtime.engine import EngineSettings, EpochTicker, make_engine
@@ -39,6 +44,7 @@ from dohost.server.alarms import AlarmScheduler
 from dohost.server.class_registry import ClassRegistry, ClassRuntime
 from dohost.server.executor import WorkerPool
 from dohost.server.supervisor import Supervisor
+from dohost.server.websockets import WebSockets, WsConnection
 from dohost.storage.alarm_index import AlarmEntry, AlarmIndex
 from dohost.storage.api import Durability
 from dohost.storage.fsutil import Fsync, sync_data
@@ -86,13 +92,20 @@ class Host:
         max_call_depth: int = DEFAULT_MAX_CALL_DEPTH,
         storage_vfs: str | None = None,
         storage_fsync: Fsync | None = None,
+        ws_max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
+        ws_max_connections_per_object: int = DEFAULT_MAX_CONNECTIONS_PER_OBJECT,
+        ws_send_queue_bytes: int | None = None,
     ) -> None:
         """`wall_clock_ms` (milliseconds since the epoch) is what guests' `now_ms` and the
         alarm loop read; tests pass one tied to trio's MockClock. `alarm_jitter` returns
         a fraction in [0, 1) for the retry backoff jitter (random by default).
         `max_call_depth`: how many object calls deep a chain may go (`call_depth`).
         `storage_vfs` (an apsw VFS name) and `storage_fsync` replace the SQLite VFS and the
-        fsync of objects' storage: fault injection in tests (storage/faultvfs.py)."""
+        fsync of objects' storage: fault injection in tests (storage/faultvfs.py).
+        WebSockets: `ws_max_message_bytes` (either direction; a larger incoming message
+        fails the connection with 1009), `ws_max_connections_per_object`
+        (`limit_exceeded` beyond), `ws_send_queue_bytes` (unsent bytes a client may leave
+        unread before it is closed with 1008; default twice the message limit + 64 KiB)."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise DohostError(Code.INVALID_ARGUMENT, "durability must be 'fsync' or 'os'")
         self.data_dir = Path(data_dir)
@@ -112,6 +125,11 @@ class Host:
         self._alarm_jitter = alarm_jitter or random.random
         self._trace_alarms = trace_alarms  # record deliveries in start order (tests)
         self.max_call_depth = max_call_depth
+        self._ws_options = (
+            ws_max_message_bytes,
+            ws_max_connections_per_object,
+            ws_send_queue_bytes,
+        )
         self._storage_vfs = storage_vfs
         self._storage_fsync = storage_fsync or sync_data
 
@@ -164,6 +182,15 @@ class Host:
             self.supervisor.wall_ms = self.wall_ms
             self.supervisor.calls.max_depth = self.max_call_depth
             stack.callback(self.supervisor.close_all)
+            max_message, per_object, queue = self._ws_options
+            self.websockets = WebSockets(
+                self._deliver_ws,
+                max_message_bytes=max_message,
+                max_per_object=per_object,
+                send_queue_bytes=queue,
+                wall_ms=self.wall_ms,
+            )
+            self.supervisor.websockets = self.websockets
             self.alarm_index = AlarmIndex(self.data_dir / "alarms.db", self.durability)
             stack.callback(self.alarm_index.close)
             self.alarms = AlarmScheduler(
@@ -186,6 +213,7 @@ class Host:
 
     async def _drain(self) -> None:
         """Finish in-flight events (bounded), then let the stack close everything."""
+        self.websockets.close_all()
         self.supervisor.closing = True
         with trio.move_on_after(self.shutdown_timeout) as scope:
             await self.supervisor.drain()
@@ -276,6 +304,43 @@ class Host:
         assert result.response is not None
         return result.response
 
+    async def fetch_upgrade(
+        self, tenant: str, class_name: str, obj: str | ObjectId, request: Request, ws_key: str
+    ) -> Response | WsConnection:
+        """Deliver a WebSocket upgrade request (a valid RFC 6455 handshake whose
+        Sec-WebSocket-Key is `ws_key`) as a fetch event. Returns the accepted connection
+        (serve it with its `serve` after writing the 101), or the guest's response when
+        it did not accept."""
+        check_name("tenant", tenant)
+        cls = self.classes.get(tenant, class_name)
+        oid = self._resolve(cls, obj)
+        result = await self.supervisor.deliver(
+            tenant, class_name, oid, "fetch", encode_request(request), ws_upgrade_key=ws_key
+        )
+        if result.error is not None:
+            raise result.error
+        ws = result.extra.get("ws")
+        if ws is not None and ws.accepted is not None:
+            conn = self.websockets.accepted((tenant, class_name, oid.raw), ws.accepted.id)
+            if conn is not None:
+                return conn
+        assert result.response is not None
+        return result.response
+
+    async def _deliver_ws(
+        self, tenant: str, class_name: str, oid: ObjectId, kind: str, data: bytes
+    ) -> EventResult | None:
+        """The WebSocket registry's way in: one ws_message/ws_close/ws_error event."""
+        cls = self.classes.get(tenant, class_name)
+        compiled = cls.compiled
+        if (
+            kind != "ws_message"
+            and compiled is not None
+            and f"dohost_{kind}" not in compiled.info.ws_exports
+        ):
+            return None  # optional handler not exported: do not wake the object
+        return await self.supervisor.deliver(tenant, class_name, oid, kind, data)
+
     # ------------------------------------------------------------------ deletion
 
     async def delete_object(self, tenant: str, class_name: str, obj: str | ObjectId) -> ObjectId:
@@ -285,6 +350,9 @@ class Host:
         check_name("tenant", tenant)
         cls = self.classes.get(tenant, class_name)
         oid = self._resolve(cls, obj)
+        self.websockets.close_object(
+            (tenant, class_name, oid.raw), CLOSE_GOING_AWAY, "the object was deleted"
+        )
         async with self.supervisor.forget(tenant, class_name, oid):
             await trio.to_thread.run_sync(
                 self.storage.delete_object, tenant, class_name, oid.raw, cls.row.storage

@@ -258,6 +258,29 @@ class _LiveCollector:
         )
         fsyncs.add_metric([], st.kv_fsyncs + st.wal_fsyncs)
         yield fsyncs
+        ws = self._host.websockets
+        ws_in = CounterMetricFamily(
+            "dohost_ws_messages_in",
+            "WebSocket messages received (auto-responses excluded)",
+            labels=TC,
+        )
+        ws_auto = CounterMetricFamily(
+            "dohost_ws_auto_responses",
+            "WebSocket messages answered by the auto-response",
+            labels=TC,
+        )
+        ws_open = GaugeMetricFamily(
+            "dohost_ws_connections", "Open WebSocket connections", labels=TC
+        )
+        for k, n in sorted(ws.messages_in.items()):
+            ws_in.add_metric(list(k), n)
+        for k, n in sorted(ws.auto_responses.items()):
+            ws_auto.add_metric(list(k), n)
+        for k, n in sorted(ws.open_by_class.items()):
+            ws_open.add_metric(list(k), n)
+        yield ws_in
+        yield ws_auto
+        yield ws_open
         busy = GaugeMetricFamily("dohost_workers_busy", "Worker threads running an event")
         busy.add_metric([], self._host.pool.busy)
         yield busy

@@ -32,6 +32,7 @@ class Quotas:
     burst: int | None = None  # requests allowed at once before the rate applies
     cpu_ms: int = 30_000  # CPU time per event
     module_bytes: int = 32 * MIB  # size of one deployed module
+    ws_connections: int = 100_000  # open WebSocket connections over all its objects
 
     @property
     def effective_burst(self) -> int:
@@ -50,7 +51,7 @@ class Quotas:
         return dataclasses.replace(self, **check_overrides(overrides))
 
 
-_INT_FIELDS = ("storage_bytes", "objects", "cpu_ms", "module_bytes")
+_INT_FIELDS = ("storage_bytes", "objects", "cpu_ms", "module_bytes", "ws_connections")
 
 
 def check_overrides(overrides: Mapping[str, Any]) -> dict[str, Any]:

@@ -42,6 +42,7 @@ class ServerState:
         sup.limits_for = quotas.limits_for
         sup.wrap_storage = usage.wrap
         sup.observer = metrics
+        host.websockets.tenant_limit = lambda tenant: quotas.get(tenant).ws_connections
         return cls(host, tenancy, quotas, usage, metrics)
 
 
