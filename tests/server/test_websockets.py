@@ -7,7 +7,6 @@ Time is trio's MockClock (hibernation jumps it); nothing sleeps to wait for some
 from __future__ import annotations
 
 import contextlib
-
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
