@@ -120,7 +120,10 @@ GUESTS: list[Guest] = [
         "tests/fixtures/build/kvtest_as.wasm",
     ),
     Guest(
-        "chat-room", "zig", ("samples/chat-room/chat-room.zig",), "samples/chat-room/chat-room.wasm"
+        "chat-room",
+        "zig",
+        ("samples/chat-room/chat-room.zig", "samples/chat-room/chat.html"),  # the page is embedded
+        "samples/chat-room/chat-room.wasm",
     ),
     Guest(
         "rate-limiter",
