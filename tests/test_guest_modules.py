@@ -90,6 +90,18 @@ C_GUESTS = {
         BUILD / "calltest.wasm",
         {"memory", "dohost_abi_v1", "dohost_fetch", "dohost_alarm"},
     ),
+    "wstest": (
+        BUILD / "wstest.wasm",
+        {
+            "memory",
+            "dohost_abi_v1",
+            "dohost_fetch",
+            "dohost_init",
+            "dohost_ws_message",
+            "dohost_ws_close",
+            "dohost_ws_error",
+        },
+    ),
     "sqlbench": (
         BUILD / "sqlbench.wasm",
         {"memory", "dohost_abi_v1", "dohost_fetch", "dohost_init"},
@@ -322,13 +334,12 @@ def test_c_guest(built: None, engine: wasmtime.Engine, abi: Abi, name: str) -> N
 @needs_zig
 def test_c_sdk_declares_the_whole_abi(built: None, engine: wasmtime.Engine, abi: Abi) -> None:
     # The C test guests together exercise every helper (kvtest the core, sqltest sql.h,
-    # calltest call.h), so together they import every v1 import: with test_c_guest this
+    # calltest call.h, wstest ws.h), so together they import every v1 import: with test_c_guest this
     # checks each SDK declaration against the spec's signature.
     names = set()
-    for guest in ("kvtest", "sqltest", "calltest"):
+    for guest in ("kvtest", "sqltest", "calltest", "wstest"):
         names |= {i.name for i in load(engine, BUILD / f"{guest}.wasm").imports}
-    # ws_*: the WebSocket test guest (tests/fixtures/c/wstest.c) lands in the next commit.
-    assert names == {n for n in abi.imports if not n.startswith("ws_")}
+    assert names == set(abi.imports)
 
 
 @needs_zig
