@@ -17,6 +17,8 @@ Workloads (default: all):
               time and disk per object, restart -> first response
     resident  10^3, 10^4, 3·10^4 resident objects: RSS per object, GET p50/p99
     micro     micro-benchmarks beside their physical floors
+    ws        WebSocket broadcast to 1,000 members of a chat-room: messages/s, delivery
+              p99, memory per idle connection (bench/ws_fanout.py; in the micro table)
   groups: side (the first seven), scale (store, resident), all
 
 Options: --quick (short: 2 s loads, 1 repetition, 2,000 objects), --full (10 s loads,
@@ -58,7 +60,7 @@ from bench.model import MicroRow, ResidentPoint, StorePoint
 
 SIDE = ["noop", "read", "incr", "objects", "cold", "rss", "sql"]
 SCALE = ["store", "resident"]
-ALL = [*SIDE, *SCALE, "micro"]
+ALL = [*SIDE, *SCALE, "micro", "ws"]
 ALIASES = {"create": ["objects"], "rand": ["objects"], "side": SIDE, "scale": SCALE, "all": ALL}
 
 
@@ -278,6 +280,15 @@ def main(argv: list[str] | None = None) -> int:
                     micro_rows.extend(micro.run(args.quick, args.durability, work))
 
                 phases.append(("micro", run_micro))
+            if "ws" in sel:
+
+                def run_ws() -> None:
+                    ui.say("WebSocket fan-out")
+                    from bench import ws_fanout
+
+                    micro_rows.extend(ws_fanout.run(args.quick, args.durability, work))
+
+                phases.append(("ws", run_ws))
             for name, phase in phases:
                 try:
                     phase()
