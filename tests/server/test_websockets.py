@@ -374,3 +374,81 @@ async def test_metrics_count_messages_auto_responses_and_open_connections(world:
     assert 'dohost_ws_auto_responses_total{class="ws",tenant="acme"} 1.0' in text
     assert 'dohost_ws_connections{class="ws",tenant="acme"} 2.0' in text
     assert b.rejected is None
+
+
+async def test_accepting_twice_is_invalid_argument(world: World) -> None:
+    a = await world.ws("tw/ws?twice=1")
+    assert await a.recv() == "-11"  # the second ws_accept of the event
+
+
+async def test_redeploy_keeps_connections(world: World, wasm: Any) -> None:
+    a = await world.ws("rd/ws?tags=t&att=A")
+    assert await a.ask("inits") == "inits=1"
+    # The same module with a custom section appended: a new sha256, so a new version.
+    name = b"redeploy"
+    module = wasm("wstest") + b"\x00" + bytes([len(name) + 1, len(name)]) + name
+    before = world.host.class_info("acme", "ws").version
+    assert (await world.host.deploy("acme", "ws", module)).version == before + 1
+    assert await a.ask("inits") == "inits=2"  # a new activation of the new version
+    assert await a.ask("getatt") == "att=A"
+    listing = await a.ask("list:t")
+    assert isinstance(listing, str) and listing.endswith("[t];")
+
+
+async def test_host_shutdown_closes_with_1001(world: World) -> None:
+    a = await world.ws("sd/ws")
+    world.host.websockets.close_all()  # what Host's drain and `dohost serve` do first
+    got = await a.recv()
+    assert isinstance(got, CloseConnection) and got.code == 1001
+    c = await world.ws("sd/ws")
+    assert c.rejected is not None and b"shutting down" in c.rejected[1]
+
+
+async def test_invalid_utf8_text_is_a_protocol_violation(world: World) -> None:
+    a = await world.ws("u8/ws")
+    # A masked text frame (mask 0) whose payload is not UTF-8.
+    await a.stream.send_all(b"\x81\x82\x00\x00\x00\x00\xff\xfe")
+    got = await a.recv()
+    assert isinstance(got, CloseConnection) and got.code == 1007
+    await settle()
+    _, log = await world.get("/v1/classes/ws/objects/u8/log")
+    closes, errors = log.split(b"|")
+    assert b"protocol violation" in errors
+    assert closes.endswith(b" 1006  unclean;")
+
+
+async def test_a_client_that_does_not_read_is_closed_1008(
+    tmp_path: Path, wasm: Any, mock_clock: trio.testing.MockClock
+) -> None:
+    async with open_world(
+        tmp_path, wasm, ws_max_message_bytes=65_536, ws_send_queue_bytes=100_000
+    ) as w:
+        # The slow client's receive buffer is tiny and it never reads.
+        sock = trio.socket.socket()
+        sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
+        await sock.connect(("127.0.0.1", w.port))
+        slow = Client()
+        slow.stream = trio.SocketStream(sock)
+        await slow.stream.send_all(
+            slow.proto.send(
+                Request(
+                    host="t",
+                    target="/v1/classes/ws/objects/slow/ws?tags=s",
+                    extra_headers=[("authorization", f"Bearer {w.token}")],
+                )
+            )
+        )
+        fast = await w.ws("slow/ws")
+        payload = "y" * 60_000
+        for _ in range(200):  # 12 MB: more than the kernel's buffers and the queue
+            got = await fast.ask(f"bcast:s:{payload}")
+            if got == "sent 0":
+                break  # the slow connection was dropped from the object's list
+        assert got == "sent 0"
+        await settle()
+        _, log = await w.get("/v1/classes/ws/objects/slow/log")
+        closes, errors = log.split(b"|")
+        assert b"did not read" in errors
+        assert closes.endswith(b" 1006  unclean;")
+        assert (await fast.ask("echo:ok")) == "ok"
+        await slow.vanish()

@@ -233,6 +233,7 @@ class Api:
                             ("Sec-WebSocket-Accept", accept_token(ws_key)),
                         ],
                         on_upgrade=got.serve,
+                        on_abandon=got.abandon,
                     )
                 resp = got
         finally:

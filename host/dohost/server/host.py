@@ -202,6 +202,7 @@ class Host:
             self.supervisor.on_alarm_committed = self.alarms.schedule
             nursery = await stack.enter_async_context(trio.open_nursery())
             self._nursery = nursery
+            self.websockets.background = nursery
             nursery.start_soon(self.supervisor.reaper)
             await nursery.start(self.alarms.run)
             stack.push_async_callback(self._drain)

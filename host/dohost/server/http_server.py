@@ -442,6 +442,7 @@ class _Connection:
                 if upgrade:
                     await self._upgrade(response)
                     return
+                _abandon(response)
                 _log.error(
                     "handler returned UpgradeResponse for %s %s, which is not an upgrade request",
                     request.method,
@@ -592,10 +593,15 @@ class _Connection:
             head = _encode_upgrade_head(response)
         except Exception:
             _log.exception("handler returned an invalid upgrade response")
+            _abandon(response)
             await self._send(_encode_response(_INTERNAL_ERROR, False, False, False)[0])
             await self._close_after_response()
             return
-        await self._send(head)
+        try:
+            await self._send(head)
+        except BaseException:
+            _abandon(response)
+            raise
         tail = self.upgrade_tail or b""
         self.upgrade_tail = None
         self.phase = _BUSY
@@ -672,6 +678,14 @@ def _encode_response(
     if len(body) < _JOIN_LIMIT:
         return encoded + body, b"", close
     return encoded, bytes(body), close
+
+
+def _abandon(response: UpgradeResponse) -> None:
+    if response.on_abandon is not None:
+        try:
+            response.on_abandon()
+        except Exception:
+            _log.exception("an upgrade's on_abandon failed")
 
 
 def _encode_upgrade_head(response: UpgradeResponse) -> bytes:

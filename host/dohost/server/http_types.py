@@ -95,6 +95,10 @@ class UpgradeResponse(HttpResponse):
 
     status: int = 101
     on_upgrade: UpgradeHandler = field(kw_only=True)
+    # Called instead of `on_upgrade` when the upgrade cannot go ahead (the head could not
+    # be written, the request turned out not to be an upgrade), so the handler can let go
+    # of what it set up for the new protocol.
+    on_abandon: Callable[[], None] | None = field(default=None, kw_only=True)
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]

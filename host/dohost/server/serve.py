@@ -73,6 +73,7 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
         async with trio.open_nursery() as outer:
             async with trio.open_nursery() as inner:
                 outer.start_soon(_watch_signals, shutdown, inner.cancel_scope)
+                outer.start_soon(_close_websockets, shutdown, host)
                 bound = await inner.start(
                     lambda task_status: serve_http(
                         api.handle,
@@ -103,6 +104,13 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
 def _url(bound: tuple[str, int]) -> str:
     host = f"[{bound[0]}]" if ":" in bound[0] else bound[0]
     return f"http://{host}:{bound[1]}"
+
+
+async def _close_websockets(shutdown: trio.Event, host: Host) -> None:
+    """Open WebSockets would hold the HTTP drain for the whole grace period: close them
+    (1001) as soon as shutdown starts; each ends when its client answers (or 5 s)."""
+    await shutdown.wait()
+    host.websockets.close_all()
 
 
 async def _watch_signals(shutdown: trio.Event, scope: trio.CancelScope) -> None:

@@ -86,12 +86,14 @@ class WsConnection:
         "auto_response_at",
         "closing",
         "drained",
+        "failure",
         "id",
         "obj",
         "out",
         "out_bytes",
         "proto",
         "raw",
+        "recv_scope",
         "registry",
         "scope",
         "tags",
@@ -116,6 +118,10 @@ class WsConnection:
         # Set once the host stopped treating it as open (closed by either side, failed).
         self.closing = False
         self.scope: trio.CancelScope | None = None
+        # A failure found outside the reader (send queue full): the reader reports it
+        # (error, then close event) in order with the connection's other events.
+        self.failure: str | None = None
+        self.recv_scope: trio.CancelScope | None = None  # around the reader's receive
 
     # ------------------------------------------------------------ output (loop thread)
 
@@ -156,6 +162,8 @@ class WsConnection:
         try:
             while self.out and raw is not None:
                 await trio.lowlevel.wait_writable(raw)
+                if not self.out:
+                    break  # dropped meanwhile (the connection failed)
                 frame = self.out[0]
                 try:
                     sent = raw.send(frame)
@@ -183,6 +191,10 @@ class WsConnection:
             return
         self.closing = True
         self.send_frame(data)
+
+    def abandon(self) -> None:
+        """The HTTP server could not hand the connection over (UpgradeResponse.on_abandon)."""
+        self.registry.abandoned(self)
 
     # ------------------------------------------------------------ input (its own task)
 
@@ -225,11 +237,19 @@ class WsConnection:
         size = 0
         data: bytes | None = tail or None
         while True:
+            if self.failure is not None:
+                message, self.failure = self.failure, None
+                await registry.report_failure(self, message)
             if data is None:
-                try:
-                    data = bytes(await stream.receive_some(RECV_BYTES))
-                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                    data = b""
+                with trio.CancelScope() as recv_scope:
+                    self.recv_scope = recv_scope
+                    try:
+                        data = bytes(await stream.receive_some(RECV_BYTES))
+                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                        data = b""
+                self.recv_scope = None
+                if recv_scope.cancelled_caught:
+                    continue  # woken to report a failure
             if not data:
                 if not self.closing:
                     await registry.vanished(self)
@@ -312,6 +332,8 @@ class WebSockets:
         self._ids = itertools.count(1)
         self._nurseries: dict[int, trio.Nursery] = {}
         self.closing = False
+        # Where events that no connection task can carry run (set by the host).
+        self.background: trio.Nursery | None = None
         # Counters for the metrics, by (tenant, class).
         self.messages_in: collections.Counter[tuple[str, str]] = collections.Counter()
         self.auto_responses: collections.Counter[tuple[str, str]] = collections.Counter()
@@ -468,15 +490,16 @@ class WebSockets:
         )
 
     def fail(self, conn: WsConnection, code: int, reason: str, message: str) -> None:
-        """Fail a connection from synchronous code: close frame now, events soon."""
+        """Fail a connection from synchronous code: the close frame now; its reader
+        delivers the error and close events next, after the events already under way."""
         if conn.closing:
             return
         conn.send_close(code, reason)
         self.remove(conn)
         self._cut_later(conn)
-        nursery = self.nursery_of(conn)
-        if nursery is not None:
-            nursery.start_soon(self._report_failure, conn, message)
+        conn.failure = message
+        if conn.recv_scope is not None:
+            conn.recv_scope.cancel()
 
     async def fail_and_report(
         self, conn: WsConnection, code: int, reason: str, message: str
@@ -486,9 +509,9 @@ class WebSockets:
         conn.send_close(code, reason)
         self.remove(conn)
         self._cut_later(conn)
-        await self._report_failure(conn, message)
+        await self.report_failure(conn, message)
 
-    async def _report_failure(self, conn: WsConnection, message: str) -> None:
+    async def report_failure(self, conn: WsConnection, message: str) -> None:
         await self._event(conn, "ws_error", error_input(conn.id, conn.tags, message))
         await self._event(
             conn, "ws_close", close_input(conn.id, conn.tags, CLOSE_ABNORMAL, "", False)
@@ -506,6 +529,17 @@ class WebSockets:
                 conn.send_close(code, reason)
                 self.remove(conn)
                 self._cut_later(conn)
+
+    def abandoned(self, conn: WsConnection) -> None:
+        """The 101 never reached the client (it went away first): the object accepted a
+        connection that never opened, so it gets the error and close events."""
+        if conn.closing:
+            return
+        self.remove(conn)
+        if self.background is not None:
+            self.background.start_soon(
+                self.report_failure, conn, "the client went away before the handshake completed"
+            )
 
     def close_object(self, key: WsKey, code: int, reason: str) -> None:
         """Close an object's connections without events (the object was deleted)."""
