@@ -29,8 +29,10 @@ The test SIGKILLs the process at a random moment and starts the next life.
 
 from __future__ import annotations
 
+import ctypes
 import os
 import random
+import signal
 import sys
 import time
 import traceback
@@ -45,6 +47,7 @@ TENANT = "crash"
 CLASS = "cc"
 ALARM_EVERY = 7
 ALARM_IN_MS = 10 * 60 * 1000  # far beyond one life (the test's lives are an hour apart)
+PR_SET_PDEATHSIG = 1  # prctl(2)
 
 
 def say(line: str) -> None:
@@ -88,6 +91,8 @@ async def main(
 def life(a: list[str]) -> None:
     """In the forked child: run one life; never return into the command loop."""
     code = 1
+    # Die with this process (the test kills it when it ends or fails), never run on.
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     try:
         say(f"pid {os.getpid()}")
         trio.run(main, a[0], a[1], a[2], int(a[3]), int(a[4]), int(a[5]), int(a[6]))
