@@ -347,3 +347,18 @@ def test_a_guest_cannot_make_the_host_fail_with_a_response_header(bed: Fuzzbed) 
         assert (r.status_code, r.text) == (200, "ok"), (r.status_code, r.headers, r.text)
     assert_still_serving(bed)
     assert "Traceback" not in bed.server.stderr()
+
+
+def test_a_guest_1xx_status_is_object_error_not_an_internal_failure(bed: Fuzzbed) -> None:
+    """Found by the envelope fuzz: response_set accepts 100-599 (the ABI's range, fine
+    between objects), but a 1xx cannot end an HTTP exchange; handed to the HTTP layer
+    it was a logged traceback and `500 internal`. The API now answers `object_error`."""
+    with bed.server.client(bed.token) as c:
+        assert c.put("/v1/classes/kvtest-1xx", content=KVTEST.read_bytes()).status_code == 201
+        for code in (100, 101, 199):
+            r = c.get(f"/v1/classes/kvtest-1xx/objects/a/status?code={code}")
+            assert (r.status_code, r.headers["x-dohost-error"]) == (500, "object_error")
+            assert f"status {code}" in r.json()["error"]["message"]
+        assert c.get("/v1/classes/kvtest-1xx/objects/a/status?code=200").status_code == 200
+    assert_still_serving(bed)
+    assert "Traceback" not in bed.server.stderr()

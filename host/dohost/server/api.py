@@ -238,6 +238,14 @@ class Api:
                 resp = got
         finally:
             usage.release(key)
+        if resp.status < 200:
+            # The ABI lets a response carry 100-599 (a call's caller may see any), but a
+            # 1xx cannot end an HTTP exchange: the HTTP layer would take it for a handler
+            # bug (a logged 500 `internal`). Found by tests/reliability/test_fuzz_codec.py.
+            raise DohostError(
+                Code.OBJECT_ERROR,
+                f"the object answered status {resp.status}; an HTTP response needs 200-599",
+            )
         # A guest must not pass itself off as a host error.
         out = [(k, v) for k, v in resp.headers if k.lower() != ERROR_HEADER]
         return HttpResponse(resp.status, out, resp.body)
