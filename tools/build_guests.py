@@ -108,6 +108,12 @@ GUESTS: list[Guest] = [
         "tests/fixtures/build/kvtest_zig.wasm",
     ),
     Guest(
+        "wstest_zig",
+        "zig",
+        ("tests/conformance/guests/wstest.zig",),
+        "tests/fixtures/build/wstest_zig.wasm",
+    ),
+    Guest(
         "kvtest_rust",
         "rust",
         ("tests/conformance/guests/kvtest.rs",),

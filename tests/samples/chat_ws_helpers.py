@@ -177,9 +177,10 @@ class ChatServer:
     clock: trio.testing.MockClock
     http: httpx.AsyncClient
     clients: list[WsClient] = field(default_factory=list)
+    class_name: str = CLASS
 
     def path(self, room: str, rest: str = "") -> str:
-        return f"/v1/classes/{CLASS}/objects/{room}{rest}"
+        return f"/v1/classes/{self.class_name}/objects/{room}{rest}"
 
     def without_inline_attempts(self) -> None:
         """Run every event on a worker thread. An inline attempt that runs out of its
@@ -223,7 +224,7 @@ class ChatServer:
 
     def resident(self, room: str) -> bool:
         """Whether the room has an activation (an instance in memory)."""
-        oid = self.host.id_from_name("chat", CLASS, room)
+        oid = self.host.id_from_name("chat", self.class_name, room)
         return any(
             s.object_id.raw == oid.raw and s.activation is not None
             for s in self.host.supervisor.slots()
@@ -248,9 +249,14 @@ class ChatServer:
 
 @asynccontextmanager
 async def chat_server(
-    data: Path, clock: trio.testing.MockClock, **host_options: Any
+    data: Path,
+    clock: trio.testing.MockClock,
+    module: bytes | None = None,
+    class_name: str = CLASS,
+    **host_options: Any,
 ) -> AsyncIterator[ChatServer]:
-    """The chat-room deployed for tenant "chat" behind a real HTTP server on 127.0.0.1."""
+    """The chat-room (or `module` as `class_name`) deployed for tenant "chat" behind a
+    real HTTP server on 127.0.0.1."""
     clients: list[WsClient] = []
     try:
         async with Host(
@@ -273,9 +279,10 @@ async def chat_server(
                     token = r.json()["token"]
                 auth = {"authorization": f"Bearer {token}"}
                 async with httpx.AsyncClient(base_url=base, headers=auth, timeout=None) as http:
-                    r = await http.put(f"/v1/classes/{CLASS}", content=WASM.read_bytes())
+                    wasm = WASM.read_bytes() if module is None else module
+                    r = await http.put(f"/v1/classes/{class_name}", content=wasm)
                     assert r.status_code == 201, r.text
-                    server = ChatServer(host, port, token, clock, http, clients)
+                    server = ChatServer(host, port, token, clock, http, clients, class_name)
                     yield server
                     nursery.cancel_scope.cancel()
     finally:
