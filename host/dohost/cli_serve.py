@@ -63,6 +63,20 @@ from dohost.core.errors import DohostError
     help="Seconds in-flight requests get to finish on SIGTERM/SIGINT.",
 )
 @click.option("--workers", type=click.IntRange(min=1), default=None, help="Wasm worker threads.")
+@click.option(
+    "--ws-max-message-bytes",
+    type=click.IntRange(min=1),
+    default=1024 * 1024,
+    show_default=True,
+    help="Largest WebSocket message in either direction (a larger incoming one: close 1009).",
+)
+@click.option(
+    "--ws-max-connections-per-object",
+    type=click.IntRange(min=1),
+    default=32_768,
+    show_default=True,
+    help="Open WebSocket connections one object may have.",
+)
 def serve(
     data_dir: Path,
     host: str,
@@ -73,6 +87,8 @@ def serve(
     max_body_bytes: int,
     grace: float,
     workers: int | None,
+    ws_max_message_bytes: int,
+    ws_max_connections_per_object: int,
 ) -> None:
     """Serve the HTTP API (docs/http-api.md) for many tenants until SIGINT/SIGTERM."""
     from dohost.server.quotas import parse_quota_option
@@ -97,5 +113,7 @@ def serve(
         grace_s=grace,
         workers=workers,
         quotas=defaults,
+        ws_max_message_bytes=ws_max_message_bytes,
+        ws_max_connections_per_object=ws_max_connections_per_object,
     )
     trio.run(run_server, config)

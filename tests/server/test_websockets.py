@@ -452,3 +452,16 @@ async def test_a_client_that_does_not_read_is_closed_1008(
         assert closes.endswith(b" 1006  unclean;")
         assert (await fast.ask("echo:ok")) == "ok"
         await slow.vanish()
+
+
+async def test_abandoned_inline_attempt_sends_nothing(world: World) -> None:
+    a = await world.ws("sp/ws")
+    assert await a.ask("echo:warm") == "warm"  # the activation exists; events go inline first
+    offloads = world.host.supervisor.stats.offloads
+    # The event sends, then runs past the inline budget (5-10 ms of CPU): the inline
+    # attempt is abandoned and the event runs again on a worker. Its send happens once.
+    await a.send("spin:60")
+    assert await a.recv() == "before"
+    assert await a.recv() == "after"
+    assert world.host.supervisor.stats.offloads == offloads + 1
+    assert await a.ask("echo:next") == "next"  # nothing else was queued

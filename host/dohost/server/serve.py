@@ -43,6 +43,8 @@ class ServeConfig:
     grace_s: float = 30.0
     workers: int | None = None
     quotas: dict[str, Any] = field(default_factory=dict)  # server-wide quota defaults
+    ws_max_message_bytes: int = 1024 * 1024
+    ws_max_connections_per_object: int = 32_768
 
 
 async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -58,6 +60,8 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
         workers=config.workers,
         max_module_bytes=max(defaults.module_bytes, config.max_body_bytes),
         shutdown_timeout=config.grace_s,
+        ws_max_message_bytes=config.ws_max_message_bytes,
+        ws_max_connections_per_object=config.ws_max_connections_per_object,
     )
     async with host:
         known = {row.name for row in host.system.tenants()}
