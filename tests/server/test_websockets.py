@@ -465,3 +465,31 @@ async def test_abandoned_inline_attempt_sends_nothing(world: World) -> None:
     assert await a.recv() == "after"
     assert world.host.supervisor.stats.offloads == offloads + 1
     assert await a.ask("echo:next") == "next"  # nothing else was queued
+
+
+async def test_eviction_keeps_connections(tmp_path: Path, wasm: Any) -> None:
+    async with open_world(tmp_path, wasm, max_resident=1) as w:
+        a = await w.ws("ev1/ws?att=kept")
+        assert await a.ask("inits") == "inits=1"
+        b = await w.ws("ev2/ws")  # a second object's activation evicts the first
+        assert await b.ask("inits") == "inits=1"
+        assert w.host.supervisor.stats.evictions >= 1
+        assert await a.ask("inits") == "inits=2"
+        assert await a.ask("getatt") == "att=kept"
+
+
+async def test_deleting_the_object_or_tenant_closes_its_connections(world: World) -> None:
+    a = await world.ws("del/ws")
+    b = await world.ws("keep/ws")
+    r = await world.api.handle(
+        http_request("DELETE", "/v1/classes/ws/objects/del", token=world.token)
+    )
+    assert r.status == 200
+    got = await a.recv()
+    assert isinstance(got, CloseConnection) and got.code == 1001
+    assert await b.ask("echo:alive") == "alive"
+    r = await world.api.handle(http_request("DELETE", "/v1/tenants/acme", token=ADMIN_TOKEN))
+    assert r.status == 200
+    got = await b.recv()
+    assert isinstance(got, CloseConnection) and got.code == 1001
+    assert world.host.websockets.open_count() == 0

@@ -369,6 +369,7 @@ class Host:
         classes = self.classes.list(tenant)
         existed = self.system.delete_tenant(tenant)
         self.classes.forget_tenant(tenant)  # new events of the tenant now fail
+        self.websockets.close_tenant(tenant, CLOSE_GOING_AWAY, "the tenant was deleted")
         await self.supervisor.forget_tenant(tenant)
 
         def wipe() -> None:

@@ -551,5 +551,10 @@ class WebSockets:
             self.remove(conn)
             self._cut_later(conn)
 
+    def close_tenant(self, tenant: str, code: int, reason: str) -> None:
+        """Close every connection of a tenant's objects without events (tenant deleted)."""
+        for key in [k for k in self._objects if k[0] == tenant]:
+            self.close_object(key, code, reason)
+
     def open_count(self) -> int:
         return sum(self._tenant_open.values())
