@@ -283,7 +283,7 @@ def assert_still_serving(bed: Fuzzbed) -> None:
         assert [x["class"] for x in c.get("/v1/classes").json()["classes"]] == ["vault"]
 
 
-@budgets(250, 5_000)
+@budgets(200, 5_000)
 def test_random_requests_never_get_a_host_5xx_or_a_traceback(bed: Fuzzbed, examples: int) -> None:
     with RawClient(bed.server.url) as client:
 
