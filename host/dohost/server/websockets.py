@@ -88,6 +88,7 @@ class WsConnection:
         "drained",
         "failure",
         "id",
+        "nursery",
         "obj",
         "out",
         "out_bytes",
@@ -110,8 +111,11 @@ class WsConnection:
         self.attachment = b""
         self.auto_response_at: int | None = None
         self.proto = Connection(ConnectionType.SERVER)
-        self.out: collections.deque[bytes] = collections.deque()
+        # Bytes the kernel did not take yet; None while empty (most connections, most of
+        # the time: an empty deque costs ~600 bytes).
+        self.out: collections.deque[bytes] | None = None
         self.out_bytes = 0
+        self.nursery: trio.Nursery | None = None  # while serving: for the writer task
         self.raw: socket.socket | None = None  # set while serving
         self.writer = False  # a writer task is draining `out`
         self.drained: trio.Event | None = None  # set when the writer task ends
@@ -129,7 +133,8 @@ class WsConnection:
         """Queue bytes for the client, writing at once what the kernel takes. (Callers
         check `closing` for data frames; close frames go out after it is set.)"""
         raw = self.raw
-        if raw is not None and not self.out:
+        out = self.out
+        if raw is not None and not out:
             try:
                 sent = raw.send(frame)
             except BlockingIOError:
@@ -139,10 +144,12 @@ class WsConnection:
             if sent == len(frame):
                 return
             frame = frame[sent:]
-        self.out.append(frame)
+        if out is None:
+            out = self.out = collections.deque()
+        out.append(frame)
         self.out_bytes += len(frame)
         if self.out_bytes > self.registry.send_queue_bytes and not self.closing:
-            self.out.clear()
+            self.out = None
             self.out_bytes = 0
             self.registry.fail(
                 self,
@@ -152,7 +159,7 @@ class WsConnection:
                 "were waiting to be sent",
             )
             return
-        nursery = self.registry.nursery_of(self)
+        nursery = self.nursery
         if raw is not None and not self.writer and nursery is not None:
             self.writer = True
             nursery.start_soon(self._drain)
@@ -162,22 +169,24 @@ class WsConnection:
         try:
             while self.out and raw is not None:
                 await trio.lowlevel.wait_writable(raw)
-                if not self.out:
+                out = self.out
+                if not out:
                     break  # dropped meanwhile (the connection failed)
-                frame = self.out[0]
+                frame = out[0]
                 try:
                     sent = raw.send(frame)
                 except BlockingIOError:
                     continue
                 except OSError:
-                    self.out.clear()
+                    self.out = None
                     self.out_bytes = 0
                     return
                 self.out_bytes -= sent
                 if sent == len(frame):
-                    self.out.popleft()
+                    out.popleft()
                 else:
-                    self.out[0] = frame[sent:]
+                    out[0] = frame[sent:]
+            self.out = None
         finally:
             self.writer = False
             if self.drained is not None:
@@ -205,17 +214,18 @@ class WsConnection:
         try:
             raw.setblocking(False)
             async with trio.open_nursery() as nursery:
-                self.registry._nurseries[self.id] = nursery
+                # The nursery's scope is the connection's: a close deadline
+                # (`WebSockets._cut_later`) cancels the reader and any writer alike.
+                self.nursery, self.scope = nursery, nursery.cancel_scope
                 self.raw = raw
-                queued, self.out = self.out, collections.deque()
+                queued, self.out = self.out, None
                 self.out_bytes = 0
-                for frame in queued:  # output of the accepting event, after the 101
+                for frame in queued or ():  # output of the accepting event, after the 101
                     self.send_frame(frame)
-                with trio.CancelScope() as scope:
-                    self.scope = scope
-                    if self.closing:  # closed by the accepting event itself
-                        scope.deadline = trio.current_time() + CLOSE_WAIT_S
-                    await self._read(stream, tail)
+                del queued
+                if self.closing:  # closed by the accepting event itself
+                    nursery.cancel_scope.deadline = trio.current_time() + CLOSE_WAIT_S
+                await self._read(stream, tail)
                 # Let what is queued (a close frame) go out, briefly.
                 with trio.move_on_after(CLOSE_WAIT_S):
                     if self.writer:
@@ -224,7 +234,7 @@ class WsConnection:
                 nursery.cancel_scope.cancel()
         finally:
             self.raw = None
-            self.registry._nurseries.pop(self.id, None)
+            self.nursery = None
             raw.detach()
             if not self.closing:
                 # Ended by cancellation (shutdown cut it): still leave the registry.
@@ -330,7 +340,6 @@ class WebSockets:
         self._objects: dict[WsKey, ObjectSockets] = {}
         self._tenant_open: dict[str, int] = {}
         self._ids = itertools.count(1)
-        self._nurseries: dict[int, trio.Nursery] = {}
         self.closing = False
         # Where events that no connection task can carry run (set by the host).
         self.background: trio.Nursery | None = None
@@ -436,15 +445,15 @@ class WebSockets:
         if conn.scope is not None:
             conn.scope.deadline = min(conn.scope.deadline, trio.current_time() + CLOSE_WAIT_S)
 
-    def nursery_of(self, conn: WsConnection) -> trio.Nursery | None:
-        return self._nurseries.get(conn.id)
-
     # ------------------------------------------------------------ connection events (loop)
 
     async def _event(self, conn: WsConnection, kind: str, data: bytes) -> None:
         obj = conn.obj
         try:
-            result = await self._deliver(obj.tenant, obj.class_name, obj.oid, kind, data)
+            # Shielded: a close deadline on the connection must not cut an event in the
+            # middle (each is bounded by its CPU limit).
+            with trio.CancelScope(shield=True):
+                result = await self._deliver(obj.tenant, obj.class_name, obj.oid, kind, data)
         except DohostError as e:
             log.warning("ws %s event of connection %d not delivered: %s", kind, conn.id, e)
             return
