@@ -37,7 +37,8 @@ from fuzz_support import budgets, run_property
 from hypothesis import strategies as st
 from raw_http import RawClient, RawResponse
 
-from dohost.core.errors import Code
+from dohost.core.errors import Code, DohostError
+from dohost.server.api_util import b64url, b64url_param, decode_segment, int_param, query_params
 
 ROOT = Path(__file__).resolve().parents[2]
 import sys  # noqa: E402
@@ -362,3 +363,51 @@ def test_a_guest_1xx_status_is_object_error_not_an_internal_failure(bed: Fuzzbed
         assert c.get("/v1/classes/kvtest-1xx/objects/a/status?code=200").status_code == 200
     assert_still_serving(bed)
     assert "Traceback" not in bed.server.stderr()
+
+
+# ------------------------------------------------------------------------------ api_util
+
+latin1_text = st.text(st.characters(max_codepoint=0xFF), max_size=40)
+
+
+@budgets(150, 6_000)
+def test_request_part_parsers_raise_only_their_documented_errors(examples: int) -> None:
+    """The pieces of the router that read client text (api_util.py): percent-decoded
+    names, query strings, integers, URL-safe base64. The server hands them latin-1
+    strings (one char per byte), so that is what they get here."""
+
+    def prop(text: str, raw: bytes) -> None:
+        try:
+            name = decode_segment(text, "object name")
+        except DohostError as e:
+            assert e.code is Code.INVALID_NAME
+        else:
+            assert isinstance(name, str)
+        try:
+            params = query_params(text)
+        except DohostError as e:
+            assert e.code is Code.BAD_REQUEST
+            return
+        for key in params:
+            try:
+                n = int_param(params, key, 7, 1, 1000)
+            except DohostError as e:
+                assert e.code is Code.INVALID_ARGUMENT
+            else:
+                assert 1 <= n <= 1000
+            try:
+                b64url_param(params, key)
+            except DohostError as e:
+                assert e.code is Code.INVALID_ARGUMENT
+        # Whatever the bytes, their URL-safe base64 (as the storage route's `next`
+        # gives it) reads back as the same bytes, in a query string too.
+        encoded = b64url(raw)
+        assert b64url_param({"cursor": encoded}, "cursor") == raw
+        assert query_params(f"cursor={encoded}&x") == {"cursor": encoded, "x": ""}
+
+    run_property(
+        prop,
+        examples,
+        latin1_text | segments.map(lambda b: b.decode("latin-1")),
+        st.binary(max_size=40),
+    )
