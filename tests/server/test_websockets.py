@@ -493,3 +493,20 @@ async def test_deleting_the_object_or_tenant_closes_its_connections(world: World
     got = await b.recv()
     assert isinstance(got, CloseConnection) and got.code == 1001
     assert world.host.websockets.open_count() == 0
+
+
+@pytest.mark.parametrize(
+    ("query", "status"),
+    [
+        ("tags=" + ",".join(f"t{i}" for i in range(11)), "-11 invalid_argument"),  # 11 tags
+        ("tags=a,,b", "-11 invalid_argument"),  # an empty tag
+        ("tags=" + "x" * 257, "-11 invalid_argument"),  # a tag above 256 bytes
+        ("badcbor=1", "-8 bad_encoding"),
+    ],
+)
+async def test_accept_refuses_bad_tags(world: World, query: str, status: str) -> None:
+    c = await world.ws(f"bt/ws?{query}")
+    assert c.rejected is not None and c.rejected[0] == 426
+    assert c.rejected[1].decode().startswith(status), c.rejected
+    ok = await world.ws("bt/ws?tags=" + ",".join(f"t{i}" for i in range(10)) + ",t0")
+    assert ok.rejected is None  # ten distinct tags (a repeat collapses) are fine
