@@ -49,6 +49,13 @@ log = logging.getLogger("dohost.supervisor")
 SlotKey = tuple[str, str, bytes]
 # How long an object whose inline attempt ran out of budget goes straight to workers.
 HEAVY_FOR_S = 10.0
+# An inline event that finished but used more CPU than this marks its object heavy too.
+# The budget bounds one attempt, not the loop: events of a few objects that each stay
+# just under it (a 32 MiB memory.fill is one instruction, with no epoch check inside)
+# would otherwise run back to back on the loop and hold every other tenant's requests
+# (tests/reliability/test_noisy_neighbour.py saw a quiet no-op p99 of 338 ms). A no-op
+# event uses ~30 us.
+INLINE_SLOW_CPU_S = 0.001
 
 
 class ObjectSlot:
@@ -265,6 +272,8 @@ class Supervisor:
                     result = None
                 else:
                     self.stats.inline += 1
+                    if result.cpu_s > INLINE_SLOW_CPU_S:
+                        slot.heavy_until = trio.current_time() + HEAVY_FOR_S
             if result is None:
                 result = await self._pool.run(
                     lambda: self._run(slot, cls, kind, data, 0, expect_alarm, ws_upgrade_key)

@@ -1,0 +1,132 @@
+"""Noisy neighbour (issue 8, item 5): while tenant "noisy" keeps a CPU-bound guest
+(tests/fixtures/cpu_burn.wat, tens of ms of wasm per event) and a memory-bound guest
+(mem_churn.wat, writes 32 MiB per event) busy at full concurrency, tenant "quiet"'s no-op
+requests keep their latency: p99 within 3x its quiet value.
+
+How it is measured: the quiet tenant sends SAMPLES sequential no-op requests (one at a
+time, each timed) in rounds, alternating quiet rounds and loaded rounds; the test
+compares the median of the rounds' p99s (a single round on a shared 2-core machine is at
+the mercy of other processes). SLACK_MS is added to the 3x bound because the quiet p99
+is tens of microseconds, below the scheduling noise of a shared machine (a
+context switch to another process costs more than that); the bound still fails when the
+noisy guest's CPU lands on the event loop thread (every quiet request would wait behind
+milliseconds of wasm).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from pathlib import Path
+from typing import Any
+
+import trio
+from trio.testing import MockClock
+
+from dohost import Host, Request
+from dohost.server.supervisor import HEAVY_FOR_S
+
+ROUND_S = 0.5
+MIN_SAMPLES = 200
+ROUNDS = 5
+CPU_OBJECTS = 4
+MEM_OBJECTS = 4
+CLIENTS_PER_OBJECT = 2
+RATIO = 3.0
+SLACK_MS = 2.0
+NOOP = Request("GET", "/")
+
+
+def p99(xs: list[float]) -> float:
+    return statistics.quantiles(xs, n=100, method="inclusive")[98]
+
+
+async def quiet_round(host: Host) -> float:
+    """Sequential no-op requests for ROUND_S seconds; their p99 latency."""
+    lat = []
+    end = time.perf_counter() + ROUND_S
+    while time.perf_counter() < end or len(lat) < MIN_SAMPLES:
+        t0 = time.perf_counter()
+        # As a request from the network would: wait for the loop's turn (other tasks
+        # that are ready run first), then the event. (An inline event that writes
+        # nothing never yields, so without this the noisy tasks would not run at all
+        # during a round.)
+        await trio.lowlevel.checkpoint()
+        r = await host.fetch("quiet", "noop", "q", NOOP)
+        lat.append(time.perf_counter() - t0)
+        assert r.status in (200, 204)
+    return p99(lat)
+
+
+async def test_quiet_tenant_p99_under_a_noisy_neighbour(tmp_path: Path, wasm: Any) -> None:
+    async with Host(tmp_path / "data", durability="os") as host:
+        await host.deploy("quiet", "noop", wasm("noop"))
+        await host.deploy("noisy", "cpu", wasm("cpu_burn"))
+        await host.deploy("noisy", "mem", wasm("mem_churn"))
+        await quiet_round(host)  # warm: activation, caches
+        noisy_events = 0
+        quiet_p99: list[float] = []
+        loaded_p99: list[float] = []
+        during: list[int] = []  # noisy events completed during each loaded round
+        for _ in range(ROUNDS):
+            quiet_p99.append(await quiet_round(host))
+            stop = trio.Event()
+
+            async def hammer(cls: str, obj: str, stop: trio.Event) -> None:
+                nonlocal noisy_events
+                while not stop.is_set():
+                    await host.fetch("noisy", cls, obj, NOOP)
+                    noisy_events += 1
+                    await trio.lowlevel.checkpoint()  # (as above: a client on the network)
+
+            async with trio.open_nursery() as nursery:
+                for i in range(CPU_OBJECTS):
+                    for _ in range(CLIENTS_PER_OBJECT):
+                        nursery.start_soon(hammer, "cpu", f"c{i}", stop)
+                for i in range(MEM_OBJECTS):
+                    for _ in range(CLIENTS_PER_OBJECT):
+                        nursery.start_soon(hammer, "mem", f"m{i}", stop)
+                # Let the load settle (first events, inline attempts that move to workers).
+                before = noisy_events
+                while noisy_events < before + 2 * (CPU_OBJECTS + MEM_OBJECTS):
+                    await trio.sleep(0.01)
+                before = noisy_events
+                loaded_p99.append(await quiet_round(host))
+                during.append(noisy_events - before)
+                stop.set()
+        quiet = statistics.median(quiet_p99)
+        loaded = statistics.median(loaded_p99)
+        print(
+            f"\nquiet no-op p99: {quiet * 1e3:.3f} ms (rounds "
+            f"{', '.join(f'{x * 1e3:.3f}' for x in quiet_p99)}); loaded: {loaded * 1e3:.3f} ms "
+            f"(rounds {', '.join(f'{x * 1e3:.3f}' for x in loaded_p99)}); "
+            f"noisy events {noisy_events}, during the loaded rounds {during}"
+        )
+        # The load was real: the noisy guests outgrew the inline budget and ran on the
+        # workers, and kept completing events while the quiet tenant was measured.
+        stats = host.supervisor.stats
+        assert stats.events - stats.inline >= noisy_events - (CPU_OBJECTS + MEM_OBJECTS)
+        assert all(n >= 5 for n in during), during
+        assert loaded <= RATIO * quiet + SLACK_MS / 1e3, (quiet_p99, loaded_p99)
+
+
+async def test_an_event_that_stays_under_the_inline_budget_but_is_slow_leaves_the_loop(
+    tmp_path: Path, wasm: Any, mock_clock: MockClock
+) -> None:
+    """mem_churn's events fill 32 MiB in one instruction (no epoch check inside): once its
+    memory is faulted in, an event fits the inline budget yet takes milliseconds of the
+    loop. Such an object must go to the workers like one that ran out of budget, also
+    after its "heavy" mark expired, or a few of them would hold the loop back to back."""
+    async with Host(tmp_path / "data", durability="os") as host:
+        await host.deploy("noisy", "mem", wasm("mem_churn"))
+        stats = host.supervisor.stats
+        for _ in range(3):
+            await host.fetch("noisy", "mem", "m", NOOP)
+        mock_clock.jump(HEAVY_FOR_S + 1)  # the heavy mark (if any) has expired
+        inline_before = stats.inline + stats.offloads
+        await host.fetch("noisy", "mem", "m", NOOP)  # one inline attempt, whatever its end
+        assert stats.inline + stats.offloads == inline_before + 1
+        inline_before = stats.inline
+        for _ in range(5):
+            await host.fetch("noisy", "mem", "m", NOOP)
+        assert stats.inline == inline_before  # the rest went to workers
