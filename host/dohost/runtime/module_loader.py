@@ -22,6 +22,8 @@ from dohost.core.errors import Code, DohostError
 from dohost.core.limits import WASM_PAGE
 from dohost.runtime import abi_table
 from dohost.runtime.abi_table import Sig
+from dohost.runtime.compile_child import compile_in_child
+from dohost.runtime.engine import EngineSettings
 from dohost.runtime.wasi import WASI_FUNCTIONS
 
 WASM_MAGIC = b"\0asm"
@@ -162,13 +164,32 @@ def validate_module(module: wasmtime.Module, wasm: bytes, memory_cap: int) -> Mo
     )
 
 
+# Modules larger than this compile in a child process with a time limit
+# (runtime/compile_child.py); smaller ones in-process, where even pathological code
+# compiles in about a second (and a child process would add ~0.3 s to every deploy).
+CHILD_COMPILE_BYTES = 256 * 1024
+COMPILE_TIMEOUT_S = 60.0
+
+
 class ModuleCache:
     """Compiled modules on disk (and in memory), keyed by content and engine fingerprint."""
 
-    def __init__(self, engine: wasmtime.Engine, directory: Path, fingerprint: str) -> None:
+    def __init__(
+        self,
+        engine: wasmtime.Engine,
+        directory: Path,
+        fingerprint: str,
+        settings: EngineSettings | None = None,
+    ) -> None:
+        """`settings` must be the ones `engine` was made with (the child compiler makes
+        its engine from them)."""
         self._engine = engine
         self._dir = directory
         self._fingerprint = fingerprint
+        self._settings = settings or EngineSettings()
+        # Bounds a deploy's compile (seconds; modules above child_compile_bytes).
+        self.compile_timeout_s = COMPILE_TIMEOUT_S
+        self.child_compile_bytes = CHILD_COMPILE_BYTES
         self._lock = threading.Lock()
         self._loaded: dict[str, wasmtime.Module] = {}
         self.compiles = 0  # for tests and metrics: how often the cache missed
@@ -196,11 +217,15 @@ class ModuleCache:
                 raise DohostError(
                     Code.INTERNAL, f"module {sha256[:12]} is neither cached nor available"
                 )
-            mod = compile_module(self._engine, wasm)
+            if len(wasm) > self.child_compile_bytes and wasm.startswith(WASM_MAGIC):
+                compile_in_child(wasm, path, self._settings, self.compile_timeout_s)
+                mod = wasmtime.Module.deserialize_file(self._engine, str(path))
+            else:
+                mod = compile_module(self._engine, wasm)
+                tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
+                tmp.write_bytes(mod.serialize())
+                os.replace(tmp, path)
             self.compiles += 1
-            tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-            tmp.write_bytes(mod.serialize())
-            os.replace(tmp, path)
         with self._lock:
             self._loaded[sha256] = mod
         return mod
