@@ -124,7 +124,12 @@ CASES = [
     Case("bad_cbor_response", hostile("bad_cbor_response"), "answer", text="-8 " * 9),
     # Imports abused.
     Case("bad_pointers", hostile("bad_pointers"), "answer", text="-2 " * 20),
-    Case("bad_pointers_more", hostile("bad_pointers_more"), "answer", text="-2 " * 13 + "21 " * 6),
+    Case(
+        "bad_pointers_more",
+        hostile("bad_pointers_more"),
+        "answer",
+        text="-2 " * 13 + "21 " * 6 + "-2 " * 9,
+    ),
     Case(
         "storage_flood",
         hostile("storage_flood"),
