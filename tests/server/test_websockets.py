@@ -39,6 +39,33 @@ IDLE_S = 10.0
 class World:
     def __init__(self, host: Host, api: Api, port: int, token: str) -> None:
         self.host, self.api, self.port, self.token = host, api, port, token
+        # WebSocket events in flight (they may run on worker threads and wait for a
+        # commit, which trio does not see as activity): `settle` waits for them too.
+        self.inflight = 0
+        self.idle = trio.Event()
+        self.idle.set()
+        deliver = host.websockets._deliver
+
+        async def counting(*args: Any) -> Any:
+            if self.inflight == 0:
+                self.idle = trio.Event()
+            self.inflight += 1
+            try:
+                return await deliver(*args)
+            finally:
+                self.inflight -= 1
+                if self.inflight == 0:
+                    self.idle.set()
+
+        host.websockets._deliver = counting  # type: ignore[method-assign]
+
+    async def settle(self) -> None:
+        """Until every task is blocked and no WebSocket event is in flight."""
+        while True:
+            await trio.testing.wait_all_tasks_blocked(0.01)
+            if self.inflight == 0:
+                return
+            await self.idle.wait()
 
     def key(self, name: str) -> tuple[str, str, bytes]:
         return ("acme", "ws", self.host.id_from_name("acme", "ws", name).raw)
@@ -71,8 +98,10 @@ class Client:
         self.rejected: tuple[int, bytes] | None = None
         self.pending: list[Any] = []
 
-    async def connect(self, port: int, target: str, token: str) -> None:
-        self.stream = await trio.open_tcp_stream("127.0.0.1", port)
+    async def connect(
+        self, port: int, target: str, token: str, stream: trio.SocketStream | None = None
+    ) -> None:
+        self.stream = stream or await trio.open_tcp_stream("127.0.0.1", port)
         req = Request(host="t", target=target, extra_headers=[("authorization", f"Bearer {token}")])
         await self.stream.send_all(self.proto.send(req))
         status, body = 0, b""
@@ -173,11 +202,6 @@ async def world(tmp_path: Path, wasm: Any, mock_clock: trio.testing.MockClock) -
         yield w
 
 
-async def settle() -> None:
-    """Let every task (and the events they wait on) run until all are blocked."""
-    await trio.testing.wait_all_tasks_blocked(0.01)
-
-
 # ---------------------------------------------------------------- accepting
 
 
@@ -234,7 +258,7 @@ async def test_hibernation_keeps_connections_tags_attachments(
     sup = world.host.supervisor
     assert sup.slot_if_exists(world.key("h")) is not None
     mock_clock.jump(IDLE_S + 1)
-    await settle()
+    await world.settle()
     slot = sup.slot_if_exists(world.key("h"))
     assert slot is None or slot.activation is None  # hibernated
     # The next message re-creates the activation: the constructor runs again and the
@@ -253,7 +277,7 @@ async def test_auto_response_while_hibernated_runs_nothing(
     a = await world.ws("auto/ws")
     assert await a.ask("inits") == "inits=1"
     mock_clock.jump(IDLE_S + 1)
-    await settle()
+    await world.settle()
     sup = world.host.supervisor
     assert sup.slot_if_exists(world.key("auto")) is None
     activations = sup.stats.activations
@@ -275,7 +299,7 @@ async def test_client_close_gives_a_clean_close_event(world: World) -> None:
     a = await world.ws("c/ws")
     got = await a.close(4001, "leaving")
     assert got.code == 4001
-    await settle()
+    await world.settle()
     assert (await world.get("/v1/classes/ws/objects/c/log"))[1].endswith(b" 4001 leaving clean;|")
 
 
@@ -284,7 +308,7 @@ async def test_object_close_reaches_client_without_close_event(world: World) -> 
     got = await a.ask("close:4100")
     assert isinstance(got, CloseConnection)
     assert (got.code, got.reason) == (4100, "by object")
-    await settle()
+    await world.settle()
     assert (await world.get("/v1/classes/ws/objects/oc/log"))[1] == b"|"
     assert not world.host.websockets.open_connections(world.key("oc"))
 
@@ -293,7 +317,7 @@ async def test_vanished_client_gives_error_then_unclean_close(world: World) -> N
     a = await world.ws("v/ws")
     assert await a.ask("echo:x") == "x"
     await a.vanish()
-    await settle()
+    await world.settle()
     _, log = await world.get("/v1/classes/ws/objects/v/log")
     closes, errors = log.split(b"|")
     assert closes.endswith(b" 1006  unclean;")
@@ -305,7 +329,7 @@ async def test_oversized_message_closes_1009_with_error_and_close(world: World) 
     await a.send("x" * 5000)  # the world's limit is 4096
     got = await a.recv()
     assert isinstance(got, CloseConnection) and got.code == 1009
-    await settle()
+    await world.settle()
     _, log = await world.get("/v1/classes/ws/objects/big/log")
     closes, errors = log.split(b"|")
     assert b"above the 4096-byte limit" in errors
@@ -357,7 +381,7 @@ async def test_connection_limit_per_object_and_tenant_quota(tmp_path: Path, wasm
         d = await w.ws("third/ws")
         assert d.rejected is not None and d.rejected[1].startswith(b"-7 quota_exceeded")
         await a.close()
-        await settle()
+        await w.settle()
         e = await w.ws("third/ws")  # a slot came free
         assert e.rejected is None
         assert b.rejected is None and o.rejected is None
@@ -410,7 +434,7 @@ async def test_invalid_utf8_text_is_a_protocol_violation(world: World) -> None:
     await a.stream.send_all(b"\x81\x82\x00\x00\x00\x00\xff\xfe")
     got = await a.recv()
     assert isinstance(got, CloseConnection) and got.code == 1007
-    await settle()
+    await world.settle()
     _, log = await world.get("/v1/classes/ws/objects/u8/log")
     closes, errors = log.split(b"|")
     assert b"protocol violation" in errors
@@ -428,16 +452,9 @@ async def test_a_client_that_does_not_read_is_closed_1008(
         sock.setsockopt(trio.socket.SOL_SOCKET, trio.socket.SO_RCVBUF, 4096)
         await sock.connect(("127.0.0.1", w.port))
         slow = Client()
-        slow.stream = trio.SocketStream(sock)
-        await slow.stream.send_all(
-            slow.proto.send(
-                Request(
-                    host="t",
-                    target="/v1/classes/ws/objects/slow/ws?tags=s",
-                    extra_headers=[("authorization", f"Bearer {w.token}")],
-                )
-            )
-        )
+        target = "/v1/classes/ws/objects/slow/ws?tags=s"
+        await slow.connect(w.port, target, w.token, trio.SocketStream(sock))  # reads the 101
+        assert slow.rejected is None
         fast = await w.ws("slow/ws")
         payload = "y" * 60_000
         for _ in range(200):  # 12 MB: more than the kernel's buffers and the queue
@@ -445,7 +462,7 @@ async def test_a_client_that_does_not_read_is_closed_1008(
             if got == "sent 0":
                 break  # the slow connection was dropped from the object's list
         assert got == "sent 0"
-        await settle()
+        await w.settle()
         _, log = await w.get("/v1/classes/ws/objects/slow/log")
         closes, errors = log.split(b"|")
         assert b"did not read" in errors
@@ -456,7 +473,10 @@ async def test_a_client_that_does_not_read_is_closed_1008(
 
 async def test_abandoned_inline_attempt_sends_nothing(world: World) -> None:
     a = await world.ws("sp/ws")
-    assert await a.ask("echo:warm") == "warm"  # the activation exists; events go inline first
+    assert await a.ask("echo:warm") == "warm"  # the activation exists
+    slot = world.host.supervisor.slot_if_exists(world.key("sp"))
+    assert slot is not None
+    slot.heavy_until = 0.0  # whatever "warm" cost, the next event is tried inline first
     offloads = world.host.supervisor.stats.offloads
     # The event sends, then runs past the inline budget (5-10 ms of CPU): the inline
     # attempt is abandoned and the event runs again on a worker. Its send happens once.
@@ -510,3 +530,12 @@ async def test_accept_refuses_bad_tags(world: World, query: str, status: str) ->
     assert c.rejected[1].decode().startswith(status), c.rejected
     ok = await world.ws("bt/ws?tags=" + ",".join(f"t{i}" for i in range(10)) + ",t0")
     assert ok.rejected is None  # ten distinct tags (a repeat collapses) are fine
+
+
+async def test_closing_in_the_accepting_event_handshakes_then_closes(world: World) -> None:
+    a = await world.ws("cl/ws?hello=first&close=1")
+    assert a.rejected is None  # the 101 comes first
+    assert await a.recv() == "first"
+    got = await a.recv()
+    assert isinstance(got, CloseConnection) and (got.code, got.reason) == (4000, "bye")
+    assert not world.host.websockets.open_connections(world.key("cl"))

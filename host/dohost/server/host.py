@@ -322,7 +322,7 @@ class Host:
             raise result.error
         ws = result.extra.get("ws")
         if ws is not None and ws.accepted is not None:
-            conn = self.websockets.accepted((tenant, class_name, oid.raw), ws.accepted.id)
+            conn = self.websockets.take_accepted(ws.accepted.id)
             if conn is not None:
                 return conn
         assert result.response is not None

@@ -340,6 +340,10 @@ class WebSockets:
         self._objects: dict[WsKey, ObjectSockets] = {}
         self._tenant_open: dict[str, int] = {}
         self._ids = itertools.count(1)
+        # Accepted by a committed event, waiting for the API to write the 101 (taken by
+        # `take_accepted` right after the event's delivery returns). Kept apart from the
+        # registry because the same event may already have closed the connection.
+        self._handshaking: dict[int, WsConnection] = {}
         self.closing = False
         # Where events that no connection task can carry run (set by the host).
         self.background: trio.Nursery | None = None
@@ -399,6 +403,7 @@ class WebSockets:
             conn = WsConnection(self, obj, a.id, a.tags)
             conn.attachment = a.attachment
             obj.conns[a.id] = conn
+            self._handshaking[a.id] = conn
             self._tenant_open[obj.tenant] = self._tenant_open.get(obj.tenant, 0) + 1
             self.open_by_class[(obj.tenant, obj.class_name)] += 1
         for conn_id, data in ws.attachments.items():
@@ -424,9 +429,9 @@ class WebSockets:
                     self.remove(c)  # an object's own close gets no close event
                     self._cut_later(c)
 
-    def accepted(self, key: WsKey, conn_id: int) -> WsConnection | None:
-        obj = self._objects.get(key)
-        return obj.conns.get(conn_id) if obj is not None else None
+    def take_accepted(self, conn_id: int) -> WsConnection | None:
+        """The connection an upgrade event accepted (once), to serve after the 101."""
+        return self._handshaking.pop(conn_id, None)
 
     def remove(self, conn: WsConnection) -> None:
         conn.closing = True
