@@ -21,6 +21,8 @@ from wsproto.events import (
     BytesMessage,
     CloseConnection,
     Message,
+    Ping,
+    Pong,
     RejectConnection,
     RejectData,
     Request,
@@ -539,3 +541,19 @@ async def test_closing_in_the_accepting_event_handshakes_then_closes(world: Worl
     got = await a.recv()
     assert isinstance(got, CloseConnection) and (got.code, got.reason) == (4000, "bye")
     assert not world.host.websockets.open_connections(world.key("cl"))
+
+
+async def test_fragmented_message_and_ping(world: World) -> None:
+    a = await world.ws("fr/ws")
+    await a.stream.send_all(a.proto.send(Message(data="ec", message_finished=False)))
+    await a.stream.send_all(a.proto.send(Message(data="ho:frag", message_finished=True)))
+    assert await a.recv() == "frag"  # the host joins the fragments into one message
+    await a.stream.send_all(a.proto.send(Ping(payload=b"p1")))
+    while True:  # the host answers pings itself
+        events = a.pending or await a._events()
+        a.pending = []
+        pongs = [e for e in events if isinstance(e, Pong)]
+        if pongs:
+            assert pongs[0].payload == b"p1"
+            break
+    assert world.host.websockets.messages_in[("acme", "ws")] == 1
