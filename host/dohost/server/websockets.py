@@ -21,6 +21,7 @@ connection holds one task and no buffers.
 from __future__ import annotations
 
 import collections
+import contextlib
 import itertools
 import logging
 import socket
@@ -94,7 +95,6 @@ class WsConnection:
         "out_bytes",
         "proto",
         "raw",
-        "recv_scope",
         "registry",
         "scope",
         "tags",
@@ -123,9 +123,10 @@ class WsConnection:
         self.closing = False
         self.scope: trio.CancelScope | None = None
         # A failure found outside the reader (send queue full): the reader reports it
-        # (error, then close event) in order with the connection's other events.
+        # (error, then close event) in order with the connection's other events. The
+        # socket's read side is shut down to wake the reader (no cancel scope needed
+        # around every receive of every idle connection).
         self.failure: str | None = None
-        self.recv_scope: trio.CancelScope | None = None  # around the reader's receive
 
     # ------------------------------------------------------------ output (loop thread)
 
@@ -247,19 +248,15 @@ class WsConnection:
         size = 0
         data: bytes | None = tail or None
         while True:
+            if data is None:
+                try:
+                    data = bytes(await stream.receive_some(RECV_BYTES))
+                except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
+                    data = b""
             if self.failure is not None:
                 message, self.failure = self.failure, None
                 await registry.report_failure(self, message)
-            if data is None:
-                with trio.CancelScope() as recv_scope:
-                    self.recv_scope = recv_scope
-                    try:
-                        data = bytes(await stream.receive_some(RECV_BYTES))
-                    except (trio.BrokenResourceError, trio.ClosedResourceError, OSError):
-                        data = b""
-                self.recv_scope = None
-                if recv_scope.cancelled_caught:
-                    continue  # woken to report a failure
+                return  # its read side is shut: nothing more comes
             if not data:
                 if not self.closing:
                     await registry.vanished(self)
@@ -512,8 +509,9 @@ class WebSockets:
         self.remove(conn)
         self._cut_later(conn)
         conn.failure = message
-        if conn.recv_scope is not None:
-            conn.recv_scope.cancel()
+        if conn.raw is not None:
+            with contextlib.suppress(OSError):
+                conn.raw.shutdown(socket.SHUT_RD)  # wakes the reader: it reports
 
     async def fail_and_report(
         self, conn: WsConnection, code: int, reason: str, message: str
