@@ -409,12 +409,9 @@ class WebSockets:
                 c.attachment = data
         if ws.auto_response_set:
             obj.auto_response = ws.auto_response
-        frames: dict[int, bytes] = {}
         for op in ws.output:
             if isinstance(op, WsSend):
-                frame = frames.get(id(op))
-                if frame is None:
-                    frame = frames[id(op)] = encode_frame(op.kind, op.data)
+                frame = encode_frame(op.kind, op.data)  # once for all its recipients
                 for conn_id in op.ids:
                     c = obj.conns.get(conn_id)
                     if c is not None and not c.closing:
