@@ -557,3 +557,17 @@ async def test_fragmented_message_and_ping(world: World) -> None:
             assert pongs[0].payload == b"p1"
             break
     assert world.host.websockets.messages_in[("acme", "ws")] == 1
+
+
+async def test_a_pair_without_connections_goes_with_the_activation(
+    world: World, mock_clock: trio.testing.MockClock
+) -> None:
+    # dohost_init sets the auto-response pair on every activation, WebSockets or not.
+    assert (await world.get("/v1/classes/ws/objects/plain/inits"))[1] == b"1"
+    ws = world.host.websockets
+    assert world.key("plain") in ws._objects  # the pair, and no connection
+    mock_clock.jump(IDLE_S + 1)
+    await world.settle()
+    assert world.key("plain") not in ws._objects  # hibernated: the registry forgets it
+    a = await world.ws("plain/ws")  # a new activation: its init sets the pair again
+    assert await a.ask("ping") == "pong"

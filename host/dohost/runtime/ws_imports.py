@@ -73,6 +73,9 @@ class WsRegistry(WsHostView, Protocol):
     def apply(self, key: WsKey, oid: ObjectId, ws: WsEvent) -> None:
         """(Loop thread.) Apply a successful event's record once its writes are durable."""
 
+    def activation_dropped(self, key: WsKey) -> None:
+        """(Loop thread.) The object's activation and slot went (hibernation, eviction)."""
+
 
 @dataclass
 class WsAccepted:

@@ -423,6 +423,14 @@ class WebSockets:
                     self.remove(c)  # an object's own close gets no close event
                     self._cut_later(c)
 
+    def activation_dropped(self, key: WsKey) -> None:
+        """An object without connections keeps its auto-response pair only while its
+        activation lives: the next activation's dohost_init sets it again, and the
+        registry does not grow with every object that ever set one."""
+        obj = self._objects.get(key)
+        if obj is not None and not obj.conns:
+            del self._objects[key]
+
     def take_accepted(self, conn_id: int) -> WsConnection | None:
         """The connection an upgrade event accepted (once), to serve after the 101."""
         return self._handshaking.pop(conn_id, None)
