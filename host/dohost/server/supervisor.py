@@ -47,11 +47,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("dohost.supervisor")
 
 SlotKey = tuple[str, str, bytes]
-# How long an object whose inline attempt ran out of budget goes straight to workers; the
-# period doubles each time the object proves heavy again right after it (up to 2^5 times
-# this: 320 s), since each new try holds the loop for up to an inline budget.
+# How long an object whose inline attempt ran out of budget goes straight to workers.
 HEAVY_FOR_S = 10.0
-HEAVY_MAX_DOUBLINGS = 5
 # An inline event that finished but used more CPU than this marks its object heavy too.
 # The budget bounds one attempt, not the loop: events of a few objects that each stay
 # just under it (a 32 MiB memory.fill is one instruction, with no epoch check inside)
@@ -67,7 +64,6 @@ class ObjectSlot:
         "activation_version",
         "calls_until",
         "class_name",
-        "heavy_strikes",
         "heavy_until",
         "holder",
         "key",
@@ -97,7 +93,6 @@ class ObjectSlot:
         self.last_used = 0.0
         # An inline attempt ran out of budget: use workers until this (trio) time.
         self.heavy_until = 0.0
-        self.heavy_strikes = 0  # heavy marks in a row (no cheap inline event between)
         self.holder: EventNode | None = None  # the event holding the lock (calls)
         # An inline attempt stopped at an object call: use workers until this (trio) time,
         # so an object that calls is not run twice (and re-instantiated) per event.
@@ -111,13 +106,6 @@ class ObjectSlot:
             and not self.lock.locked()
             and (self.ticket is None or self.ticket.done)
         )
-
-
-def _mark_heavy(slot: ObjectSlot) -> None:
-    """Send the object's events to workers for a while (longer each time in a row)."""
-    doublings = min(slot.heavy_strikes, HEAVY_MAX_DOUBLINGS)
-    slot.heavy_strikes += 1
-    slot.heavy_until = trio.current_time() + HEAVY_FOR_S * (1 << doublings)
 
 
 @dataclass
@@ -277,7 +265,7 @@ class Supervisor:
                 )
                 if result.offload:
                     if result.offload_cpu:  # a blocking import is no reason to stay away
-                        _mark_heavy(slot)
+                        slot.heavy_until = trio.current_time() + HEAVY_FOR_S
                     elif result.extra.get("offload_call"):  # (not heavy: it waits, not runs)
                         slot.calls_until = trio.current_time() + HEAVY_FOR_S
                     self.stats.offloads += 1
@@ -285,9 +273,7 @@ class Supervisor:
                 else:
                     self.stats.inline += 1
                     if result.cpu_s > INLINE_SLOW_CPU_S:
-                        _mark_heavy(slot)
-                    else:
-                        slot.heavy_strikes = 0
+                        slot.heavy_until = trio.current_time() + HEAVY_FOR_S
             if result is None:
                 result = await self._pool.run(
                     lambda: self._run(slot, cls, kind, data, 0, expect_alarm, ws_upgrade_key)
