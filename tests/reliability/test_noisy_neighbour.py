@@ -136,3 +136,32 @@ async def test_an_event_that_stays_under_the_inline_budget_but_is_slow_leaves_th
         for _ in range(5):
             await host.fetch("noisy", "mem", "m", NOOP)
         assert stats.inline == inline_before  # the rest went to workers
+
+
+async def test_a_persistently_heavy_object_is_retried_inline_less_and_less_often(
+    tmp_path: Path, wasm: Any, mock_clock: MockClock
+) -> None:
+    """Each inline try of a CPU-bound object holds the loop for up to the inline budget
+    (5-10 ms), so one that proves heavy again right after its mark expired stays on the
+    workers twice as long each time (10 s, 20 s, 40 s, ...)."""
+    async with Host(tmp_path / "data", durability="os") as host:
+        await host.deploy("noisy", "cpu", wasm("cpu_burn"))
+        stats = host.supervisor.stats
+
+        async def tried_inline() -> bool:
+            before = stats.offloads
+            await host.fetch("noisy", "cpu", "c", NOOP)
+            return stats.offloads == before + 1
+
+        assert await tried_inline()  # then heavy for 10 s
+        assert not await tried_inline()
+        mock_clock.jump(HEAVY_FOR_S + 1)
+        assert await tried_inline()  # heavy again: 20 s now
+        mock_clock.jump(HEAVY_FOR_S + 1)
+        assert not await tried_inline()
+        mock_clock.jump(HEAVY_FOR_S)
+        assert await tried_inline()  # 40 s
+        mock_clock.jump(2 * HEAVY_FOR_S + 1)
+        assert not await tried_inline()
+        mock_clock.jump(2 * HEAVY_FOR_S)
+        assert await tried_inline()

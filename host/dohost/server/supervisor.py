@@ -47,8 +47,11 @@ if TYPE_CHECKING:
 log = logging.getLogger("dohost.supervisor")
 
 SlotKey = tuple[str, str, bytes]
-# How long an object whose inline attempt ran out of budget goes straight to workers.
+# How long an object whose inline attempt ran out of budget goes straight to workers; the
+# period doubles each time the object proves heavy again right after it (up to 2^5 times
+# this: 320 s), since each new try holds the loop for up to an inline budget.
 HEAVY_FOR_S = 10.0
+HEAVY_MAX_DOUBLINGS = 5
 # An inline event that finished but used more CPU than this marks its object heavy too.
 # The budget bounds one attempt, not the loop: events of a few objects that each stay
 # just under it (a 32 MiB memory.fill is one instruction, with no epoch check inside)
@@ -64,6 +67,7 @@ class ObjectSlot:
         "activation_version",
         "calls_until",
         "class_name",
+        "heavy_strikes",
         "heavy_until",
         "holder",
         "key",
@@ -93,6 +97,7 @@ class ObjectSlot:
         self.last_used = 0.0
         # An inline attempt ran out of budget: use workers until this (trio) time.
         self.heavy_until = 0.0
+        self.heavy_strikes = 0  # heavy marks in a row (no cheap inline event between)
         self.holder: EventNode | None = None  # the event holding the lock (calls)
         # An inline attempt stopped at an object call: use workers until this (trio) time,
         # so an object that calls is not run twice (and re-instantiated) per event.
@@ -106,6 +111,13 @@ class ObjectSlot:
             and not self.lock.locked()
             and (self.ticket is None or self.ticket.done)
         )
+
+
+def _mark_heavy(slot: ObjectSlot) -> None:
+    """Send the object's events to workers for a while (longer each time in a row)."""
+    doublings = min(slot.heavy_strikes, HEAVY_MAX_DOUBLINGS)
+    slot.heavy_strikes += 1
+    slot.heavy_until = trio.current_time() + HEAVY_FOR_S * (1 << doublings)
 
 
 @dataclass
@@ -265,7 +277,7 @@ class Supervisor:
                 )
                 if result.offload:
                     if result.offload_cpu:  # a blocking import is no reason to stay away
-                        slot.heavy_until = trio.current_time() + HEAVY_FOR_S
+                        _mark_heavy(slot)
                     elif result.extra.get("offload_call"):  # (not heavy: it waits, not runs)
                         slot.calls_until = trio.current_time() + HEAVY_FOR_S
                     self.stats.offloads += 1
@@ -273,7 +285,9 @@ class Supervisor:
                 else:
                     self.stats.inline += 1
                     if result.cpu_s > INLINE_SLOW_CPU_S:
-                        slot.heavy_until = trio.current_time() + HEAVY_FOR_S
+                        _mark_heavy(slot)
+                    else:
+                        slot.heavy_strikes = 0
             if result is None:
                 result = await self._pool.run(
                     lambda: self._run(slot, cls, kind, data, 0, expect_alarm, ws_upgrade_key)
