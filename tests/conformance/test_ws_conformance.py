@@ -111,10 +111,6 @@ async def test_both_sdks_give_the_same_transcript(
     assert outs[0] == outs[1]
 
 
-@pytest.mark.xfail(
-    reason="the host answers 204 instead of the 101 when the accepting event also closes "
-    "the connection (abi/README.md: the output follows the handshake)",
-)
 @pytest.mark.parametrize("guest", GUESTS)
 async def test_closing_in_the_accepting_event_sends_the_handshake_then_the_close(
     tmp_path: Path, mock_clock: MockClock, wasm: Any, guest: str
