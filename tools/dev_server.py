@@ -139,6 +139,13 @@ def main() -> int:
                 f"curl {auth} -X POST {base}/incr\n"
                 f"curl {auth} {base}/"
             )
+        if "chat-room" in deployed:
+            # A browser sends no Authorization header: the page takes the token from its
+            # URL (access_token) and passes it on to its WebSocket.
+            print(
+                "\nchat in a browser (open it twice):\n"
+                f"  {url}/v1/classes/chat-room/objects/lobby/?access_token={token}"
+            )
         print("\nCtrl-C stops the server.", flush=True)
         return proc.wait()
     except KeyboardInterrupt:

@@ -268,3 +268,42 @@ def test_admin_token_env_wins_and_short_env_is_refused(
     monkeypatch.setenv("DOHOST_ADMIN_TOKEN", "short")
     with pytest.raises(DohostError):
         load_admin_token(tmp_path)
+
+
+async def test_access_token_query_parameter_for_browsers(host: Host, wasm: Any) -> None:
+    """Object traffic takes the tenant token as `access_token` (a browser's page load or
+    WebSocket handshake cannot send Authorization); the object never sees it."""
+    from dohost.core import cbor
+
+    api, admin = await make_api(host)
+    c = await tenant(api, admin, "acme")
+    await tenant(api, admin, "other")
+    assert (await c("PUT", "/v1/classes/echo", wasm("echo"))).status == 201
+    token = c.token
+    assert token is not None
+    anon = Client(api, None)
+
+    r = await anon("GET", f"/v1/classes/echo/objects/e/p?a=1&access_token={token}&b=2")
+    assert r.status == 200
+    seen = cbor.decode(r.body)
+    assert seen["query"] == "a=1&b=2"
+    assert all(k != "authorization" for k, _ in seen["headers"])
+    r = await anon("GET", f"/v1/classes/echo/objects/e/p?access_token={token}")
+    assert r.status == 200 and cbor.decode(r.body)["query"] == ""
+
+    refused = [
+        "/v1/classes/echo/objects/e/p?access_token=wrong",
+        "/v1/classes/echo/objects/e/p?access_token=",
+        f"/v1/classes/echo/objects/e/p?access_token={token}&access_token={token}",
+        "/v1/classes/echo/objects/e/p?access_token=%ff",
+        f"/v1/classes/echo/objects/e/p?access_token={ADMIN_TOKEN}",
+        f"/v1/classes/echo?access_token={token}",  # class routes: header only
+        f"/v1/classes/echo/objects?access_token={token}",
+        f"/v1/tenants?access_token={ADMIN_TOKEN}",
+    ]
+    for target in refused:
+        r = await anon("GET", target)
+        assert r.status == 401, target
+    # Both a header and the parameter: refused, even when they agree.
+    r = await c("GET", f"/v1/classes/echo/objects/e/p?access_token={token}")
+    assert r.status == 401

@@ -23,6 +23,7 @@ exactly as if it did not exist (404). Every error the host makes is JSON
 from __future__ import annotations
 
 import logging
+import urllib.parse
 from dataclasses import dataclass
 
 import trio
@@ -112,6 +113,8 @@ class Api:
     async def _route(self, req: HttpRequest, labels: _Labels) -> HttpResponse:
         path = req.path
         if path.startswith("/v1/classes/"):
+            if "access_token=" in req.query and _is_object_traffic(path):
+                req.query = self._query_token(req)
             principal = self._tenant(req, labels)
             assert principal.tenant is not None
             return await self._classes(req, principal.tenant, path, labels)
@@ -142,6 +145,33 @@ class Api:
 
     def _principal(self, req: HttpRequest) -> Principal:
         return self.state.tenancy.authenticate(req.header("authorization"))
+
+    def _query_token(self, req: HttpRequest) -> str:
+        """A browser can send no Authorization header with a page load or a WebSocket
+        handshake, so object traffic also takes the tenant token as an `access_token`
+        query parameter (RFC 6750, 2.3) when the request has no Authorization header.
+        Returns the query without it: the object never sees the token. Anything but one
+        well-formed parameter is refused rather than guessed at."""
+        kept: list[str] = []
+        tokens: list[str] = []
+        for part in req.query.split("&"):
+            name, eq, value = part.partition("=")
+            if name == "access_token" and eq:
+                try:
+                    tokens.append(urllib.parse.unquote(value, errors="strict"))
+                except UnicodeDecodeError:
+                    raise DohostError(Code.UNAUTHORIZED, "malformed access_token") from None
+            else:
+                kept.append(part)
+        if req.header("authorization") is not None:
+            raise DohostError(
+                Code.UNAUTHORIZED,
+                "send the token either in the Authorization header or as access_token, not both",
+            )
+        if len(tokens) != 1 or not tokens[0]:
+            raise DohostError(Code.UNAUTHORIZED, "give exactly one non-empty access_token")
+        req.headers = [*req.headers, ("authorization", "Bearer " + tokens[0])]
+        return "&".join(kept)
 
     def _admin(self, req: HttpRequest) -> None:
         if not self._principal(req).admin:
@@ -368,6 +398,13 @@ class Api:
                 "next": result.next_after.hex() if result.next_after is not None else None,
             },
         )
+
+
+def _is_object_traffic(path: str) -> bool:
+    """/v1/classes/{class}/objects/{name}/... or /v1/classes/{class}/ids/{id}/...: a
+    request for the object itself (where `access_token` is taken)."""
+    parts = path.split("/", 6)
+    return len(parts) == 7 and parts[4] in ("objects", "ids")
 
 
 def _object_name(segment: str) -> str:
