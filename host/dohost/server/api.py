@@ -153,12 +153,12 @@ class Api:
         Returns the query without it: the object never sees the token. Anything but one
         well-formed parameter is refused rather than guessed at."""
         kept: list[str] = []
-        tokens: list[str] = []
+        found: list[str] = []
         for part in req.query.split("&"):
             name, eq, value = part.partition("=")
             if name == "access_token" and eq:
                 try:
-                    tokens.append(urllib.parse.unquote(value, errors="strict"))
+                    found.append(urllib.parse.unquote(value, errors="strict"))
                 except UnicodeDecodeError:
                     raise DohostError(Code.UNAUTHORIZED, "malformed access_token") from None
             else:
@@ -168,9 +168,9 @@ class Api:
                 Code.UNAUTHORIZED,
                 "send the token either in the Authorization header or as access_token, not both",
             )
-        if len(tokens) != 1 or not tokens[0]:
+        if len(found) != 1 or not found[0]:
             raise DohostError(Code.UNAUTHORIZED, "give exactly one non-empty access_token")
-        req.headers = [*req.headers, ("authorization", "Bearer " + tokens[0])]
+        req.headers = [*req.headers, ("authorization", "Bearer " + found[0])]
         return "&".join(kept)
 
     def _admin(self, req: HttpRequest) -> None:
