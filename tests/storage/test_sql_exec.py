@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from storage_helpers import oid
 
 from dohost.core import cbor
@@ -17,6 +19,7 @@ from dohost.storage.api import Durability, ListOptions
 from dohost.storage.sql_exec import (
     EventFailure,
     TransactionLost,
+    _simple_params,
     decode_params,
     decode_sql,
     leading_keyword,
@@ -207,3 +210,51 @@ def test_plain_insert_metering(tmp_path: Path, flusher: WalFlusher) -> None:
     r = run(o, "INSERT INTO t VALUES (9)")  # a plain text, but the trigger scans t
     assert r["rows_written"] == 2 and r["rows_read"] >= 4
     o.close()
+
+
+_values = st.one_of(
+    st.none(),
+    st.integers(min_value=-(1 << 63), max_value=(1 << 63) - 1),
+    st.integers(min_value=1 << 63, max_value=(1 << 64) - 1),  # out of range: refused
+    st.floats(allow_nan=False),
+    st.text(max_size=40),
+    st.binary(max_size=40),
+    st.booleans(),  # refused
+)
+
+
+def _generic(data: bytes) -> tuple[Any, ...] | str:
+    """decode_params' answer without its fast path."""
+    try:
+        value = cbor.decode(data)
+    except Exception as e:
+        return type(e).__name__
+    return tuple(value) if isinstance(value, list) else "not a list"
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(_values, max_size=30))
+def test_simple_params_agree_with_the_generic_decoder(values: list[Any]) -> None:
+    """The fast path of decode_params (_simple_params) returns exactly what the generic
+    decoder does, or None (the generic path then decides)."""
+    data = cbor.encode(values)
+    fast = _simple_params(data)
+    if fast is not None:
+        assert fast == _generic(data)
+        assert [type(v) for v in fast] == [type(v) for v in values]
+    try:
+        out: tuple[Any, ...] | str = decode_params(data)
+    except DohostError as e:
+        out = e.code.code
+    ok = len(values) <= 100 and all(
+        type(v) is not bool and not (type(v) is int and v >= 1 << 63) for v in values
+    )
+    assert (out == tuple(values)) if ok else isinstance(out, str)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(min_size=1, max_size=40))
+def test_simple_params_on_arbitrary_bytes(data: bytes) -> None:
+    fast = _simple_params(data)
+    if fast is not None:
+        assert fast == _generic(data)

@@ -94,11 +94,81 @@ def check_sql_length(n: int) -> None:
 _I64_MIN, _I64_MAX = -(1 << 63), (1 << 63) - 1
 
 
+_F32 = struct.Struct(">f").unpack_from
+_F64 = struct.Struct(">d").unpack_from
+
+
+def _simple_params(data: bytes) -> tuple[SqlValue, ...] | None:
+    """The common case of decode_params, without the generic decoder (a statement's
+    parameters cross once per sql_exec): an array of at most 23 items, each an integer
+    within 64-bit signed range, text, bytes, null or a single/double float. None for
+    anything else, which the generic path then decodes (and refuses, if need be)."""
+    head = data[0]
+    if not 0x80 <= head <= 0x97:
+        return None
+    out: list[SqlValue] = []
+    pos, end = 1, len(data)
+    try:
+        for _ in range(head - 0x80):
+            ib = data[pos]
+            major, info = ib >> 5, ib & 0x1F
+            pos += 1
+            if major <= 3:
+                if info < 24:
+                    arg = info
+                elif info == 24:
+                    arg = data[pos]
+                    pos += 1
+                elif info == 25:
+                    arg = int.from_bytes(data[pos : pos + 2], "big")
+                    pos += 2
+                elif info == 26:
+                    arg = int.from_bytes(data[pos : pos + 4], "big")
+                    pos += 4
+                elif info == 27:
+                    arg = int.from_bytes(data[pos : pos + 8], "big")
+                    pos += 8
+                else:
+                    return None
+                if major == 0:
+                    if arg > _I64_MAX:
+                        return None
+                    out.append(arg)
+                elif major == 1:
+                    if arg > _I64_MAX:
+                        return None
+                    out.append(-1 - arg)
+                else:
+                    chunk = data[pos : pos + arg]
+                    if len(chunk) != arg:
+                        return None
+                    pos += arg
+                    out.append(chunk.decode("utf-8") if major == 3 else chunk)
+            elif ib == 0xF6:
+                out.append(None)
+            elif ib == 0xFB:
+                out.append(_F64(data, pos)[0])
+                pos += 8
+            elif ib == 0xFA:
+                out.append(_F32(data, pos)[0])
+                pos += 4
+            else:
+                return None
+    except (IndexError, UnicodeDecodeError, struct.error):
+        return None
+    if pos != end:
+        return None
+    return tuple(out)
+
+
 def decode_params(data: bytes) -> tuple[SqlValue, ...]:
     """The bound parameters: a CBOR array of null, integer, float, text or bytes
     (abi/sql.cddl). Empty input means no parameters."""
     if not data:
         return ()
+    simple = _simple_params(data)
+    if simple is not None:
+        return simple
     value = cbor.decode(data)  # CborError is BAD_ENCODING
     if not isinstance(value, list):
         raise DohostError(Code.BAD_ENCODING, "SQL parameters must be a CBOR array")
@@ -241,6 +311,8 @@ class SqlResult:
 
 
 _COLUMNS: dict[tuple[str, ...], bytes] = {}  # encodings of recent column lists
+_WRITTEN: dict[int, bytes] = {}  # results of plain writes, by rows written
+_TEXTS_MAX = 512  # statement texts remembered per connection (GuestSql._texts)
 _COLUMNS_MAX = 1024
 
 
@@ -318,7 +390,9 @@ class GuestSql:
         self._traced = False
         self._scanned = 0
         self._deadline = 0.0
-        self._plain = False  # this statement skips savepoint and trace (module docstring)
+        # Per statement text: its keyword and whether the text is a plain write.
+        self._texts: dict[str, tuple[str, bool]] = {}
+        self._plain_cur = conn.cursor()  # no exec tracer: plain statements only
         self._plain_schema: bool | None = None  # no triggers, no FAIL clauses; None: unknown
 
     # ---- callbacks
@@ -332,8 +406,6 @@ class GuestSql:
             self._empty = True
             return True
         self._columns = tuple(d[0] for d in cur.get_description())
-        if self._plain:
-            return True
         if not cur.is_readonly:
             # Writes run inside a savepoint, so a failing statement undoes only itself.
             self._auth.active = False
@@ -365,18 +437,13 @@ class GuestSql:
         max_result_bytes: int = MAX_SQL_RESULT_BYTES,
     ) -> SqlResult:
         """Run one statement; `deadline` is a time.perf_counter() value."""
-        keyword = leading_keyword(sql)
-        if keyword is None:
-            raise DohostError(Code.INVALID_ARGUMENT, "the SQL text holds no statement")
-        if keyword == "VACUUM":
-            raise refused("VACUUM (and VACUUM INTO) rewrites the whole database file", sql)
+        known = self._texts.get(sql)
+        if known is None:
+            known = self._learn(sql)
+        keyword, plain_text = known
+        if plain_text and self._schema_is_plain():
+            return self._run_plain(sql, params, deadline)
         conn, auth = self.conn, self._auth
-        self._plain = (
-            keyword in _PLAIN_WRITES
-            and _NOT_PLAIN.search(sql) is None
-            and ";" not in sql.rstrip(" \t\r\n;")  # a second statement must undo the first
-            and self._schema_is_plain()
-        )
         if keyword in _SCHEMA_WORDS:
             self._plain_schema = None
         reserved_before = self._reserved_names() if keyword == "ALTER" else None
@@ -451,6 +518,66 @@ class GuestSql:
         return SqlResult(
             encode_result(self._columns, chunks, rows, read, written), rows, read, written
         )
+
+    def _learn(self, sql: str) -> tuple[str, bool]:
+        """The statement's keyword and whether its text is a plain write (module
+        docstring), refusing what needs no SQLite to refuse; cached per text."""
+        keyword = leading_keyword(sql)
+        if keyword is None:
+            raise DohostError(Code.INVALID_ARGUMENT, "the SQL text holds no statement")
+        if keyword == "VACUUM":
+            raise refused("VACUUM (and VACUUM INTO) rewrites the whole database file", sql)
+        plain = (
+            keyword in _PLAIN_WRITES
+            and _NOT_PLAIN.search(sql) is None
+            and ";" not in sql.rstrip(" \t\r\n;")  # a second statement must undo the first
+        )
+        if len(self._texts) >= _TEXTS_MAX:
+            self._texts.clear()
+        self._texts[sql] = known = (keyword, plain)
+        return known
+
+    def _run_plain(self, sql: str, params: Sequence[SqlValue], deadline: float) -> SqlResult:
+        """`run` for a plain write: one statement (no inner `;`), no rows (no RETURNING),
+        atomic by itself (no FAIL anywhere), nothing scanned to meter (no SELECT, no
+        triggers). So: no exec tracer, no savepoint, no profile trace."""
+        conn, auth = self.conn, self._auth
+        self._deadline = deadline
+        changes_before = conn.total_changes()
+        failure: BaseException | None = None
+        old_length = conn.limit(apsw.SQLITE_LIMIT_LENGTH, MAX_SQL_VALUE_BYTES)
+        old_vars = conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_SQL_PARAMS)
+        conn.set_progress_handler(self._on_progress, PROGRESS_STEPS)
+        auth.reset()
+        auth.active = True
+        try:
+            for _ in self._plain_cur.execute(GUEST_MARK + sql, params):
+                pass  # no RETURNING: there are no rows
+        except BaseException as e:
+            failure = e
+        finally:
+            auth.active = False
+            if failure is not None:
+                self._plain_cur.close(True)
+                self._plain_cur = conn.cursor()
+            conn.set_progress_handler(None)
+            conn.limit(apsw.SQLITE_LIMIT_LENGTH, old_length)
+            conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER, old_vars)
+        if failure is not None:
+            error = self._classify(failure, sql)
+            if conn.get_autocommit():  # SQLite ended the transaction (see run)
+                self._plain_schema = None
+                raise TransactionLost(self._lost(error, failure), failure)
+            if error is None:
+                raise failure
+            raise error
+        written = conn.total_changes() - changes_before
+        data = _WRITTEN.get(written)
+        if data is None:
+            data = encode_result((), [], 0, 0, written)
+            if written < 64:
+                _WRITTEN[written] = data
+        return SqlResult(data, 0, 0, written)
 
     def _schema_is_plain(self) -> bool:
         """No triggers and no FAIL conflict clauses in the schema (cached)."""
