@@ -105,3 +105,27 @@ async def test_redeploy_same_bytes_is_not_a_new_version(host: Host, wasm: Any) -
     with pytest.raises(DohostError) as ei:
         await host.deploy("acme", "counter", wasm("counter"), "sqlite")
     assert "storage backend cannot change" in ei.value.message
+
+
+async def test_a_loop_of_read_only_fetches_lets_other_tasks_run(host: Host, wasm: Any) -> None:
+    """A read-only event that ran inline awaits nothing; Host.fetch must still be a
+    schedule point (trio's convention), or a caller looping on it starves every other
+    task of the host (alarms, the idle reaper) and of the application."""
+    await host.deploy("acme", "counter", wasm("counter"))
+    assert await call(host, "a") == (200, "0")
+    ticks = 0
+
+    async def other() -> None:
+        nonlocal ticks
+        while True:
+            ticks += 1
+            await trio.lowlevel.checkpoint()
+
+    async with trio.open_nursery() as nursery:
+        nursery.start_soon(other)
+        await trio.lowlevel.checkpoint()
+        start = ticks
+        for _ in range(50):
+            assert await call(host, "a") == (200, "0")
+        assert ticks - start >= 25  # the other task ran between the fetches
+        nursery.cancel_scope.cancel()

@@ -248,11 +248,13 @@ class Supervisor:
             )
         t_start = time.perf_counter() if self.observer is not None else 0.0
         slot = self._slot(tenant, class_name, oid)
+        yielded = False  # did this call let other tasks run? (see the end)
         try:
             # Uncontended (the common case): take the lock without a scheduling round trip.
             slot.lock.acquire_nowait()
         except trio.WouldBlock:
             slot.waiting += 1
+            yielded = True
             try:
                 await slot.lock.acquire()
             finally:
@@ -289,6 +291,7 @@ class Supervisor:
                     else:
                         slot.heavy_strikes = 0
             if result is None:
+                yielded = True
                 result = await self._pool.run(
                     lambda: self._run(slot, cls, kind, data, 0, expect_alarm, ws_upgrade_key)
                 )
@@ -304,6 +307,7 @@ class Supervisor:
         if result.error is not None:
             self.stats.errors += 1
         if result.ticket is not None:
+            yielded = yielded or not result.ticket.done
             err = await wait_ticket(result.ticket)
             if err is not None:
                 if result.error is None:
@@ -330,6 +334,12 @@ class Supervisor:
             self.websockets.apply(slot.key, oid, ws)
         if self.observer is not None:
             self.observer.event(tenant, class_name, kind, result, time.perf_counter() - t_start)
+        if not yielded:
+            # An inline event with nothing to wait for never reached the scheduler: without
+            # this, an embedded caller looping on Host.fetch would starve every other task
+            # (alarms, the idle reaper). Shielded: the event has happened, so cancelling
+            # here would only lose its result.
+            await trio.lowlevel.cancel_shielded_checkpoint()
         return result
 
     def slot_for(self, tenant: str, class_name: str, oid: ObjectId) -> ObjectSlot:
