@@ -30,6 +30,14 @@ from dohost.runtime.engine import EngineSettings, make_engine
 _MAX_ERROR_BYTES = 64 * 1024
 
 
+def _child_env() -> dict[str, str]:
+    """The parent's environment, with this package importable even when the parent found
+    it through sys.path rather than an installed distribution (embedders, bench/)."""
+    root = str(Path(__file__).resolve().parents[2])
+    path = os.environ.get("PYTHONPATH")
+    return {**os.environ, "PYTHONPATH": root if not path else root + os.pathsep + path}
+
+
 def compile_in_child(wasm: bytes, out: Path, settings: EngineSettings, timeout_s: float) -> None:
     """Compile `wasm` into `out` (serialized) in a child process that gets at most
     `timeout_s` seconds. Raises DohostError: the module's own error (invalid_module),
@@ -43,7 +51,9 @@ def compile_in_child(wasm: bytes, out: Path, settings: EngineSettings, timeout_s
         settings.opt_level,
     ]
     try:
-        proc = subprocess.run(cmd, input=wasm, capture_output=True, timeout=timeout_s)
+        proc = subprocess.run(
+            cmd, input=wasm, capture_output=True, timeout=timeout_s, env=_child_env()
+        )
     except subprocess.TimeoutExpired:  # (run() has killed and reaped the child)
         raise DohostError(
             Code.MODULE_TOO_LARGE,
