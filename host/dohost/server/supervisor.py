@@ -416,13 +416,17 @@ class Supervisor:
                 act.ws_key = slot.key
                 slot.activation = act
                 slot.activation_version = cls.version
-                self.stats.activations += 1
                 self.resident += 1
                 activation_s = time.perf_counter() - t0
             else:
                 activation_s = 0.0
             result = act.run_event(kind, data, inline_ticks, ws_upgrade_key)
             call_imports.finish_event(act, result)
+            if activation_s > 0.0 and not result.offload:
+                # Counted once it served: an abandoned inline attempt takes its fresh
+                # instance with it (its constructor's writes rolled back) and the worker's
+                # run makes the activation that counts, as in the metrics.
+                self.stats.activations += 1
             result.extra["activation_s"] = activation_s
             if act.broken:
                 slot.activation = None
