@@ -18,13 +18,14 @@
 //! ```
 //!
 //! `export_object!(T)` defines the exports `dohost_abi_v1` and `dohost_fetch`; name the
-//! optional methods you implement to export them too: `export_object!(T, init, alarm)`.
+//! optional methods you implement to export them too: `export_object!(T, init, alarm)`,
+//! and for WebSockets `websocket_message` (+ `websocket_close`, `websocket_error`).
 //! One value of `T` (made with `Default`) lives for the activation; the host may drop the
 //! activation between any two events, so durable state belongs in [`storage`].
 //!
 //! Modules: [`storage`] (keys and values), [`alarm`], [`call`] (other objects of the
 //! tenant, `Request::caller`), [`sql`] (SQL on a class deployed with storage="sqlite"),
-//! [`log`], [`raw`] (the imports themselves).
+//! [`ws`] (WebSockets), [`log`], [`raw`] (the imports themselves).
 //!
 //! A handler's `Err(e)` fails the event: its storage writes are rolled back and the
 //! caller gets 500 (`?` on any SDK call does that). A panic traps, with the same effect;
@@ -46,6 +47,7 @@ mod http;
 pub mod raw;
 pub mod sql;
 pub mod storage;
+pub mod ws;
 
 pub use error::{check, last_error, status_name, Error, ErrorDetail, Result};
 pub use http::{percent_decode, respond, Request, Response};
@@ -124,6 +126,26 @@ pub trait DurableObject: Default {
     /// `export_object!(T, alarm)`. `Err` rolls back its writes and schedules a retry (with
     /// backoff; a new alarm the failing handler set replaces the retry).
     fn alarm(&mut self, _info: AlarmInfo) -> Result<()> {
+        Ok(())
+    }
+
+    /// A message arrived on one of the object's WebSocket connections (see [`ws`]), if
+    /// exported with `export_object!(T, websocket_message)`, which is also what lets
+    /// `ws::accept` succeed. `Err` fails the event (writes rolled back, sends dropped); the
+    /// connection stays open.
+    fn websocket_message(&mut self, _msg: ws::Message) -> Result<()> {
+        Ok(())
+    }
+
+    /// A connection the client ended, or that failed, if exported with
+    /// `export_object!(T, websocket_close)`. Not called for connections the object closed.
+    fn websocket_close(&mut self, _ev: ws::Close) -> Result<()> {
+        Ok(())
+    }
+
+    /// A connection failed (its close event follows), if exported with
+    /// `export_object!(T, websocket_error)`.
+    fn websocket_error(&mut self, _ev: ws::Failure) -> Result<()> {
         Ok(())
     }
 }
@@ -321,10 +343,45 @@ pub mod __rt {
             Err(e) => failed("alarm", e),
         }
     }
+
+    /// One WebSocket event: decode the input with `decode`, hand it to `handler`.
+    fn ws_event<T: DurableObject, E>(
+        slot: &mut Option<T>,
+        len: i32,
+        what: &str,
+        decode: fn(&[u8]) -> Result<E>,
+        handler: fn(&mut T, E) -> Result<()>,
+    ) -> i32 {
+        let obj = object(slot);
+        let ev = match read_input(len).and_then(|input| decode(&input)) {
+            Ok(ev) => ev,
+            Err(e) => return failed("reading the WebSocket event", e),
+        };
+        match handler(obj, ev) {
+            Ok(()) => 0,
+            Err(e) => failed(what, e),
+        }
+    }
+
+    pub fn ws_message<T: DurableObject>(slot: &mut Option<T>, len: i32) -> i32 {
+        ws_event(slot, len, "websocket_message", ws::Message::decode, T::websocket_message)
+    }
+
+    pub fn ws_close<T: DurableObject>(slot: &mut Option<T>, len: i32) -> i32 {
+        ws_event(slot, len, "websocket_close", ws::Close::decode, T::websocket_close)
+    }
+
+    pub fn ws_error<T: DurableObject>(slot: &mut Option<T>, len: i32) -> i32 {
+        ws_event(slot, len, "websocket_error", ws::Failure::decode, T::websocket_error)
+    }
 }
 
-/// Exports a [`DurableObject`] type: `dohost_abi_v1` and `dohost_fetch`, plus
-/// `dohost_init` and/or `dohost_alarm` when named: `export_object!(T, init, alarm)`.
+/// Exports a [`DurableObject`] type: `dohost_abi_v1` and `dohost_fetch`, plus an export
+/// for each optional method named: `init` (`dohost_init`), `alarm` (`dohost_alarm`),
+/// `websocket_message`, `websocket_close`, `websocket_error` (`dohost_ws_message`, ...):
+/// `export_object!(T, init, alarm, websocket_message)`. A module exports only what it
+/// names, so one without WebSockets cannot accept connections and carries none of their
+/// code.
 #[macro_export]
 macro_rules! export_object {
     (@extra $t:ty, init) => {
@@ -337,6 +394,24 @@ macro_rules! export_object {
         #[no_mangle]
         pub extern "C" fn dohost_alarm(info_len: i32) -> i32 {
             $crate::__rt::alarm::<$t>(unsafe { &mut __DOHOST_OBJECT }, info_len)
+        }
+    };
+    (@extra $t:ty, websocket_message) => {
+        #[no_mangle]
+        pub extern "C" fn dohost_ws_message(input_len: i32) -> i32 {
+            $crate::__rt::ws_message::<$t>(unsafe { &mut __DOHOST_OBJECT }, input_len)
+        }
+    };
+    (@extra $t:ty, websocket_close) => {
+        #[no_mangle]
+        pub extern "C" fn dohost_ws_close(input_len: i32) -> i32 {
+            $crate::__rt::ws_close::<$t>(unsafe { &mut __DOHOST_OBJECT }, input_len)
+        }
+    };
+    (@extra $t:ty, websocket_error) => {
+        #[no_mangle]
+        pub extern "C" fn dohost_ws_error(input_len: i32) -> i32 {
+            $crate::__rt::ws_error::<$t>(unsafe { &mut __DOHOST_OBJECT }, input_len)
         }
     };
     ($t:ty $(, $extra:ident)* $(,)?) => {

@@ -49,4 +49,30 @@ extern "C" {
     ) -> i32;
     /// Returns the length of an object-info (abi/call.cddl) under the output-buffer rule.
     pub fn object_info(out: *mut u8, cap: usize) -> i32;
+    /// WebSockets (abi/websocket.cddl). `tags` is a ws-tags CBOR array (`tags_len` 0: no
+    /// tags); returns the new connection's id (> 0). `kind` is 0 (text) or 1 (binary).
+    pub fn ws_accept(tags: *const u8, tags_len: usize) -> i32;
+    pub fn ws_send(conn_id: u32, kind: i32, ptr: *const u8, len: usize) -> i32;
+    /// `tag_len` 0: every open connection. Returns how many it was sent to.
+    pub fn ws_send_tag(
+        tag: *const u8,
+        tag_len: usize,
+        kind: i32,
+        ptr: *const u8,
+        len: usize,
+    ) -> i32;
+    pub fn ws_close(conn_id: u32, code: i32, reason: *const u8, reason_len: usize) -> i32;
+    /// Returns the length of a ws-list under the output-buffer rule (`tag_len` 0: all).
+    pub fn ws_list(tag: *const u8, tag_len: usize, out: *mut u8, cap: usize) -> i32;
+    /// `len` 0 removes the attachment.
+    pub fn ws_attachment_set(conn_id: u32, ptr: *const u8, len: usize) -> i32;
+    /// Returns the attachment's length (0: none) under the output-buffer rule.
+    pub fn ws_attachment_get(conn_id: u32, out: *mut u8, cap: usize) -> i32;
+    /// `req_len` 0 removes the object's auto-response pair.
+    pub fn ws_auto_response(
+        req: *const u8,
+        req_len: usize,
+        resp: *const u8,
+        resp_len: usize,
+    ) -> i32;
 }
