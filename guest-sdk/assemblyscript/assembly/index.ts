@@ -10,9 +10,10 @@
 //   }
 //   register(new Hello());
 //
-// Beyond Storage, Alarm and log: Call (other objects of the tenant, Call.caller(req)) and
-// Sql (SQL on a class deployed with storage="sqlite"). Calls that can fail return a status
-// or null, with the status kept (Storage.status, Call.status, Sql.status) and the host's
+// Beyond Storage, Alarm and log: Call (other objects of the tenant, Call.caller(req)), Sql
+// (SQL on a class deployed with storage="sqlite") and WebSocket (ws.ts: connections the
+// host keeps across hibernation). Calls that can fail return a status or null, with the status kept
+// (Storage.status, Call.status, Sql.status, WebSocket.status) and the host's
 // message in lastError().
 //
 // Build: asc app.ts -O3 --runtime minimal --use abort= -o app.wasm (see guest-sdk/README.md).
@@ -26,5 +27,6 @@ export { Level, log, logBytes, nowMs, randomFill } from "./util";
 export { Alarm } from "./alarm";
 export { Sql, SqlResult, SqlType, SqlValue, sqlNull, sqlInt, sqlFloat, sqlText, sqlBlob } from "./sql";
 export { Call, CallRequest, CallResponse, ObjectRef } from "./call";
+export { WebSocket, WsClose, WsError, WsInfo, WsKind, WsLimits, WsMessage } from "./ws";
 export { AlarmInfo, DurableObject, register, failEvent } from "./object";
 export { SCRATCH } from "./output";

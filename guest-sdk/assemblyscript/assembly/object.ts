@@ -6,6 +6,7 @@ import { Request, Response } from "./http";
 import { takeOutput, outputStatus } from "./output";
 import { Status, statusName } from "./status";
 import { log } from "./util";
+import { WsClose, WsError, WsMessage, decodeWsClose, decodeWsError, decodeWsMessage } from "./ws";
 
 /** The alarm that fired (abi/alarm.cddl). */
 export class AlarmInfo {
@@ -39,6 +40,26 @@ export class DurableObject {
    *  Return 0, or anything else to roll back its writes and have it retried (a new alarm
    *  the failing handler set replaces the retry). */
   alarm(info: AlarmInfo): i32 {
+    return 0;
+  }
+
+  /** A message arrived on one of the object's WebSocket connections (see WebSocket), when
+   *  the entry file re-exports `dohost_ws_message`, which is also what lets
+   *  WebSocket.accept() succeed. Return 0, or anything else to fail the event (writes
+   *  rolled back, sends dropped; the connection stays open). */
+  webSocketMessage(msg: WsMessage): i32 {
+    return 0;
+  }
+
+  /** A connection the client ended, or that failed, when the entry file re-exports
+   *  `dohost_ws_close`. Not called for connections the object closed itself. */
+  webSocketClose(ev: WsClose): i32 {
+    return 0;
+  }
+
+  /** A connection failed (its close event follows), when the entry file re-exports
+   *  `dohost_ws_error`. */
+  webSocketError(ev: WsError): i32 {
     return 0;
   }
 }
@@ -120,4 +141,31 @@ export function runAlarm(len: i32): i32 {
   }
   if (!d.done) return endEvent(failed("decoding the alarm info", Status.SDK_DECODE));
   return endEvent(obj.alarm(info));
+}
+
+export function runWsMessage(len: i32): i32 {
+  const obj = instance();
+  const input = readInput(len);
+  if (input === null) return endEvent(failed("reading the WebSocket message", outputStatus));
+  const msg = decodeWsMessage(input);
+  if (msg === null) return endEvent(failed("decoding the WebSocket message", Status.SDK_DECODE));
+  return endEvent(obj.webSocketMessage(msg));
+}
+
+export function runWsClose(len: i32): i32 {
+  const obj = instance();
+  const input = readInput(len);
+  if (input === null) return endEvent(failed("reading the WebSocket close", outputStatus));
+  const ev = decodeWsClose(input);
+  if (ev === null) return endEvent(failed("decoding the WebSocket close", Status.SDK_DECODE));
+  return endEvent(obj.webSocketClose(ev));
+}
+
+export function runWsError(len: i32): i32 {
+  const obj = instance();
+  const input = readInput(len);
+  if (input === null) return endEvent(failed("reading the WebSocket error", outputStatus));
+  const ev = decodeWsError(input);
+  if (ev === null) return endEvent(failed("decoding the WebSocket error", Status.SDK_DECODE));
+  return endEvent(obj.webSocketError(ev));
 }

@@ -74,3 +74,35 @@ export declare function call(target: usize, targetLen: usize, req: usize, reqLen
 // @ts-ignore: decorator
 @external("dohost", "object_info")
 export declare function object_info(out: usize, cap: usize): i32;
+/** WebSockets (abi/websocket.cddl). `tags` is a ws-tags CBOR array (tagsLen 0: no tags);
+ *  returns the new connection's id (> 0). */
+// @ts-ignore: decorator
+@external("dohost", "ws_accept")
+export declare function ws_accept(tags: usize, tagsLen: usize): i32;
+/** `kind` is 0 (text) or 1 (binary). */
+// @ts-ignore: decorator
+@external("dohost", "ws_send")
+export declare function ws_send(connId: u32, kind: i32, ptr: usize, len: usize): i32;
+/** tagLen 0: every open connection. Returns how many it was sent to. */
+// @ts-ignore: decorator
+@external("dohost", "ws_send_tag")
+export declare function ws_send_tag(tag: usize, tagLen: usize, kind: i32, ptr: usize, len: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "ws_close")
+export declare function ws_close(connId: u32, code: i32, reason: usize, reasonLen: usize): i32;
+/** Returns the length of a ws-list under the output-buffer rule (tagLen 0: all). */
+// @ts-ignore: decorator
+@external("dohost", "ws_list")
+export declare function ws_list(tag: usize, tagLen: usize, out: usize, cap: usize): i32;
+/** len 0 removes the attachment. */
+// @ts-ignore: decorator
+@external("dohost", "ws_attachment_set")
+export declare function ws_attachment_set(connId: u32, ptr: usize, len: usize): i32;
+/** Returns the attachment's length (0: none) under the output-buffer rule. */
+// @ts-ignore: decorator
+@external("dohost", "ws_attachment_get")
+export declare function ws_attachment_get(connId: u32, out: usize, cap: usize): i32;
+/** reqLen 0 removes the object's auto-response pair. */
+// @ts-ignore: decorator
+@external("dohost", "ws_auto_response")
+export declare function ws_auto_response(req: usize, reqLen: usize, resp: usize, respLen: usize): i32;
