@@ -126,6 +126,18 @@ GUESTS: list[Guest] = [
         "tests/fixtures/build/kvtest_as.wasm",
     ),
     Guest(
+        "wstest_rust",
+        "rust",
+        ("tests/conformance/guests/wstest.rs",),
+        "tests/fixtures/build/wstest_rust.wasm",
+    ),
+    Guest(
+        "wstest_as",
+        "as",
+        ("tests/conformance/guests/wstest.ts",),
+        "tests/fixtures/build/wstest_as.wasm",
+    ),
+    Guest(
         "chat-room",
         "zig",
         ("samples/chat-room/chat-room.zig", "samples/chat-room/chat.html"),  # the page is embedded

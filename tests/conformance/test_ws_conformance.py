@@ -1,7 +1,8 @@
-"""WebSockets, one script against the same test guest written with two SDKs: C
-(tests/fixtures/c/wstest.c, ws.h) and Zig (tests/conformance/guests/wstest.zig,
-dohost.websocket). Each runs over a real HTTP server on 127.0.0.1 (the host's idle
-timeout on trio's MockClock); the two transcripts must be equal, and right."""
+"""WebSockets, one script against the same test guest written with each SDK: C
+(tests/fixtures/c/wstest.c, ws.h), Zig (tests/conformance/guests/wstest.zig,
+dohost.websocket), Rust (wstest.rs, dohost::ws) and AssemblyScript (wstest.ts, ws.ts).
+Each runs over a real HTTP server on 127.0.0.1 (the host's idle timeout on trio's
+MockClock); the transcripts must be equal, and right."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "tests" / "samples"))
 from chat_ws_helpers import ChatServer, WsClosed, WsRejected, chat_server  # noqa: E402
 
-GUESTS = ["wstest", "wstest_zig"]
+GUESTS = ["wstest", "wstest_zig", "wstest_rust", "wstest_as"]
 
 
 async def script(s: ChatServer) -> list[Any]:
@@ -101,14 +102,14 @@ async def test_ws_script(tmp_path: Path, mock_clock: MockClock, wasm: Any, guest
     assert errors.startswith("3 ") and errors.endswith(";"), errors
 
 
-async def test_both_sdks_give_the_same_transcript(
+async def test_every_sdk_gives_the_same_transcript(
     tmp_path: Path, mock_clock: MockClock, wasm: Any
 ) -> None:
     outs = []
     for i, guest in enumerate(GUESTS):
         async with chat_server(tmp_path / f"d{i}", mock_clock, wasm(guest), "ws") as s:
             outs.append(await script(s))
-    assert outs[0] == outs[1]
+    assert all(out == outs[0] for out in outs[1:]), dict(zip(GUESTS, outs, strict=True))
 
 
 @pytest.mark.parametrize("guest", GUESTS)
