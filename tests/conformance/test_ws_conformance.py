@@ -70,6 +70,8 @@ async def script(s: ChatServer) -> list[Any]:
     out.append(rejected.value.status)
     r = await s.get("r", "/other")
     out.append((r.status_code, r.text))
+    r = await s.get("r", "/ws?tags=t1")  # plain HTTP: accept fails, its status and detail
+    out.append((r.status_code, r.text))
     return out
 
 
@@ -91,15 +93,18 @@ async def test_ws_script(tmp_path: Path, mock_clock: MockClock, wasm: Any, guest
         "-11",  # invalid_argument
         (4001, "by object"),
         4002,
-        out[-3],  # the log, checked below
+        out[-4],  # the log, checked below
         500,
         (403, "nope"),
+        out[-1],  # checked below
     ]  # fmt: skip
-    closes, _, errors = out[-3].partition("|")
+    closes, _, errors = out[-4].partition("|")
     # The object's own ws_close gives no close event; the client's close and the vanished
     # client do; the vanished one gets an error event first.
     assert closes.startswith("1 4002 done clean;3 1006  unclean;"), closes
     assert errors.startswith("3 ") and errors.endswith(";"), errors
+    status, text = out[-1]
+    assert status == 426 and text.startswith("-9 not_supported "), out[-1]
 
 
 async def test_every_sdk_gives_the_same_transcript(
