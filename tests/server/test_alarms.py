@@ -224,8 +224,16 @@ async def test_hibernation_after_idle_timeout(
         assert await w.req("a", "GET", "/init_count") == "1"
 
 
-async def test_lru_cap_is_never_exceeded(tmp_path: Path, mock_clock: MockClock, wasm: Any) -> None:
+@pytest.mark.parametrize("inline", [True, False], ids=["inline-first", "workers-only"])
+async def test_lru_cap_is_never_exceeded(
+    tmp_path: Path, mock_clock: MockClock, wasm: Any, inline: bool
+) -> None:
+    """With events on worker threads, activations are created concurrently (and an
+    abandoned inline attempt creates one twice): the cap counts those being created and
+    a delivery waits for room when every activation is busy."""
     async with open_host(tmp_path / "data", mock_clock, max_resident=5) as host:
+        if not inline:
+            host.supervisor.inline_ticks = 0
         await host.deploy("acme", "counter", wasm("counter"))
         seen = 0
 

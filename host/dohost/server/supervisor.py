@@ -191,6 +191,11 @@ class Supervisor:
         # Ordered by last use: the front is the least recently used.
         self._slots: collections.OrderedDict[SlotKey, ObjectSlot] = collections.OrderedDict()
         self.resident = 0
+        # Deliveries that will create an activation (room was made for them) and have not
+        # finished: counted against max_resident with the residents, so concurrent
+        # creations (worker runs, abandoned inline attempts) cannot overshoot the cap.
+        self.creating = 0
+        self._room = trio.lowlevel.ParkingLot()  # deliveries waiting for room
         self.stats = SupervisorStats()
         self.closing = False
         # Optional hooks for a server embedding the host: per-tenant/class event limits
@@ -249,6 +254,7 @@ class Supervisor:
         t_start = time.perf_counter() if self.observer is not None else 0.0
         slot = self._slot(tenant, class_name, oid)
         yielded = False  # did this call let other tasks run? (see the end)
+        creating = False  # counted in self.creating
         try:
             # Uncontended (the common case): take the lock without a scheduling round trip.
             slot.lock.acquire_nowait()
@@ -264,8 +270,14 @@ class Supervisor:
         slot.holder = EventNode(slot, parent)
         try:
             cls = self._classes.get(tenant, class_name)
-            if slot.activation is None or slot.activation_version != cls.version:
-                self._make_room(slot)
+            if slot.activation is None:
+                if self.resident + self.creating >= self.max_resident:
+                    # An object call does not wait: its caller holds a slot, and a chain of
+                    # waiting callers could hold every activation (it may overshoot).
+                    yielded = await self._make_room(slot, wait=parent is None)
+                creating = True
+                self.creating += 1
+            # (A new version's activation replaces the old one: the count does not grow.)
             result = None
             now = trio.current_time()
             if (
@@ -298,10 +310,14 @@ class Supervisor:
             if result.ticket is not None:
                 slot.ticket = result.ticket
         finally:
+            if creating:
+                self.creating -= 1
             slot.holder = None
             if parent is not None:
                 parent.waiting_for = None  # the caller now waits only for a commit
             slot.lock.release()
+            if self._room:
+                self._room.unpark_all()
         slot.last_used = trio.current_time()
         self.stats.events += 1
         if result.error is not None:
@@ -334,6 +350,8 @@ class Supervisor:
             self.websockets.apply(slot.key, oid, ws)
         if self.observer is not None:
             self.observer.event(tenant, class_name, kind, result, time.perf_counter() - t_start)
+        if self._room:
+            self._room.unpark_all()  # its commit is done: the slot may be evictable now
         if not yielded:
             # An inline event with nothing to wait for never reached the scheduler: without
             # this, an embedded caller looping on Host.fetch would starve every other task
@@ -496,12 +514,27 @@ class Supervisor:
 
     # ------------------------------------------------------------------ residency
 
-    def _make_room(self, needing: ObjectSlot) -> None:
-        """Before a new activation: drop least recently used idle ones above the cap."""
-        if self.resident < self.max_resident:
+    async def _make_room(self, needing: ObjectSlot, *, wait: bool) -> bool:
+        """Before a new activation: drop least recently used idle activations until the
+        residents and the activations being created are below the cap; when none is idle
+        (all busy), wait for one to finish (`wait`), else go over the cap. Returns
+        whether it waited."""
+        waited = False
+        while True:
+            self._evict_for(needing)
+            if self.resident + self.creating < self.max_resident or not wait:
+                return waited
+            waited = True
+            # Woken when an event ends; the timeout re-checks in case a wake-up was missed.
+            with trio.move_on_after(0.05):
+                await self._room.park()
+
+    def _evict_for(self, needing: ObjectSlot) -> None:
+        """Drop least recently used idle activations while at or above the cap."""
+        if self.resident + self.creating < self.max_resident:
             return
         for slot in list(self._slots.values()):
-            if self.resident < self.max_resident:
+            if self.resident + self.creating < self.max_resident:
                 break
             if slot is needing or slot.activation is None or not slot.idle():
                 continue
