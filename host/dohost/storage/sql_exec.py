@@ -45,7 +45,7 @@ import struct
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import apsw
 
@@ -443,7 +443,7 @@ class GuestSql:
         keyword, plain_text = known
         if plain_text and self._schema_is_plain():
             return self._run_plain(sql, params, deadline)
-        conn, auth = self.conn, self._auth
+        conn = self.conn
         if keyword in _SCHEMA_WORDS:
             self._plain_schema = None
         reserved_before = self._reserved_names() if keyword == "ALTER" else None
@@ -452,16 +452,11 @@ class GuestSql:
         self._columns = ()
         self._savepoint = False
         self._scanned = 0
-        self._deadline = deadline
         changes_before = conn.total_changes()
         chunks: list[bytes] = []
         rows = size = 0
         failure: BaseException | None = None
-        old_length = conn.limit(apsw.SQLITE_LIMIT_LENGTH, MAX_SQL_VALUE_BYTES)
-        old_vars = conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_SQL_PARAMS)
-        conn.set_progress_handler(self._on_progress, PROGRESS_STEPS)
-        auth.reset()
-        auth.active = True
+        saved = self._arm(deadline)
         try:
             for row in self._cur.execute(GUEST_MARK + sql, params):
                 size += _encode_row(row, chunks)
@@ -475,7 +470,7 @@ class GuestSql:
         except BaseException as e:
             failure = e
         finally:
-            auth.active = False
+            self._disarm(saved)
             if failure is not None:
                 # Reset the statement now (its PROFILE event arrives) and start clean.
                 self._cur.close(True)
@@ -484,9 +479,6 @@ class GuestSql:
             if self._traced:
                 conn.trace_v2(0, None, id=self)
                 self._traced = False
-            conn.set_progress_handler(None)
-            conn.limit(apsw.SQLITE_LIMIT_LENGTH, old_length)
-            conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER, old_vars)
         if failure is None and self._empty:
             failure = DohostError(Code.INVALID_ARGUMENT, "the SQL text holds no statement")
         if (
@@ -500,17 +492,7 @@ class GuestSql:
                 sql,
             )
         if failure is not None:
-            error = self._classify(failure, sql)  # before the rollback: page count
-            if conn.get_autocommit():
-                # SQLite rolled back the whole transaction: no statement-level undo is
-                # possible, and the storage must fail the event.
-                self._savepoint = False
-                self._plain_schema = None
-                raise TransactionLost(self._lost(error, failure), failure)
-            self._undo()
-            if error is None:
-                raise failure
-            raise error
+            self._raise_failure(failure, sql)
         if self._savepoint:
             conn.execute(f"RELEASE {SAVEPOINT}")
         written = conn.total_changes() - changes_before
@@ -541,36 +523,23 @@ class GuestSql:
         """`run` for a plain write: one statement (no inner `;`), no rows (no RETURNING),
         atomic by itself (no FAIL anywhere), nothing scanned to meter (no SELECT, no
         triggers). So: no exec tracer, no savepoint, no profile trace."""
-        conn, auth = self.conn, self._auth
-        self._deadline = deadline
+        conn = self.conn
+        self._savepoint = False  # none to undo: _raise_failure must not roll back to one
         changes_before = conn.total_changes()
         failure: BaseException | None = None
-        old_length = conn.limit(apsw.SQLITE_LIMIT_LENGTH, MAX_SQL_VALUE_BYTES)
-        old_vars = conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_SQL_PARAMS)
-        conn.set_progress_handler(self._on_progress, PROGRESS_STEPS)
-        auth.reset()
-        auth.active = True
+        saved = self._arm(deadline)
         try:
             for _ in self._plain_cur.execute(GUEST_MARK + sql, params):
                 pass  # no RETURNING: there are no rows
         except BaseException as e:
             failure = e
         finally:
-            auth.active = False
+            self._disarm(saved)
             if failure is not None:
                 self._plain_cur.close(True)
                 self._plain_cur = conn.cursor()
-            conn.set_progress_handler(None)
-            conn.limit(apsw.SQLITE_LIMIT_LENGTH, old_length)
-            conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER, old_vars)
         if failure is not None:
-            error = self._classify(failure, sql)
-            if conn.get_autocommit():  # SQLite ended the transaction (see run)
-                self._plain_schema = None
-                raise TransactionLost(self._lost(error, failure), failure)
-            if error is None:
-                raise failure
-            raise error
+            self._raise_failure(failure, sql)
         written = conn.total_changes() - changes_before
         data = _WRITTEN.get(written)
         if data is None:
@@ -578,6 +547,42 @@ class GuestSql:
             if written < 64:
                 _WRITTEN[written] = data
         return SqlResult(data, 0, 0, written)
+
+    def _arm(self, deadline: float) -> tuple[int, int]:
+        """Put the guest-statement guards on: the value/row and parameter limits, the
+        deadline's progress handler and the authorizer. Returns the limits to restore."""
+        conn = self.conn
+        self._deadline = deadline
+        saved = (
+            conn.limit(apsw.SQLITE_LIMIT_LENGTH, MAX_SQL_VALUE_BYTES),
+            conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER, MAX_SQL_PARAMS),
+        )
+        conn.set_progress_handler(self._on_progress, PROGRESS_STEPS)
+        self._auth.reset()
+        self._auth.active = True
+        return saved
+
+    def _disarm(self, saved: tuple[int, int]) -> None:
+        """Take `_arm`'s guards off again: the host's own statements run unguarded."""
+        conn = self.conn
+        self._auth.active = False
+        conn.set_progress_handler(None)
+        conn.limit(apsw.SQLITE_LIMIT_LENGTH, saved[0])
+        conn.limit(apsw.SQLITE_LIMIT_VARIABLE_NUMBER, saved[1])
+
+    def _raise_failure(self, failure: BaseException, sql: str) -> NoReturn:
+        """Raise what a failed guest statement becomes, after undoing its writes."""
+        error = self._classify(failure, sql)  # before the rollback: page count
+        if self.conn.get_autocommit():
+            # SQLite rolled back the whole transaction: no statement-level undo is
+            # possible, and the storage must fail the event (the schema may be back too).
+            self._savepoint = False
+            self._plain_schema = None
+            raise TransactionLost(self._lost(error, failure), failure)
+        self._undo()
+        if error is None:
+            raise failure
+        raise error
 
     def _schema_is_plain(self) -> bool:
         """No triggers and no FAIL conflict clauses in the schema (cached)."""
