@@ -46,9 +46,19 @@ class Guest:
 GUESTS: list[Guest] = [
     Guest("counter", "c", ("samples/counter/counter.c",), "samples/counter/counter.wasm"),
     Guest("reminder", "c", ("samples/reminder/reminder.c",), "samples/reminder/reminder.wasm"),
-    Guest("kvtest", "c", ("tests/fixtures/c/kvtest.c",), "tests/fixtures/build/kvtest.wasm"),
+    Guest(
+        "kvtest",
+        "c",
+        ("tests/fixtures/c/kvtest.c", "tests/fixtures/c/text.h"),
+        "tests/fixtures/build/kvtest.wasm",
+    ),
     Guest("sqltest", "c", ("tests/fixtures/c/sqltest.c",), "tests/fixtures/build/sqltest.wasm"),
-    Guest("calltest", "c", ("tests/fixtures/c/calltest.c",), "tests/fixtures/build/calltest.wasm"),
+    Guest(
+        "calltest",
+        "c",
+        ("tests/fixtures/c/calltest.c", "tests/fixtures/c/text.h"),
+        "tests/fixtures/build/calltest.wasm",
+    ),
     Guest("wstest", "c", ("tests/fixtures/c/wstest.c",), "tests/fixtures/build/wstest.wasm"),
     # tests/reliability/: several keys and a checksum per event (partial events show)
     Guest(
@@ -77,7 +87,7 @@ GUESTS: list[Guest] = [
     Guest(
         "kvtest_wasi",
         "c",
-        ("tests/fixtures/c/kvtest.c",),
+        ("tests/fixtures/c/kvtest.c", "tests/fixtures/c/text.h"),
         "tests/fixtures/build/kvtest_wasi.wasm",
         flags=("--target=wasm32-wasi", "-mexec-model=reactor", "-s"),  # -s: libc debug info
     ),

@@ -32,15 +32,6 @@ static int init(void)
 }
 DOHOST_EXPORT_INIT(init)
 
-static int64_t int_param(const dohost_request *req, const char *name, int64_t dflt)
-{
-    dohost_bytes v;
-    int64_t n;
-    if (dohost_query_get(req, name, &v) && dohost_parse_i64(v.ptr, v.len, &n))
-        return n;
-    return dflt;
-}
-
 static int reply_int(int64_t v)
 {
     char buf[DOHOST_I64_CHARS];
@@ -50,7 +41,7 @@ static int reply_int(int64_t v)
 
 static int route_insert(const dohost_request *req)
 {
-    int64_t n = int_param(req, "n", 100), start = int_param(req, "start", 0);
+    int64_t n = dohost_query_int(req, "n", 100), start = dohost_query_int(req, "start", 0);
     for (int64_t id = start; id < start + n; id++) {
         dohost_sql_value p[3] = {dohost_sql_int(id), dohost_sql_text_n(NAME, sizeof NAME - 1),
                                  dohost_sql_int(id % 97)};
@@ -64,7 +55,7 @@ static int route_insert(const dohost_request *req)
 
 static int route_select(const dohost_request *req)
 {
-    dohost_sql_value p[1] = {dohost_sql_int(int_param(req, "n", 100))};
+    dohost_sql_value p[1] = {dohost_sql_int(dohost_query_int(req, "n", 100))};
     dohost_sql_result res;
     int32_t st =
         dohost_sql_exec("SELECT id, name, score FROM bench ORDER BY id LIMIT ?", p, 1, &res);

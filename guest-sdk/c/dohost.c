@@ -504,6 +504,15 @@ bool dohost_query_get(const dohost_request *req, const char *name, dohost_bytes 
     return false;
 }
 
+int64_t dohost_query_int(const dohost_request *req, const char *name, int64_t dflt)
+{
+    dohost_bytes v;
+    int64_t n;
+    if (dohost_query_get(req, name, &v) && dohost_parse_i64(v.ptr, v.len, &n))
+        return n;
+    return dflt;
+}
+
 /* ---- Responses ----------------------------------------------------------------------- */
 
 static size_t text_len(const char *s, size_t len)

@@ -121,6 +121,9 @@ const char *dohost_header_get(const dohost_request *req, const char *name);
 /* The first query parameter `name`, percent-decoded ('+' is a space) into the arena.
  * Returns false when absent; a present but empty parameter ("?a" or "?a=") is true, len 0. */
 bool dohost_query_get(const dohost_request *req, const char *name, dohost_bytes *value);
+/* The first query parameter `name` as a decimal integer; `dflt` when it is absent or not
+ * an integer (dohost_parse_i64). */
+int64_t dohost_query_int(const dohost_request *req, const char *name, int64_t dflt);
 /* Percent-decodes (s, n) into the arena ('+' becomes a space). False when out of memory. */
 bool dohost_percent_decode(const char *s, size_t n, dohost_bytes *out);
 
