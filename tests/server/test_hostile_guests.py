@@ -182,3 +182,20 @@ async def test_echo_sees_large_requests_through_result_read(h: Host, wasm: Any) 
         [("x-a", "b")],
         body,
     )
+
+
+async def test_an_abandoned_inline_attempt_is_not_counted_as_an_activation(
+    tmp_path: Path, wasm: Any
+) -> None:
+    """The first event of an object runs inline in a fresh instance; when it outgrows the
+    inline budget that instance is thrown away and the event runs again in a new one on a
+    worker. Only the one that served counts (the metric and stats.activations agree)."""
+    async with Host(tmp_path / "data", durability="os", limits=EventLimits(cpu_ms=200)) as h:
+        await h.deploy("acme", "kv", wasm("kvtest"))
+        sup = h.supervisor
+        activations, offloads = sup.stats.activations, sup.stats.offloads
+        with pytest.raises(DohostError) as ei:
+            await h.fetch("acme", "kv", "spinner", Request("GET", "/spin"))
+        assert ei.value.code is Code.CPU_LIMIT
+        assert sup.stats.offloads == offloads + 1  # the inline attempt was abandoned
+        assert sup.stats.activations == activations + 1  # and not counted
