@@ -59,6 +59,11 @@ class Code(enum.Enum):
     RATE_LIMITED = ("rate_limited", None, 429)
     SHUTTING_DOWN = ("shutting_down", None, 503)
     OVERLOADED = ("overloaded", None, 503)
+    # Ownership (DESIGN.md, "Beyond one process").
+    DATA_IN_USE = ("data_in_use", None, 409)  # another program holds the data set's lock
+    NOT_OWNER = ("not_owner", None, 503)  # this node does not own the object's partition
+    OWNER_UNAVAILABLE = ("owner_unavailable", None, 503)  # the owner did not answer in time
+    FENCED = ("fenced", None, 503)  # a newer claim of the partition exists: nothing committed
 
     @property
     def abi_status(self) -> int | None:
