@@ -13,22 +13,19 @@ failure is one line on stderr, `error: <code>: <message>`, and exit status 1.
 from __future__ import annotations
 
 import base64
-import json
 import sys
-import urllib.parse
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NoReturn
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 import click
 
 if TYPE_CHECKING:
-    import httpx
+    from dohost.client import Client
 
 DEFAULT_URL = "http://127.0.0.1:8080"
-ERROR_HEADER = "x-dohost-error"
-TIMEOUT_S, CONNECT_TIMEOUT_S = 60.0, 10.0
+T = TypeVar("T")
 
 
 def fail(message: str, code: int = 1) -> NoReturn:
@@ -36,71 +33,26 @@ def fail(message: str, code: int = 1) -> NoReturn:
     sys.exit(code)
 
 
-@dataclass
-class Client:
-    url: str
-    token: str | None
+@contextmanager
+def connect(url: str, token: str | None) -> Iterator[Client]:
+    """A `dohost.client.Client` for one command; any client error ends the command with
+    one line (`error: <code>: <message>`, or `error: cannot reach <url>: ...`)."""
+    # Imported here, not at the top: httpx costs a third of the CLI's start time.
+    from dohost.client import Client, ClientError
 
-    def request(
-        self,
-        method: str,
-        path: str,
-        *,
-        body: bytes | None = None,
-        json_body: Any = None,
-        params: dict[str, str] | None = None,
-        headers: list[tuple[str, str]] | None = None,
-        ok: Callable[[httpx.Response], bool] | None = None,
-    ) -> httpx.Response:
-        """Send a request; any host error or transport failure ends the command."""
-        import httpx  # here, not at the top: it costs a third of the CLI's start time
-
-        if not self.token:
-            fail("no token: pass --token or set DOHOST_TOKEN")
-        hdrs = [("authorization", f"Bearer {self.token}"), *(headers or [])]
-        content = body
-        if json_body is not None:
-            content = json.dumps(json_body).encode()
-            hdrs.append(("content-type", "application/json"))
-        try:
-            timeout = httpx.Timeout(TIMEOUT_S, connect=CONNECT_TIMEOUT_S)
-            with httpx.Client(timeout=timeout) as http:
-                resp = http.request(
-                    method, self.url + path, content=content, params=params, headers=hdrs
-                )
-        except httpx.HTTPError as e:
-            fail(f"cannot reach {self.url}: {e or type(e).__name__}")
-        if ok is not None and ok(resp):
-            return resp
-        if resp.status_code >= 400:
-            fail(describe_error(resp))
-        return resp
-
-    def get_json(self, path: str, params: dict[str, str] | None = None) -> Any:
-        return self.request("GET", path, params=params).json()
-
-
-def describe_error(resp: httpx.Response) -> str:
-    """`code: message` from a JSON error body, or the status line."""
+    if not token:
+        fail("no token: pass --token or set DOHOST_TOKEN")
     try:
-        err = resp.json()["error"]
-        return f"{err['code']}: {err['message']}"
-    except (ValueError, KeyError, TypeError):
-        text = resp.text.strip().splitlines()[0][:200] if resp.text.strip() else ""
-        return f"HTTP {resp.status_code}" + (f": {text}" if text else "")
+        with Client(url, token) as client:
+            yield client
+    except ClientError as e:
+        fail(str(e))
 
 
-def quote(name: str) -> str:
-    return urllib.parse.quote(name, safe="")
-
-
-def object_path(class_name: str, obj: str, by_id: bool) -> str:
-    kind = "ids" if by_id else "objects"
-    return f"/v1/classes/{quote(class_name)}/{kind}/{quote(obj)}"
-
-
-def _client(url: str, token: str | None) -> Client:
-    return Client(url.rstrip("/"), token)
+def run(url: str, token: str | None, op: Callable[[Client], T]) -> T:
+    """`op(client)` with `connect`'s error handling: the usual shape of a command."""
+    with connect(url, token) as client:
+        return op(client)
 
 
 url_option = click.option(
@@ -159,8 +111,8 @@ def tenant() -> None:
 @admin_token_option
 def tenant_create(name: str, url: str, token: str | None) -> None:
     """Create tenant NAME and print its token (shown only this once)."""
-    data = _client(url, token).request("POST", "/v1/tenants", json_body={"name": name}).json()
-    click.echo(data["token"])
+    _, secret = run(url, token, lambda c: c.create_tenant(name))
+    click.echo(secret)
     click.echo(
         f"created tenant {name}; keep the token above, it is not shown again "
         f"(export DOHOST_TOKEN=...)",
@@ -173,16 +125,15 @@ def tenant_create(name: str, url: str, token: str | None) -> None:
 @admin_token_option
 def tenant_ls(url: str, token: str | None) -> None:
     """List tenants with their classes and usage."""
-    data = _client(url, token).get_json("/v1/tenants")
     rows = []
-    for t in data["tenants"]:
-        q, u = t["quotas"], t["usage"]
+    for t in run(url, token, lambda c: c.list_tenants()):
+        q = t.quotas
         rows.append(
             [
-                t["name"],
-                ", ".join(t["classes"]) or "-",
-                f"{u['objects']}/{q['objects']}",
-                f"{u['storage_bytes']}/{q['storage_bytes']}",
+                t.name,
+                ", ".join(t.classes) or "-",
+                f"{t.objects}/{q['objects']}",
+                f"{t.storage_bytes}/{q['storage_bytes']}",
                 f"{q['requests_per_s']:g}",
             ]
         )
@@ -195,7 +146,7 @@ def tenant_ls(url: str, token: str | None) -> None:
 @admin_token_option
 def tenant_rm(name: str, url: str, token: str | None) -> None:
     """Delete tenant NAME with all its classes, objects and data."""
-    _client(url, token).request("DELETE", f"/v1/tenants/{quote(name)}")
+    run(url, token, lambda c: c.delete_tenant(name))
     click.echo(f"deleted tenant {name}")
 
 
@@ -214,18 +165,10 @@ def deploy(class_name: str, file: Path, storage: str, url: str, token: str | Non
         wasm = file.read_bytes()
     except OSError as e:
         fail(f"cannot read {file}: {e.strerror}")
-    resp = _client(url, token).request(
-        "PUT",
-        f"/v1/classes/{quote(class_name)}",
-        body=wasm,
-        params={"storage": storage},
-        headers=[("content-type", "application/wasm")],
-    )
-    d = resp.json()
-    what = "deployed" if resp.status_code == 201 else "unchanged:"
-    click.echo(
-        f"{what} {d['class']} version {d['version']} ({d['storage']}, sha256 {d['sha256'][:16]})"
-    )
+    d = run(url, token, lambda c: c.deploy(class_name, wasm, storage))
+    what = "deployed" if d.changed else "unchanged:"
+    i = d.info
+    click.echo(f"{what} {i.name} version {i.version} ({i.storage}, sha256 {i.sha256[:16]})")
 
 
 @click.command()
@@ -233,10 +176,9 @@ def deploy(class_name: str, file: Path, storage: str, url: str, token: str | Non
 @token_option
 def classes(url: str, token: str | None) -> None:
     """List the deployed classes."""
-    data = _client(url, token).get_json("/v1/classes")
     rows = [
-        [c["class"], str(c["version"]), c["storage"], str(c["size"]), c["sha256"][:16]]
-        for c in data["classes"]
+        [c.name, str(c.version), c.storage, str(c.size), c.sha256[:16]]
+        for c in run(url, token, lambda c: c.list_classes())
     ]
     _table(None, ["class", "version", "storage", "bytes", "sha256"], rows)
 
@@ -288,21 +230,20 @@ def call(
             fail(f"bad header {h!r}: use 'Name: value'", 2)
         hdrs.append((name.strip(), value.strip()))
     body = _body(data)
-    p, _, q = path.partition("?")
-    target = object_path(class_name, obj, by_id) + (p if p.startswith("/") else "/" + p)
-    if q:
-        target += "?" + q
-    verb = (method or ("POST" if body is not None else "GET")).upper()
-    resp = _client(url, token).request(
-        verb, target, body=body, headers=hdrs, ok=lambda r: ERROR_HEADER not in r.headers
+    resp = run(
+        url,
+        token,
+        lambda c: c.fetch(
+            class_name, obj, path, method=method, body=body, headers=hdrs, by_id=by_id
+        ),
     )
-    out = resp.content
+    out = resp.body
     sys.stdout.buffer.write(out)
     if out and not out.endswith(b"\n") and sys.stdout.isatty():
         sys.stdout.buffer.write(b"\n")
     sys.stdout.flush()
-    if resp.status_code >= 400:
-        fail(f"the object answered {resp.status_code}")
+    if resp.status >= 400:
+        fail(f"the object answered {resp.status}")
 
 
 @click.command()
@@ -311,16 +252,11 @@ def call(
 @token_option
 def objects(class_name: str, url: str, token: str | None) -> None:
     """List the objects of CLASS that have stored something."""
-    client = _client(url, token)
-    rows = []
-    params: dict[str, str] = {"limit": "1000"}
-    while True:
-        data = client.get_json(f"/v1/classes/{quote(class_name)}/objects", params)
-        for o in data["objects"]:
-            rows.append([o["id"], o["name"] if o["name"] is not None else "-", str(o["bytes"])])
-        if data["next"] is None:
-            break
-        params["after"] = data["next"]
+    with connect(url, token) as client:
+        rows = [
+            [o.id, o.name if o.name is not None else "-", str(o.bytes)]
+            for o in client.iter_objects(class_name)
+        ]
     _table(None, ["id", "name", "bytes"], rows)
 
 
@@ -332,16 +268,8 @@ def objects(class_name: str, url: str, token: str | None) -> None:
 @token_option
 def storage(class_name: str, obj: str, by_id: bool, url: str, token: str | None) -> None:
     """Show the stored keys and values of OBJECT (read-only)."""
-    client = _client(url, token)
-    rows = []
-    params: dict[str, str] = {"limit": "1000"}
-    while True:
-        data = client.get_json(object_path(class_name, obj, by_id) + "/storage", params)
-        for e in data["entries"]:
-            rows.append([_shown(base64.b64decode(e["key"])), _shown(base64.b64decode(e["value"]))])
-        if data["next"] is None:
-            break
-        params["cursor"] = data["next"]
+    with connect(url, token) as client:
+        rows = [[_shown(k), _shown(v)] for k, v in client.iter_storage(class_name, obj, by_id)]
     _table(None, ["key", "value"], rows)
 
 
@@ -353,8 +281,8 @@ def storage(class_name: str, obj: str, by_id: bool, url: str, token: str | None)
 @token_option
 def rm(class_name: str, obj: str, by_id: bool, url: str, token: str | None) -> None:
     """Delete OBJECT of CLASS: its storage and its activation."""
-    d = _client(url, token).request("DELETE", object_path(class_name, obj, by_id)).json()
-    click.echo(f"deleted {class_name} object {obj} ({d['id'][:16]}…)")
+    oid = run(url, token, lambda c: c.delete_object(class_name, obj, by_id))
+    click.echo(f"deleted {class_name} object {obj} ({oid[:16]}…)")
 
 
 def register(group: click.Group) -> None:

@@ -1,0 +1,272 @@
+"""Each operation of HTTP API v1 as data: the request to send and how to read the answer.
+
+`Client` (sync.py) and `AsyncClient` (aio.py) differ only in how they send a `Call`; the
+paths, parameters and parsing live here once, with no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from dohost.client.model import (
+    ApiError,
+    ClassInfo,
+    Deployed,
+    FetchResponse,
+    ObjectPage,
+    ObjectRef,
+    ObjectSummary,
+    StoragePage,
+    Tenant,
+)
+
+T = TypeVar("T")
+ERROR_HEADER = "x-dohost-error"
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """An HTTP answer as the transport received it."""
+
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        for k, v in self.headers:
+            if k.lower() == name:
+                return v
+        return None
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+
+@dataclass(frozen=True, slots=True)
+class Call(Generic[T]):
+    """One request and the parser of its successful answer. `guest_status`: an object's
+    own status (any, 4xx/5xx included) is an answer, not an error; only a reply carrying
+    the host's `x-dohost-error` header raises."""
+
+    method: str
+    path: str
+    parse: Callable[[Reply], T]
+    params: dict[str, str] | None = None
+    body: bytes | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    guest_status: bool = False
+
+    def result(self, reply: Reply) -> T:
+        if self.guest_status:
+            if reply.header(ERROR_HEADER) is not None:
+                raise api_error(reply)
+        elif reply.status >= 400:
+            raise api_error(reply)
+        return self.parse(reply)
+
+
+def api_error(reply: Reply) -> ApiError:
+    """The host's JSON error body as an `ApiError` (a non-JSON one keeps its status)."""
+    retry = reply.header("retry-after")
+    try:
+        retry_after: float | None = float(retry) if retry is not None else None
+    except ValueError:
+        retry_after = None
+    try:
+        err = reply.json()["error"]
+        return ApiError(str(err["code"]), str(err["message"]), reply.status, retry_after)
+    except (ValueError, KeyError, TypeError):
+        text = reply.body.decode("utf-8", "replace").strip()
+        first = text.splitlines()[0][:200] if text else f"HTTP {reply.status}"
+        return ApiError(f"http_{reply.status}", first, reply.status, retry_after)
+
+
+def quote(name: str) -> str:
+    return urllib.parse.quote(name, safe="")
+
+
+def class_path(class_name: str) -> str:
+    return f"/v1/classes/{quote(class_name)}"
+
+
+def object_path(class_name: str, obj: str, by_id: bool = False) -> str:
+    """`obj` is an object name (any text), or with `by_id` a 64-hex id."""
+    return f"{class_path(class_name)}/{'ids' if by_id else 'objects'}/{quote(obj)}"
+
+
+def _json_body(data: Any) -> tuple[bytes, list[tuple[str, str]]]:
+    return json.dumps(data).encode(), [("content-type", "application/json")]
+
+
+def _json(reply: Reply) -> Any:
+    return reply.json()
+
+
+def _none(reply: Reply) -> None:
+    return None
+
+
+# ------------------------------------------------------------------ open
+
+
+def health() -> Call[bool]:
+    return Call("GET", "/healthz", lambda r: r.json().get("status") == "ok")
+
+
+def metrics() -> Call[str]:
+    return Call("GET", "/metrics", lambda r: r.body.decode())
+
+
+# ------------------------------------------------------------------ tenants (admin)
+
+
+def create_tenant(name: str, quotas: dict[str, Any] | None = None) -> Call[tuple[Tenant, str]]:
+    payload: dict[str, Any] = {"name": name}
+    if quotas:
+        payload["quotas"] = quotas
+    body, hdrs = _json_body(payload)
+    return Call(
+        "POST",
+        "/v1/tenants",
+        lambda r: (Tenant.from_json(r.json()), str(r.json()["token"])),
+        body=body,
+        headers=hdrs,
+    )
+
+
+def list_tenants() -> Call[list[Tenant]]:
+    return Call("GET", "/v1/tenants", lambda r: [Tenant.from_json(t) for t in r.json()["tenants"]])
+
+
+def get_tenant(name: str) -> Call[Tenant]:
+    return Call("GET", f"/v1/tenants/{quote(name)}", lambda r: Tenant.from_json(r.json()))
+
+
+def set_quotas(name: str, quotas: dict[str, Any]) -> Call[Tenant]:
+    """Merge `quotas` into the tenant's overrides; a key set to None returns to the
+    server's default."""
+    body, hdrs = _json_body({"quotas": quotas})
+    return Call(
+        "PATCH", f"/v1/tenants/{quote(name)}", lambda r: Tenant.from_json(r.json()), body=body,
+        headers=hdrs,
+    )  # fmt: skip
+
+
+def delete_tenant(name: str) -> Call[None]:
+    return Call("DELETE", f"/v1/tenants/{quote(name)}", _none)
+
+
+def rotate_tenant_token(name: str) -> Call[str]:
+    """A new token for the tenant (admin); the old one stops working at once."""
+    return Call("POST", f"/v1/tenants/{quote(name)}/token", lambda r: str(r.json()["token"]))
+
+
+# ------------------------------------------------------------------ classes
+
+
+def deploy(class_name: str, wasm: bytes, storage: str = "kv") -> Call[Deployed]:
+    return Call(
+        "PUT",
+        class_path(class_name),
+        lambda r: Deployed(ClassInfo.from_json(r.json()), r.status == 201),
+        params={"storage": storage},
+        body=wasm,
+        headers=[("content-type", "application/wasm")],
+    )
+
+
+def list_classes() -> Call[list[ClassInfo]]:
+    return Call(
+        "GET", "/v1/classes", lambda r: [ClassInfo.from_json(c) for c in r.json()["classes"]]
+    )
+
+
+def get_class(class_name: str) -> Call[ClassInfo]:
+    return Call("GET", class_path(class_name), lambda r: ClassInfo.from_json(r.json()))
+
+
+# ------------------------------------------------------------------ objects
+
+
+def list_objects(class_name: str, limit: int = 100, after: str | None = None) -> Call[ObjectPage]:
+    params = {"limit": str(limit)}
+    if after is not None:
+        params["after"] = after
+
+    def parse(r: Reply) -> ObjectPage:
+        d = r.json()
+        return ObjectPage([ObjectSummary.from_json(o) for o in d["objects"]], d.get("next"))
+
+    return Call("GET", f"{class_path(class_name)}/objects", parse, params=params)
+
+
+def new_id(class_name: str) -> Call[str]:
+    return Call("POST", f"{class_path(class_name)}/ids", lambda r: str(r.json()["id"]))
+
+
+def get_object(class_name: str, obj: str, by_id: bool = False) -> Call[ObjectRef]:
+    def parse(r: Reply) -> ObjectRef:
+        d = r.json()
+        return ObjectRef(d["class"], d["id"], d.get("name"))
+
+    return Call("GET", object_path(class_name, obj, by_id), parse)
+
+
+def delete_object(class_name: str, obj: str, by_id: bool = False) -> Call[str]:
+    """Returns the deleted object's id."""
+    return Call("DELETE", object_path(class_name, obj, by_id), lambda r: str(r.json()["id"]))
+
+
+def storage(
+    class_name: str,
+    obj: str,
+    by_id: bool = False,
+    *,
+    limit: int = 100,
+    cursor: str | None = None,
+    prefix: bytes | None = None,
+) -> Call[StoragePage]:
+    import base64
+
+    params = {"limit": str(limit)}
+    if cursor is not None:
+        params["cursor"] = cursor
+    if prefix:
+        params["prefix"] = base64.urlsafe_b64encode(prefix).decode().rstrip("=")
+    return Call(
+        "GET",
+        object_path(class_name, obj, by_id) + "/storage",
+        lambda r: StoragePage.from_json(r.json()),
+        params=params,
+    )
+
+
+def fetch(
+    class_name: str,
+    obj: str,
+    path: str = "/",
+    *,
+    method: str | None = None,
+    body: bytes | None = None,
+    headers: list[tuple[str, str]] | None = None,
+    by_id: bool = False,
+) -> Call[FetchResponse]:
+    """A fetch event for the object. `path` may carry `?query`; the method defaults to
+    GET, or POST when there is a body."""
+    p, _, q = path.partition("?")
+    target = object_path(class_name, obj, by_id) + (p if p.startswith("/") else "/" + p)
+    if q:
+        target += "?" + q
+    verb = (method or ("POST" if body is not None else "GET")).upper()
+    return Call(
+        verb,
+        target,
+        lambda r: FetchResponse(r.status, r.headers, r.body),
+        body=body,
+        headers=list(headers or []),
+        guest_status=True,
+    )
