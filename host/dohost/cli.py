@@ -38,6 +38,23 @@ def _split_path(path: str) -> tuple[str, str]:
     return p, q
 
 
+data_dir_option = click.option(
+    "--data-dir",
+    "data_dir",
+    default="./dohost-data",
+    show_default=True,
+    type=click.Path(path_type=Path),
+    help="Data directory of the embedded host (created if missing).",
+)
+durability_option = click.option(
+    "--durability",
+    type=click.Choice(["fsync", "os"]),
+    default="fsync",
+    show_default=True,
+    help="fsync: commits survive power loss. os: a process crash only (development).",
+)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
 def cli(verbose: int) -> None:
@@ -53,31 +70,35 @@ def cli(verbose: int) -> None:
 @click.option(
     "--object", "object_name", required=True, help="Name of the object that receives the event."
 )
-@click.option(
-    "--data",
-    "data_dir",
-    default="./dohost-data",
-    show_default=True,
-    type=click.Path(path_type=Path),
-)
+@data_dir_option
 @click.option("-X", "--method", default=None, help="HTTP method (default GET, or POST with -d).")
 @click.option(
     "--path", "path", default="/", show_default=True, help="Path (and ?query) inside the object."
 )
 @click.option(
-    "-d", "--data-body", "body", default=None, help="Request body; @FILE reads a file, @- stdin."
+    "-d",
+    "--data",
+    "body",
+    default=None,
+    help="Request body, as in `dohost call`; @FILE reads a file, @- stdin.",
 )
 @click.option(
     "-H", "--header", "headers", multiple=True, help="Request header 'Name: value' (repeatable)."
 )
-@click.option("--storage", type=click.Choice(["kv", "sqlite"]), default="kv", show_default=True)
+@click.option(
+    "--storage",
+    type=click.Choice(["kv", "sqlite"]),
+    default="kv",
+    show_default=True,
+    help="Storage backend of the class: kv (sharded) or sqlite (one database per object, SQL).",
+)
 @click.option(
     "--class", "class_name", default=None, help="Class name (default: from the file name)."
 )
-@click.option("--tenant", default="local", show_default=True)
 @click.option(
-    "--durability", type=click.Choice(["fsync", "os"]), default="fsync", show_default=True
+    "--tenant", default="local", show_default=True, help="Tenant the class is deployed for."
 )
+@durability_option
 def run(
     module: Path,
     object_name: str,
@@ -92,23 +113,16 @@ def run(
     durability: str,
 ) -> None:
     """Deliver one fetch event to an object of MODULE in an embedded host and print the body."""
+    from dohost.cli_client import read_body
     from dohost.server.host import Host
 
+    if not object_name:
+        _fail(f"{Code.INVALID_NAME.code}: the object name is empty: give --object a name")
     try:
         wasm = module.read_bytes()
     except OSError as e:
-        _fail(f"cannot read {module}: {e.strerror}")
-    if body is None:
-        raw = b""
-    elif body == "@-":
-        raw = sys.stdin.buffer.read()
-    elif body.startswith("@"):
-        try:
-            raw = Path(body[1:]).read_bytes()
-        except OSError as e:
-            _fail(f"cannot read {body[1:]}: {e.strerror}")
-    else:
-        raw = body.encode()
+        _fail(f"{Code.OS_ERROR.code}: cannot read {module}: {e.strerror}")
+    raw = read_body(body) or b""
     hdrs = []
     for h in headers:
         name, sep, value = h.partition(":")
@@ -136,13 +150,7 @@ def run(
 
 
 @cli.command()
-@click.option(
-    "--data",
-    "data_dir",
-    default="./dohost-data",
-    show_default=True,
-    type=click.Path(path_type=Path),
-)
+@data_dir_option
 @click.option("--tenant", default=None, help="Only this tenant's alarms.")
 @click.option("--class", "class_name", default=None, help="Only this class's alarms.")
 def alarms(data_dir: Path, tenant: str | None, class_name: str | None) -> None:
@@ -157,7 +165,8 @@ def alarms(data_dir: Path, tenant: str | None, class_name: str | None) -> None:
     path = data_dir / "alarms.db"
     if not path.exists():
         _fail(
-            f"no alarm index in {data_dir} (not a dohost data directory, or no alarm was ever set)"
+            f"{Code.NOT_FOUND.code}: no alarm index in {data_dir} (not a dohost data "
+            "directory, or no alarm was ever set); pass --data-dir the server's --data"
         )
     index = AlarmIndex(path)
     try:
@@ -199,19 +208,37 @@ def main() -> None:
     except click.ClickException as e:
         e.show()
         sys.exit(e.exit_code)
-    except DohostError as e:
-        _fail(f"{e.code.code}: {e.message}")
     except KeyboardInterrupt:
         _fail("interrupted", 130)
     except SystemExit:
         raise
     except BaseException as e:
-        if isinstance(e, BaseExceptionGroup):
-            inner = [x for x in e.exceptions if isinstance(x, DohostError)]
-            if inner:
-                _fail(f"{inner[0].code.code}: {inner[0].message}")
-        logging.getLogger("dohost").debug("unexpected error", exc_info=e)
-        _fail(f"{Code.INTERNAL.code}: {type(e).__name__}: {e}")
+        _fail(describe_failure(e))
+
+
+def describe_failure(e: BaseException) -> str:
+    """`code: message` for anything that ended a command. A DohostError (also inside a
+    trio exception group) says it itself; an OS error names its file and what failed;
+    only a real bug is `internal`, logged with its traceback at -vv."""
+    leaf = _first_leaf(e)
+    if isinstance(leaf, DohostError):
+        return f"{leaf.code.code}: {leaf.message}"
+    if isinstance(leaf, OSError) and leaf.strerror:
+        where = f"{leaf.filename}: " if leaf.filename else ""
+        return f"{Code.OS_ERROR.code}: {where}{leaf.strerror}"
+    logging.getLogger("dohost").debug("unexpected error", exc_info=e)
+    return f"{Code.INTERNAL.code}: {type(leaf).__name__}: {leaf} (a bug: please report it)"
+
+
+def _first_leaf(e: BaseException) -> BaseException:
+    """The DohostError inside nested exception groups if there is one, else the first."""
+    if not isinstance(e, BaseExceptionGroup):
+        return e
+    leaves = [_first_leaf(x) for x in e.exceptions]
+    for x in leaves:
+        if isinstance(x, DohostError):
+            return x
+    return leaves[0]
 
 
 if __name__ == "__main__":

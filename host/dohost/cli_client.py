@@ -34,24 +34,35 @@ def fail(message: str, code: int = 1) -> NoReturn:
 
 
 @contextmanager
-def connect(url: str, token: str | None) -> Iterator[Client]:
+def connect(url: str, token: str | None, *, admin: bool = False) -> Iterator[Client]:
     """A `dohost.client.Client` for one command; any client error ends the command with
-    one line (`error: <code>: <message>`, or `error: cannot reach <url>: ...`)."""
+    one line (`error: <code>: <message>`, or `error: cannot_reach: ...`). `admin`: the
+    command wants the admin token (what a missing one says)."""
     # Imported here, not at the top: httpx costs a third of the CLI's start time.
-    from dohost.client import Client, ClientError
+    from dohost.client import Client, ClientError, TransportError
 
     if not token:
-        fail("no token: pass --token or set DOHOST_TOKEN")
+        if admin:
+            fail(
+                "unauthorized: no admin token: pass --token or set DOHOST_ADMIN_TOKEN "
+                "(a local server keeps it in DATA/admin.token)"
+            )
+        fail(
+            "unauthorized: no tenant token: pass --token or set DOHOST_TOKEN "
+            "(`dohost tenant create NAME` prints one)"
+        )
     try:
         with Client(url, token) as client:
             yield client
+    except TransportError as e:
+        fail(f"cannot_reach: {e}: is `dohost serve` running there? (--url or DOHOST_URL)")
     except ClientError as e:
         fail(str(e))
 
 
-def run(url: str, token: str | None, op: Callable[[Client], T]) -> T:
+def run(url: str, token: str | None, op: Callable[[Client], T], *, admin: bool = False) -> T:
     """`op(client)` with `connect`'s error handling: the usual shape of a command."""
-    with connect(url, token) as client:
+    with connect(url, token, admin=admin) as client:
         return op(client)
 
 
@@ -111,7 +122,7 @@ def tenant() -> None:
 @admin_token_option
 def tenant_create(name: str, url: str, token: str | None) -> None:
     """Create tenant NAME and print its token (shown only this once)."""
-    _, secret = run(url, token, lambda c: c.create_tenant(name))
+    _, secret = run(url, token, lambda c: c.create_tenant(name), admin=True)
     click.echo(secret)
     click.echo(
         f"created tenant {name}; keep the token above, it is not shown again "
@@ -126,7 +137,7 @@ def tenant_create(name: str, url: str, token: str | None) -> None:
 def tenant_ls(url: str, token: str | None) -> None:
     """List tenants with their classes and usage."""
     rows = []
-    for t in run(url, token, lambda c: c.list_tenants()):
+    for t in run(url, token, lambda c: c.list_tenants(), admin=True):
         q = t.quotas
         rows.append(
             [
@@ -146,7 +157,7 @@ def tenant_ls(url: str, token: str | None) -> None:
 @admin_token_option
 def tenant_rm(name: str, url: str, token: str | None) -> None:
     """Delete tenant NAME with all its classes, objects and data."""
-    run(url, token, lambda c: c.delete_tenant(name))
+    run(url, token, lambda c: c.delete_tenant(name), admin=True)
     click.echo(f"deleted tenant {name}")
 
 
@@ -164,7 +175,7 @@ def deploy(class_name: str, file: Path, storage: str, url: str, token: str | Non
     try:
         wasm = file.read_bytes()
     except OSError as e:
-        fail(f"cannot read {file}: {e.strerror}")
+        fail(f"os_error: cannot read {file}: {e.strerror}")
     d = run(url, token, lambda c: c.deploy(class_name, wasm, storage))
     what = "deployed" if d.changed else "unchanged:"
     i = d.info
@@ -186,7 +197,8 @@ def classes(url: str, token: str | None) -> None:
 # ------------------------------------------------------------------------ objects
 
 
-def _body(data: str | None) -> bytes | None:
+def read_body(data: str | None) -> bytes | None:
+    """A `-d/--data` value: the text itself, @FILE's bytes, or @- stdin."""
     if data is None:
         return None
     if data == "@-":
@@ -195,7 +207,7 @@ def _body(data: str | None) -> bytes | None:
         try:
             return Path(data[1:]).read_bytes()
         except OSError as e:
-            fail(f"cannot read {data[1:]}: {e.strerror}")
+            fail(f"os_error: cannot read {data[1:] or '(no file name after @)'}: {e.strerror}")
     return data.encode()
 
 
@@ -229,7 +241,7 @@ def call(
         if not sep or not name.strip():
             fail(f"bad header {h!r}: use 'Name: value'", 2)
         hdrs.append((name.strip(), value.strip()))
-    body = _body(data)
+    body = read_body(data)
     resp = run(
         url,
         token,

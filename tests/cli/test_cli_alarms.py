@@ -1,4 +1,4 @@
-"""`dohost alarms --data DIR`: pending alarms as a table."""
+"""`dohost alarms --data-dir DIR`: pending alarms as a table."""
 
 from __future__ import annotations
 
@@ -29,20 +29,20 @@ async def test_lists_pending_alarms(tmp_path: Path) -> None:
         await host.fetch("acme", "k", "room-1", Request("POST", "/alarm_set", f"ms={due}"))
         await host.fetch("other", "k", "x", Request("POST", "/alarm_set", f"ms={due + 1}"))
         oid = host.id_from_name("acme", "k", "room-1").hex
-    r = alarms("--data", str(data))
+    r = alarms("--data-dir", str(data))
     assert r.returncode == 0, r.stderr
     assert "room-1" in r.stdout and oid[:16] in r.stdout and str(due) in r.stdout
     assert "2100-01-01T00:00:00.000" in r.stdout and "2 pending alarms" in r.stdout
-    r = alarms("--data", str(data), "--tenant", "acme", "--class", "k")
+    r = alarms("--data-dir", str(data), "--tenant", "acme", "--class", "k")
     assert "1 pending alarm" in r.stdout and str(due + 1) not in r.stdout
-    r = alarms("--data", str(data), "--tenant", "nobody")
+    r = alarms("--data-dir", str(data), "--tenant", "nobody")
     assert "0 pending alarms" in r.stdout
 
 
 def test_not_a_data_directory(tmp_path: Path) -> None:
-    r = alarms("--data", str(tmp_path))
+    r = alarms("--data-dir", str(tmp_path))
     assert (
         r.returncode == 1
-        and r.stderr.startswith("error: no alarm index")
+        and r.stderr.startswith("error: not_found: no alarm index")
         and "Traceback" not in r.stderr
     )

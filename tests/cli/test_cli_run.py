@@ -1,4 +1,5 @@
-"""`dohost run`: one event in an embedded host, as a user types it."""
+"""`dohost run`: one event in an embedded host, as a user types it. `--data-dir` is the
+data directory and `-d/--data` the request body, as in `dohost call`."""
 
 from __future__ import annotations
 
@@ -28,15 +29,26 @@ def dohost(
 def test_run_increments_and_persists(tmp_path: Path) -> None:
     data = str(tmp_path / "d")
     r = dohost(
-        "run", str(COUNTER), "--object", "a", "--data", data, "-X", "POST", "--path", "/incr"
+        "run", str(COUNTER), "--object", "a", "--data-dir", data, "-X", "POST", "--path", "/incr"
     )
     assert (r.returncode, r.stdout, r.stderr) == (0, "1", "")
-    r = dohost("run", str(COUNTER), "--object", "a", "--data", data, "--path", "/incr", "-d", "41")
+    r = dohost(
+        "run", str(COUNTER), "--object", "a", "--data-dir", data, "--path", "/incr", "-d", "41"
+    )
     assert (r.returncode, r.stdout) == (0, "42")  # -d implies POST
-    r = dohost("run", str(COUNTER), "--object", "a", "--data", data)
+    r = dohost("run", str(COUNTER), "--object", "a", "--data-dir", data)
     assert (r.returncode, r.stdout) == (0, "42")
     r = dohost(
-        "run", str(COUNTER), "--object", "b", "--data", data, "--storage", "sqlite", "--class", "c2"
+        "run",
+        str(COUNTER),
+        "--object",
+        "b",
+        "--data-dir",
+        data,
+        "--storage",
+        "sqlite",
+        "--class",
+        "c2",
     )
     assert (r.returncode, r.stdout) == (0, "0")
 
@@ -47,7 +59,7 @@ def test_default_data_dir_is_in_the_working_directory(tmp_path: Path) -> None:
 
 
 def test_status_400_and_above_exits_nonzero(tmp_path: Path) -> None:
-    r = dohost("run", str(COUNTER), "--object", "a", "--data", str(tmp_path), "--path", "/nope")
+    r = dohost("run", str(COUNTER), "--object", "a", "--data-dir", str(tmp_path), "--path", "/nope")
     assert r.returncode == 1
     assert r.stdout == "not found\n"
     assert r.stderr.strip() == "error: the object answered 404"
@@ -62,7 +74,7 @@ def test_refused_module_is_one_line_without_traceback(
 ) -> None:
     bad = tmp_path / "bad.wasm"
     bad.write_bytes(content)
-    r = dohost("run", str(bad), "--object", "a", "--data", str(tmp_path / "d"))
+    r = dohost("run", str(bad), "--object", "a", "--data-dir", str(tmp_path / "d"))
     assert r.returncode == 1
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith(f"error: {code}:"), r.stderr
@@ -70,13 +82,13 @@ def test_refused_module_is_one_line_without_traceback(
 
 
 def test_missing_file_and_bad_usage(tmp_path: Path) -> None:
-    r = dohost("run", str(tmp_path / "nope.wasm"), "--object", "a", "--data", str(tmp_path))
+    r = dohost("run", str(tmp_path / "nope.wasm"), "--object", "a", "--data-dir", str(tmp_path))
     assert (
         r.returncode == 1
-        and r.stderr.startswith("error: cannot read")
+        and r.stderr.startswith("error: os_error: cannot read")
         and "Traceback" not in r.stderr
     )
-    r = dohost("run", str(COUNTER), "--data", str(tmp_path))
+    r = dohost("run", str(COUNTER), "--data-dir", str(tmp_path))
     assert r.returncode == 2 and "--object" in r.stderr and "Traceback" not in r.stderr
 
 
@@ -86,7 +98,16 @@ def test_body_from_file_and_stdin(tmp_path: Path) -> None:
     data = str(tmp_path / "d")
     assert (
         dohost(
-            "run", str(COUNTER), "--object", "a", "--data", data, "--path", "/incr", "-d", f"@{f}"
+            "run",
+            str(COUNTER),
+            "--object",
+            "a",
+            "--data-dir",
+            data,
+            "--path",
+            "/incr",
+            "-d",
+            f"@{f}",
         ).stdout
         == "5"
     )
@@ -96,7 +117,7 @@ def test_body_from_file_and_stdin(tmp_path: Path) -> None:
             str(COUNTER),
             "--object",
             "a",
-            "--data",
+            "--data-dir",
             data,
             "--path",
             "/incr",
@@ -106,3 +127,10 @@ def test_body_from_file_and_stdin(tmp_path: Path) -> None:
         ).stdout
         == "7"
     )
+
+
+def test_data_is_the_body_as_in_call(tmp_path: Path) -> None:
+    """`--data '{"n":1}'` used to create a directory of that name and send a GET."""
+    r = dohost("run", str(COUNTER), "--object", "a", "--path", "/incr", "--data", "3", cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "3")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["dohost-data"]

@@ -185,3 +185,57 @@ def test_alarm_runs_and_failed_runs_are_counted(tmp_path: Path) -> None:
             s.wait_for_metric(rf"^dohost_alarm_runs_total\{{{labels}\}} 2\.0$")
     finally:
         assert s.stop() == 0
+
+
+SPIN = bytes(
+    wasmtime.wat2wasm(
+        """(module (memory (export "memory") 1) (func (export "dohost_abi_v1"))
+          (func (export "dohost_fetch") (param i32) (result i32) (loop $l (br $l)) (i32.const 0)))"""
+    )
+)
+
+
+def test_first_signal_says_what_it_waits_for_and_a_second_stops_at_once(tmp_path: Path) -> None:
+    """An event that would run for its whole 30 s CPU budget: the first SIGINT names it
+    and waits; the second ends it now (it traps) and the server exits 0 well before."""
+    s = ServerProcess(tmp_path / "data")
+    stopped = False
+    try:
+        t = s.new_tenant()
+        with s.client(t) as c:
+            assert c.put("/v1/classes/spin", content=SPIN).status_code == 201
+        results: list[httpx.Response | Exception] = []
+
+        def spin() -> None:
+            try:
+                with s.client(t) as c2:
+                    results.append(c2.post("/v1/classes/spin/objects/o/"))
+            except httpx.HTTPError as e:
+                results.append(e)
+
+        th = threading.Thread(target=spin)
+        th.start()
+        s.wait_for_metric(rf'^dohost_events_running\{{class="spin",tenant="{s.names[t]}"\}} 1\.0$')
+        started = time.monotonic()
+        s.proc.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + 30
+        while "shutting down" not in s.stderr() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert "shutting down: waiting for 1 event in flight (at most 30 s)" in s.stderr()
+        assert "again (Ctrl-C) to stop now" in s.stderr()
+        assert s.proc.poll() is None  # still waiting for the event
+        rc = s.stop(signal.SIGINT)
+        stopped = True
+        elapsed = time.monotonic() - started
+        th.join(60)
+        assert rc == 0, s.stderr()
+        assert elapsed < 20, elapsed  # not the event's 30 s CPU budget
+        assert "stopping now" in s.stderr() and "dohost stopped" in s.stderr()
+        assert "Traceback" not in s.stderr()
+        # The client got an error answer or a closed connection, never a hang.
+        assert results
+        if isinstance(results[0], httpx.Response):
+            assert results[0].status_code >= 500
+    finally:
+        if not stopped:
+            s.stop()

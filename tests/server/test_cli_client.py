@@ -106,10 +106,10 @@ def test_flags_override_the_environment_and_failures_are_one_line(
     cases = [
         (["call", "nothere", "x", *me], "error: unknown_class: no class named 'nothere' is deployed"),
         (["call", "counter", "0" * 64, "--id", *me], "error: invalid_id: no such object id in this class"),
-        (["deploy", "c", str(COUNTER / "missing"), *me], "error: cannot read"),
+        (["deploy", "c", str(COUNTER / "missing"), *me], "error: os_error: cannot read"),
         (["deploy", "Bad", str(COUNTER), *me], "error: invalid_name:"),
-        (["objects", "counter", "--url", server.url], "error: no token: pass --token or set DOHOST_TOKEN"),
-        (["objects", "counter", "--url", "http://127.0.0.1:1", "--token", "x"], "error: cannot reach http://127.0.0.1:1"),
+        (["objects", "counter", "--url", server.url], "error: unauthorized: no tenant token: pass --token or set DOHOST_TOKEN"),
+        (["objects", "counter", "--url", "http://127.0.0.1:1", "--token", "x"], "error: cannot_reach: cannot reach http://127.0.0.1:1"),
         (["tenant", "ls", *me], "error: unauthorized: this route needs the admin token"),
         (["tenant", "create", "beta", *admin], "error: already_exists: tenant 'beta' already exists"),
         (["tenant", "rm", "nobody", *admin], "error: unknown_tenant: no tenant named 'nobody'"),

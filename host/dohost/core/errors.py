@@ -59,6 +59,12 @@ class Code(enum.Enum):
     RATE_LIMITED = ("rate_limited", None, 429)
     SHUTTING_DOWN = ("shutting_down", None, 503)
     OVERLOADED = ("overloaded", None, 503)
+    # Start-up and the operating system: the user's situation to fix (server/startup.py).
+    ADDRESS_IN_USE = ("address_in_use", None, 500)
+    CANNOT_LISTEN = ("cannot_listen", None, 500)
+    DATA_DIR_UNUSABLE = ("data_dir_unusable", None, 500)
+    OS_ERROR = ("os_error", None, 500)  # a file or device the command was given failed
+    CANNOT_REACH = ("cannot_reach", None, 502)  # the CLI found no server at its URL
     # Ownership (DESIGN.md, "Beyond one process").
     DATA_IN_USE = ("data_in_use", None, 409)  # another program holds the data set's lock
     NOT_OWNER = ("not_owner", None, 503)  # this node does not own the object's partition

@@ -56,11 +56,12 @@ def _func_sig(ft: wasmtime.FuncType) -> Sig:
 
 def compile_module(engine: wasmtime.Engine, wasm: bytes) -> wasmtime.Module:
     if not wasm.startswith(WASM_MAGIC):
-        what = "empty" if not wasm else f"starts with {wasm[:4]!r}"
+        start = wasm[:4].decode("latin-1")
+        what = "is empty" if not wasm else f"starts with {start!r}"
         raise DohostError(
             Code.INVALID_MODULE,
-            f"not a WebAssembly module: the file is {what}, not the bytes \\0asm; "
-            "upload the compiled .wasm, not its source",
+            f"not a WebAssembly module: the file {what}, where a module starts with "
+            "the bytes \\0asm; upload the compiled .wasm, not its source",
         )
     try:
         return wasmtime.Module(engine, wasm)

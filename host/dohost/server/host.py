@@ -43,6 +43,7 @@ from dohost.runtime.module_loader import ModuleCache
 from dohost.server.alarms import AlarmScheduler
 from dohost.server.class_registry import ClassRegistry, ClassRuntime
 from dohost.server.executor import WorkerPool
+from dohost.server.startup import prepare_data_dir
 from dohost.server.supervisor import Supervisor
 from dohost.server.websockets import WebSockets, WsConnection
 from dohost.storage.alarm_index import AlarmEntry, AlarmIndex
@@ -121,6 +122,7 @@ class Host:
         )
         self._max_module_bytes = max_module_bytes
         self._stack: contextlib.AsyncExitStack | None = None
+        self._drain_scope = trio.CancelScope()
         self.wall_ms: Callable[[], float] = wall_clock_ms or (lambda: time.time() * 1000.0)
         self._alarm_jitter = alarm_jitter or random.random
         self._trace_alarms = trace_alarms  # record deliveries in start order (tests)
@@ -136,7 +138,7 @@ class Host:
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> Host:
-        self.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(self.data_dir)
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
@@ -216,13 +218,20 @@ class Host:
         """Finish in-flight events (bounded), then let the stack close everything."""
         self.websockets.close_all()
         self.supervisor.closing = True
-        with trio.move_on_after(self.shutdown_timeout) as scope:
+        with self._drain_scope:
+            self._drain_scope.deadline = trio.current_time() + self.shutdown_timeout
             await self.supervisor.drain()
-        if scope.cancelled_caught:
-            log.warning(
-                "shutdown: events still running after %.0f s; closing anyway", self.shutdown_timeout
-            )
+        if self._drain_scope.cancelled_caught:
+            log.warning("shutdown: closing with events still running")
         self._nursery.cancel_scope.cancel()
+
+    def stop_now(self) -> None:
+        """End in-flight events at once (a second Ctrl-C): running guests trap at their
+        next epoch check (`cpu_limit`), their writes roll back, and the close stops
+        waiting for them."""
+        self.supervisor.closing = True
+        self.ticker.hurry()
+        self._drain_scope.cancel()
 
     async def __aexit__(
         self,

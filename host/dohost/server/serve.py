@@ -5,9 +5,13 @@ unless `DOHOST_ADMIN_TOKEN` is set), open the `Host`, remove the directories of 
 deleted before the last stop, attach tenancy, quotas and metrics, listen, and print the
 URL as one line on stdout (so scripts and tests can read the port chosen for `--port 0`).
 
-Stop (SIGINT or SIGTERM): stop accepting, let in-flight requests and their events
-finish (bounded by `--grace`), then close the host: its commits are flushed and every
-database closed. Exit status 0. A second signal during that stops waiting.
+Stop (SIGINT or SIGTERM): say on stderr what the server waits for, stop accepting, let
+in-flight requests and their events finish (bounded by `--grace`), then close the host:
+its commits are flushed and every database closed. Exit status 0. A second signal ends
+the running events at once (they trap, their writes roll back) and exits.
+
+Start-up failures (port in use, an address that cannot be bound, an unusable data
+directory) are `DohostError`s with one line that says what to do (server/startup.py).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from dohost.server.host import Host
 from dohost.server.http_server import serve_http
 from dohost.server.http_types import ServerLimits
 from dohost.server.quotas import Quotas
+from dohost.server.startup import listen_error, prepare_data_dir
 from dohost.server.state import ServerState
 from dohost.server.tenancy import load_admin_token, remove_orphan_tenant_dirs
 
@@ -49,7 +54,7 @@ class ServeConfig:
 
 async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run the server until SIGINT/SIGTERM (or cancellation)."""
-    config.data_dir.mkdir(parents=True, exist_ok=True)
+    prepare_data_dir(config.data_dir)
     admin_token, admin_source = load_admin_token(config.data_dir)
     defaults = replace(Quotas(), **config.quotas)
     limits = EventLimits(cpu_ms=defaults.cpu_ms, response_bytes=config.max_body_bytes)
@@ -76,18 +81,24 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
         shutdown = trio.Event()
         async with trio.open_nursery() as outer:
             async with trio.open_nursery() as inner:
-                outer.start_soon(_watch_signals, shutdown, inner.cancel_scope)
+                outer.start_soon(_watch_signals, shutdown, inner.cancel_scope, host, config)
                 outer.start_soon(_close_websockets, shutdown, host)
-                bound = await inner.start(
-                    lambda task_status: serve_http(
-                        api.handle,
-                        config.host,
-                        config.port,
-                        limits=http_limits,
-                        task_status=task_status,
-                        shutdown=shutdown,
+                try:
+                    bound = await inner.start(
+                        lambda task_status: serve_http(
+                            api.handle,
+                            config.host,
+                            config.port,
+                            limits=http_limits,
+                            task_status=task_status,
+                            shutdown=shutdown,
+                        )
                     )
-                )
+                except BaseException as e:
+                    failed = _os_error_in(e)
+                    if failed is None:
+                        raise
+                    raise listen_error(failed, config.host, config.port) from None
                 url = _url(bound)
                 print(f"dohost listening on {url}", flush=True)
                 where = "$DOHOST_ADMIN_TOKEN" if admin_source == "env" else admin_source
@@ -102,7 +113,20 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
             # serve_http returned: no connection is left (or a second signal cut them).
             outer.cancel_scope.cancel()
         log.info("closing the host: flushing commits")
-    log.info("stopped")
+    if shutdown.is_set():
+        print("dohost stopped", file=sys.stderr, flush=True)
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+    """The OSError of a failed listen, also inside trio's exception groups."""
+    if isinstance(e, OSError):
+        return e
+    if isinstance(e, BaseExceptionGroup):
+        for x in e.exceptions:
+            found = _os_error_in(x)
+            if found is not None:
+                return found
+    return None
 
 
 def _url(bound: tuple[str, int]) -> str:
@@ -117,13 +141,30 @@ async def _close_websockets(shutdown: trio.Event, host: Host) -> None:
     host.websockets.close_all()
 
 
-async def _watch_signals(shutdown: trio.Event, scope: trio.CancelScope) -> None:
+async def _watch_signals(
+    shutdown: trio.Event, scope: trio.CancelScope, host: Host, config: ServeConfig
+) -> None:
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
             if not shutdown.is_set():
-                log.info("shutting down: finishing in-flight requests")
+                print(_waiting_for(host, config.grace_s), file=sys.stderr, flush=True)
                 shutdown.set()
                 continue
-            # A second signal: stop waiting for in-flight work (the host still closes).
+            # A second signal: end the running events now (the host still closes cleanly).
+            print("stopping now: ending in-flight events", file=sys.stderr, flush=True)
+            host.stop_now()
             scope.cancel()
             return
+
+
+def _waiting_for(host: Host, grace_s: float) -> str:
+    """The first signal's line: what the server still waits for, and how to stop at once."""
+    events = host.supervisor.events_in_flight()
+    sockets = host.websockets.open_count()
+    parts = [f"{events} event{'s' if events != 1 else ''} in flight"]
+    if sockets:
+        parts.append(f"{sockets} WebSocket{'s' if sockets != 1 else ''} to close")
+    return (
+        f"shutting down: waiting for {' and '.join(parts)} (at most {grace_s:g} s); "
+        "send the signal again (Ctrl-C) to stop now"
+    )

@@ -609,6 +609,10 @@ class Supervisor:
     def busy(self) -> bool:
         return any(s.lock.locked() or s.waiting for s in self._slots.values())
 
+    def events_in_flight(self) -> int:
+        """Events running or queued, over every object (what a shutdown waits for)."""
+        return sum(int(s.lock.locked()) + s.waiting for s in self._slots.values())
+
     async def drain(self) -> None:
         """Wait for every queued and running event, then for their commits."""
         while self.busy():
