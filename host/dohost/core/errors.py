@@ -70,6 +70,17 @@ class Code(enum.Enum):
     NOT_OWNER = ("not_owner", None, 503)  # this node does not own the object's partition
     OWNER_UNAVAILABLE = ("owner_unavailable", None, 503)  # the owner did not answer in time
     FENCED = ("fenced", None, 503)  # a newer claim of the partition exists: nothing committed
+    # Replication (DESIGN.md, "Replication").
+    REPLICA_UNAVAILABLE = (
+        "replica_unavailable",
+        None,
+        503,
+    )  # the replica store failed or is unreachable
+    REPLICA_CORRUPT = (
+        "replica_corrupt",
+        None,
+        500,
+    )  # a replica object fails its checksum, or the log has a gap
 
     @property
     def abi_status(self) -> int | None:

@@ -1,0 +1,108 @@
+"""Names of the objects in a replica store (DESIGN.md, "Replication").
+
+Under the store's root (a directory, or an S3 bucket and prefix):
+
+    FORMAT                                   the data set's replica header (format, partitions)
+    p<partition>/e<epoch>/start              what the owner of that epoch restored first
+    p<partition>/e<epoch>/s<seq>             a segment: committed changes, in seq order
+    p<partition>/e<epoch>/snap-s<seq>        a snapshot: the partition as of (epoch, seq)
+
+Numbers are zero-padded decimals (partition 5 digits, epoch and seq 20: any u64), so a
+listing in key order is in numeric order and a key says what it holds to a person reading
+a bucket. Keys are plain ASCII from a small alphabet, the same on a file system and on S3,
+and are checked before any store turns them into a path or a URL.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from dohost.core.errors import Code, DohostError
+from dohost.core.partitions import MAX_PARTITIONS
+
+MAX_U64 = (1 << 64) - 1
+FORMAT_KEY = "FORMAT"
+
+# A key: '/'-separated parts of [A-Za-z0-9._-], none empty, "." or "..", not starting
+# with "." (the file store keeps its temporary files under such names).
+_PART = r"[A-Za-z0-9_-][A-Za-z0-9._-]{0,127}"
+_KEY = re.compile(rf"{_PART}(?:/{_PART}){{0,15}}")
+_PREFIX = re.compile(rf"(?:{_PART}/){{0,15}}[A-Za-z0-9._-]{{0,128}}")
+
+_PARTITION_DIGITS = 5
+_NUMBER_DIGITS = 20
+_LOG_KEY = re.compile(r"p(\d{5})/e(\d{20})/(start|s(\d{20})|snap-s(\d{20}))")
+
+
+def check_key(key: str) -> str:
+    if not _KEY.fullmatch(key) or len(key) > 1024:
+        raise DohostError(
+            Code.INVALID_ARGUMENT,
+            f"{key!r} is not a replica key: '/'-separated parts of letters, digits, '.', "
+            "'_' and '-', none empty or starting with '.'",
+        )
+    return key
+
+
+def check_prefix(prefix: str) -> str:
+    """A listing prefix: a key's leading part ("p00042/", "p00042/e000", "" for all)."""
+    if not _PREFIX.fullmatch(prefix) or ".." in prefix.split("/") or len(prefix) > 1024:
+        raise DohostError(Code.INVALID_ARGUMENT, f"{prefix!r} is not a replica key prefix")
+    return prefix
+
+
+def _check_number(what: str, n: int, top: int) -> None:
+    if not 0 <= n <= top:
+        raise DohostError(Code.INVALID_ARGUMENT, f"{what} {n} is out of range (0..{top})")
+
+
+def partition_prefix(partition: int) -> str:
+    _check_number("partition", partition, MAX_PARTITIONS - 1)
+    return f"p{partition:0{_PARTITION_DIGITS}d}/"
+
+
+def epoch_prefix(partition: int, epoch: int) -> str:
+    _check_number("epoch", epoch, MAX_U64)
+    return f"{partition_prefix(partition)}e{epoch:0{_NUMBER_DIGITS}d}/"
+
+
+def segment_key(partition: int, epoch: int, seq: int) -> str:
+    _check_number("seq", seq, MAX_U64)
+    return f"{epoch_prefix(partition, epoch)}s{seq:0{_NUMBER_DIGITS}d}"
+
+
+def snapshot_key(partition: int, epoch: int, seq: int) -> str:
+    _check_number("seq", seq, MAX_U64)
+    return f"{epoch_prefix(partition, epoch)}snap-s{seq:0{_NUMBER_DIGITS}d}"
+
+
+def start_key(partition: int, epoch: int) -> str:
+    return f"{epoch_prefix(partition, epoch)}start"
+
+
+@dataclass(frozen=True, slots=True)
+class LogKey:
+    """What a key of a partition's log names."""
+
+    kind: str  # "segment", "snapshot" or "start"
+    partition: int
+    epoch: int
+    seq: int  # 0 for "start"
+
+
+def parse_log_key(key: str) -> LogKey | None:
+    """The meaning of a partition log key; None for any other key (a store may hold
+    other things, and a listing must not fail because of them)."""
+    m = _LOG_KEY.fullmatch(key)
+    if m is None:
+        return None
+    partition, epoch = int(m[1]), int(m[2])
+    if partition >= MAX_PARTITIONS or epoch > MAX_U64:
+        return None
+    if m[3] == "start":
+        return LogKey("start", partition, epoch, 0)
+    seq = int(m[4] if m[4] is not None else m[5])
+    if seq > MAX_U64:
+        return None
+    return LogKey("segment" if m[4] is not None else "snapshot", partition, epoch, seq)

@@ -1,0 +1,1 @@
+"""Replication to object storage: the replica stores (DESIGN.md, "Replication")."""
