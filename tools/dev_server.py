@@ -141,10 +141,23 @@ def main() -> int:
             )
         if "chat-room" in deployed:
             # A browser sends no Authorization header: the page takes the token from its
-            # URL (access_token) and passes it on to its WebSocket.
+            # URL (access_token) and passes it on to its WebSocket. A URL gets shared, so
+            # it carries a scoped token: the chat-room class's object routes only, for a
+            # week (docs/http-api.md, "Scoped tokens"), never the tenant's own token.
+            r = api.post(
+                "/v1/tokens",
+                json={
+                    "classes": ["chat-room"],
+                    "objects_only": True,
+                    "expires_in_s": 7 * 86400,
+                    "label": "chat page link (make run)",
+                },
+                headers={"authorization": f"Bearer {token}"},
+            )
+            r.raise_for_status()
             print(
-                "\nchat in a browser (open it twice):\n"
-                f"  {url}/v1/classes/chat-room/objects/lobby/?access_token={token}"
+                "\nchat in a browser (open it twice; the link's token reaches chat rooms only):\n"
+                f"  {url}/v1/classes/chat-room/objects/lobby/?access_token={r.json()['token']}"
             )
         print("\nCtrl-C stops the server.", flush=True)
         return proc.wait()

@@ -298,5 +298,8 @@ def rm(class_name: str, obj: str, by_id: bool, url: str, token: str | None) -> N
 
 
 def register(group: click.Group) -> None:
+    from dohost import cli_ops
+
     for cmd in (tenant, deploy, classes, call, objects, storage, rm):
         group.add_command(cmd)
+    cli_ops.register(group, tenant)

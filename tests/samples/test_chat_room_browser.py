@@ -41,10 +41,14 @@ def test_two_pages_chat_through_the_room(tmp_path: Path) -> None:
                 json={"author": "bot", "text": "welcome"},
             )
             assert r.status_code == 201
+            # As `make run` makes its link: a token limited to this class's object routes.
+            r = c.post("/v1/tokens", json={"classes": ["chat-room"], "objects_only": True})
+            assert r.status_code == 201, r.text
+            link_token = r.json()["token"]
         # As a user opens it (`make run` prints this URL): a page load cannot carry an
-        # Authorization header, so the tenant token rides in the URL and the page passes
+        # Authorization header, so the scoped token rides in the URL and the page passes
         # it on to its WebSocket.
-        page_url = f"{server.url}/v1/classes/chat-room/objects/lobby/?access_token={token}"
+        page_url = f"{server.url}/v1/classes/chat-room/objects/lobby/?access_token={link_token}"
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])

@@ -119,3 +119,64 @@ def test_flags_override_the_environment_and_failures_are_one_line(
         assert line.startswith(start), (args, line)
     # A usage error is click's: exit 2.
     assert dohost("call", env={}).returncode == 2
+
+
+def cells(table: str) -> list[list[str]]:
+    return [line.replace("│", " ").split() for line in table.splitlines()]
+
+
+def test_tokens_quotas_and_ids_from_the_cli(server: ServerProcess) -> None:
+    admin = {"DOHOST_URL": server.url, "DOHOST_TOKEN": server.admin_token}
+    token = ok(dohost("tenant", "create", "ops", env=admin)).strip()
+    me = {"DOHOST_URL": server.url, "DOHOST_TOKEN": token}
+    ok(dohost("deploy", "counter", str(COUNTER), env=me))
+
+    # A scoped token: the secret alone on stdout; it works inside its scope only.
+    r = dohost(
+        "token", "create", "--class", "counter", "--objects-only", "--expires-in", "1d",
+        "--label", "page", env=me,
+    )  # fmt: skip
+    scoped = ok(r).strip()
+    assert "\n" not in scoped and r.stderr.startswith("created token tok_")
+    tok_id = r.stderr.split()[2]
+    link = {"DOHOST_URL": server.url, "DOHOST_TOKEN": scoped}
+    assert ok(dohost("call", "counter", "r", "/incr", "-X", "POST", env=link)) == "1"
+    assert one_line_error(dohost("objects", "counter", env=link)).startswith("error: forbidden:")
+    listed = ok(dohost("token", "ls", env=me))
+    assert tok_id in listed and "counter" in listed and "page" in listed and scoped not in listed
+
+    rotated = ok(dohost("token", "rotate", tok_id, env=me)).strip()
+    assert rotated != scoped
+    err = one_line_error(dohost("call", "counter", "r", env=link))
+    assert err == "error: unauthorized: unknown token"
+    link["DOHOST_TOKEN"] = rotated
+    assert ok(dohost("call", "counter", "r", env=link)) == "1"
+    assert ok(dohost("token", "revoke", tok_id, env=me)) == f"revoked token {tok_id}\n"
+    assert one_line_error(dohost("call", "counter", "r", env=link)).startswith(
+        "error: unauthorized"
+    )
+
+    # Ids: a new unique one, and the id of a name (the one `objects` lists).
+    new = ok(dohost("id", "counter", env=me)).strip()
+    assert len(new) == 64 and new != ok(dohost("id", "counter", env=me)).strip()
+    assert ok(dohost("id", "counter", "r", env=me)).strip() in ok(
+        dohost("objects", "counter", env=me)
+    )
+
+    # Quotas: shown, changed, back to the default.
+    assert "objects" in ok(dohost("tenant", "quotas", "ops", env=admin))
+    out = ok(dohost("tenant", "quotas", "ops", "objects=7", "requests_per_s=2.5", env=admin))
+    assert ["objects", "7", "set"] in cells(out)
+    out = ok(dohost("tenant", "quotas", "ops", "objects=default", env=admin))
+    assert any(r[:1] == ["objects"] and r[2:] == ["default"] for r in cells(out))
+    bad = one_line_error(dohost("tenant", "quotas", "ops", "nosuch=1", env=admin))
+    assert bad.startswith("error: invalid_argument:") and "nosuch" in bad
+    r = dohost("tenant", "quotas", "ops", "objects=many", env=admin)
+    assert r.returncode == 2 and "not a number" in r.stderr
+    r = dohost("token", "create", "--expires-in", "soon", env=me)
+    assert r.returncode == 2 and "7d" in r.stderr
+
+    # The tenant's own token, rotated by the admin: the old one stops at once.
+    fresh = ok(dohost("tenant", "token", "ops", env=admin)).strip()
+    assert one_line_error(dohost("classes", env=me)) == "error: unauthorized: unknown token"
+    assert "counter" in ok(dohost("classes", env={**me, "DOHOST_TOKEN": fresh}))

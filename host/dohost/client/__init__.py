@@ -23,6 +23,7 @@ from dohost.client.model import (
     ObjectSummary,
     StoragePage,
     Tenant,
+    TokenInfo,
     TransportError,
 )
 from dohost.client.sync import Client
@@ -40,5 +41,6 @@ __all__ = [
     "ObjectSummary",
     "StoragePage",
     "Tenant",
+    "TokenInfo",
     "TransportError",
 ]

@@ -20,6 +20,7 @@ from dohost.client.model import (
     ObjectSummary,
     StoragePage,
     Tenant,
+    TokenInfo,
 )
 
 T = TypeVar("T")
@@ -81,6 +82,38 @@ class AsyncClient:
 
     async def rotate_tenant_token(self, name: str) -> str:
         return await self.send(calls.rotate_tenant_token(name))
+
+    # -------------------------------------------------------------- scoped tokens
+
+    async def mint_token(
+        self,
+        *,
+        classes: list[str] | None = None,
+        objects_only: bool = False,
+        read_only: bool = False,
+        expires_in_s: float | None = None,
+        expires_ms: int | None = None,
+        label: str = "",
+    ) -> tuple[TokenInfo, str]:
+        return await self.send(
+            calls.mint_token(
+                classes=classes,
+                objects_only=objects_only,
+                read_only=read_only,
+                expires_in_s=expires_in_s,
+                expires_ms=expires_ms,
+                label=label,
+            )
+        )
+
+    async def list_tokens(self) -> list[TokenInfo]:
+        return await self.send(calls.list_tokens())
+
+    async def rotate_token(self, token_id: str) -> tuple[TokenInfo, str]:
+        return await self.send(calls.rotate_token(token_id))
+
+    async def revoke_token(self, token_id: str) -> None:
+        await self.send(calls.revoke_token(token_id))
 
     # -------------------------------------------------------------- classes
 

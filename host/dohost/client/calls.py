@@ -22,6 +22,7 @@ from dohost.client.model import (
     ObjectSummary,
     StoragePage,
     Tenant,
+    TokenInfo,
 )
 
 T = TypeVar("T")
@@ -163,6 +164,49 @@ def delete_tenant(name: str) -> Call[None]:
 def rotate_tenant_token(name: str) -> Call[str]:
     """A new token for the tenant (admin); the old one stops working at once."""
     return Call("POST", f"/v1/tenants/{quote(name)}/token", lambda r: str(r.json()["token"]))
+
+
+# ------------------------------------------------------------------ scoped tokens (tenant)
+
+
+def _token_and_secret(r: Reply) -> tuple[TokenInfo, str]:
+    d = r.json()
+    return TokenInfo.from_json(d), str(d["token"])
+
+
+def mint_token(
+    *,
+    classes: list[str] | None = None,
+    objects_only: bool = False,
+    read_only: bool = False,
+    expires_in_s: float | None = None,
+    expires_ms: int | None = None,
+    label: str = "",
+) -> Call[tuple[TokenInfo, str]]:
+    """A scoped token and its secret (shown only this once): docs/http-api.md."""
+    scope: dict[str, Any] = {"objects_only": objects_only, "read_only": read_only}
+    if classes is not None:
+        scope["classes"] = classes
+    if expires_in_s is not None:
+        scope["expires_in_s"] = expires_in_s
+    if expires_ms is not None:
+        scope["expires_ms"] = expires_ms
+    if label:
+        scope["label"] = label
+    body, hdrs = _json_body(scope)
+    return Call("POST", "/v1/tokens", _token_and_secret, body=body, headers=hdrs)
+
+
+def list_tokens() -> Call[list[TokenInfo]]:
+    return Call("GET", "/v1/tokens", lambda r: [TokenInfo.from_json(t) for t in r.json()["tokens"]])
+
+
+def rotate_token(token_id: str) -> Call[tuple[TokenInfo, str]]:
+    return Call("POST", f"/v1/tokens/{quote(token_id)}/rotate", _token_and_secret)
+
+
+def revoke_token(token_id: str) -> Call[None]:
+    return Call("DELETE", f"/v1/tokens/{quote(token_id)}", _none)
 
 
 # ------------------------------------------------------------------ classes

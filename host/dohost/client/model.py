@@ -147,6 +147,31 @@ class StoragePage:
 
 
 @dataclass(frozen=True, slots=True)
+class TokenInfo:
+    """A scoped token (never its secret): `classes` None covers every class."""
+
+    id: str
+    classes: list[str] | None
+    objects_only: bool
+    read_only: bool
+    expires_ms: int | None
+    label: str
+    created_ms: int
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> TokenInfo:
+        return cls(
+            d["id"],
+            d.get("classes"),
+            bool(d.get("objects_only")),
+            bool(d.get("read_only")),
+            d.get("expires_ms"),
+            d.get("label") or "",
+            d.get("created_ms", 0),
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class FetchResponse:
     """What an object answered: any status the guest chose is returned, not raised
     (only errors the host made raise `ApiError`)."""

@@ -56,6 +56,7 @@ class Code(enum.Enum):
     METHOD_NOT_ALLOWED = ("method_not_allowed", None, 405)
     ALREADY_EXISTS = ("already_exists", None, 409)
     UNAUTHORIZED = ("unauthorized", None, 401)
+    FORBIDDEN = ("forbidden", None, 403)  # a scoped token used for what it may not do
     RATE_LIMITED = ("rate_limited", None, 429)
     SHUTTING_DOWN = ("shutting_down", None, 503)
     OVERLOADED = ("overloaded", None, 503)

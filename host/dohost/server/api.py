@@ -14,9 +14,12 @@
     GET    /v1/classes/{class}/objects/{name}/storage     tenant, paginated (ids/{id} alike)
     ANY    /v1/classes/{class}/objects/{name}/{path...}   tenant: the object's fetch event
     ANY    /v1/classes/{class}/ids/{id}/{path...}         tenant: the same, by id
+    GET|POST /v1/tokens, GET|DELETE /v1/tokens/{id}, POST /v1/tokens/{id}/rotate
+                                                          tenant: scoped tokens (api_tokens.py)
 
 A tenant sees only its own classes and objects: anything of another tenant answers
-exactly as if it did not exist (404). Every error the host makes is JSON
+exactly as if it did not exist (404); a scoped token sees other classes of its tenant
+the same way (404) and answers 403 for a method or route its scope lacks. Every error the host makes is JSON
 `{"error": {"code", "message"}}` with the code also in the `x-dohost-error` header.
 """
 
@@ -32,8 +35,9 @@ from dohost.core.calls import CALLER_HEADERS
 from dohost.core.envelopes import Request, Response
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
+from dohost.core.token_scope import Scope
 from dohost.core.websocket import accept_token, handshake_key
-from dohost.server import api_admin
+from dohost.server import api_admin, api_tokens
 from dohost.server.api_util import (
     ERROR_HEADER,
     MethodNotAllowed,
@@ -117,6 +121,8 @@ class Api:
                 req.query = self._query_token(req)
             principal = self._tenant(req, labels)
             assert principal.tenant is not None
+            if principal.scope is not None:
+                api_tokens.check_class_route(principal.scope, req)
             return await self._classes(req, principal.tenant, path, labels)
         if path == "/healthz":
             if req.method not in ("GET", "HEAD"):
@@ -132,7 +138,12 @@ class Api:
             assert principal.tenant is not None
             if req.method != "GET":
                 raise MethodNotAllowed(req.method, "GET")
-            return self._list_classes(principal.tenant)
+            if principal.scope is not None:
+                principal.scope.check(None, False, req.method)
+            return self._list_classes(principal.tenant, principal.scope)
+        if path == "/v1/tokens" or path.startswith("/v1/tokens/"):
+            principal = self._tenant(req, labels)
+            return api_tokens.handle(self.state.tenancy, req, principal, int(self.host.wall_ms()))
         if path == "/v1/tenants" or path.startswith("/v1/tenants/"):
             self._admin(req)
             return await api_admin.handle(self.state, req, path[len("/v1/tenants") :])
@@ -360,8 +371,10 @@ class Api:
     def _class_info(self, tenant: str, class_name: str) -> HttpResponse:
         return json_response(200, self._class_json(tenant, class_name))
 
-    def _list_classes(self, tenant: str) -> HttpResponse:
+    def _list_classes(self, tenant: str, scope: Scope | None) -> HttpResponse:
         names = [c.row.name for c in self.host.classes.list(tenant)]
+        if scope is not None:
+            names = [n for n in names if scope.sees_class(n)]
         return json_response(200, {"classes": [self._class_json(tenant, n) for n in names]})
 
     async def _list_objects(self, req: HttpRequest, tenant: str, class_name: str) -> HttpResponse:

@@ -26,7 +26,7 @@ class ServerState:
     async def attach(cls, host: Host, admin_token: str, defaults: Quotas) -> ServerState:
         """Wire tenancy, quotas and metrics to an entered `Host`. Loads every tenant's
         quota overrides and storage usage (one pass over the objects of each class)."""
-        tenancy = Tenancy(host.system, admin_token)
+        tenancy = Tenancy(host.system, admin_token, host.wall_ms)
         quotas = QuotaBook(defaults, host.limits)
         for row in tenancy.rows():
             quotas.set_overrides(row.name, row.quotas)

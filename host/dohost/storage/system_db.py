@@ -1,4 +1,5 @@
-"""The host's own database: tenants, their token hashes and quotas, classes and versions.
+"""The host's own database: tenants, their token hashes and quotas, scoped tokens,
+classes and versions.
 
 Written rarely (deploys, tenant changes) and read once at start, so it runs with
 `synchronous=FULL` and no batching: every change is durable when the call returns.
@@ -46,6 +47,13 @@ CREATE TABLE IF NOT EXISTS class_versions(
     created_ms INTEGER NOT NULL,
     PRIMARY KEY(tenant, name, version)
 );
+CREATE TABLE IF NOT EXISTS tokens(
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    token_hash BLOB NOT NULL,
+    scope TEXT NOT NULL,
+    created_ms INTEGER NOT NULL
+);
 """
 
 
@@ -55,6 +63,17 @@ class TenantRow:
     token_hash: bytes | None
     created_ms: int
     quotas: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class TokenRow:
+    """A scoped token: `scope` is `core.token_scope.Scope.to_json()`."""
+
+    id: str
+    tenant: str
+    token_hash: bytes
+    scope: dict[str, Any]
+    created_ms: int
 
 
 @dataclass(frozen=True)
@@ -137,7 +156,30 @@ class SystemDb:
             self._db.execute("DELETE FROM tenants WHERE name=?", (name,))
             self._db.execute("DELETE FROM classes WHERE tenant=?", (name,))
             self._db.execute("DELETE FROM class_versions WHERE tenant=?", (name,))
+            self._db.execute("DELETE FROM tokens WHERE tenant=?", (name,))
         return existed
+
+    # ---------------------------------------------------------------- scoped tokens
+
+    def tokens(self) -> list[TokenRow]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, tenant, token_hash, scope, created_ms FROM tokens ORDER BY id"
+            ).fetchall()
+        return [TokenRow(r[0], r[1], r[2], json.loads(r[3]), r[4]) for r in rows]  # type: ignore[arg-type]
+
+    def put_token(self, row: TokenRow) -> None:
+        """Insert or replace (a rotation keeps the id and scope, changes the hash)."""
+        with self._lock, self._db:
+            self._db.execute(
+                "INSERT OR REPLACE INTO tokens(id, tenant, token_hash, scope, created_ms)"
+                " VALUES(?,?,?,?,?)",
+                (row.id, row.tenant, row.token_hash, json.dumps(row.scope), row.created_ms),
+            )
+
+    def delete_token(self, token_id: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM tokens WHERE id=?", (token_id,))
 
     # ---------------------------------------------------------------- classes
 
