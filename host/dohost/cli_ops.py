@@ -132,7 +132,7 @@ def token_revoke(token_id: str, url: str, token: str | None) -> None:
 @admin_token_option
 def tenant_token(name: str, url: str, token: str | None) -> None:
     """Give tenant NAME a new token and print it; the old one stops working at once."""
-    secret = run(url, token, lambda c: c.rotate_tenant_token(name))
+    secret = run(url, token, lambda c: c.rotate_tenant_token(name), admin=True)
     click.echo(secret)
     click.echo(f"rotated the token of tenant {name}; the old one no longer works", err=True)
 
@@ -163,7 +163,9 @@ def tenant_quotas(name: str, changes: tuple[str, ...], url: str, token: str | No
         if not sep or not key:
             raise click.BadParameter(f"{ch!r}: use KEY=VALUE", param_hint="CHANGES")
         patch[key.strip()] = _quota_value(value.strip())
-    t = run(url, token, lambda c: c.set_quotas(name, patch) if patch else c.get_tenant(name))
+    t = run(
+        url, token, lambda c: c.set_quotas(name, patch) if patch else c.get_tenant(name), admin=True
+    )
     rows = [
         [k, json.dumps(v), "set" if k in t.overrides else "default"]
         for k, v in sorted(t.quotas.items())
