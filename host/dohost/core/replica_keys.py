@@ -5,9 +5,11 @@ Under the store's root (a directory, or an S3 bucket and prefix):
     FORMAT                                   the data set's replica header (format, partitions)
     p<partition>/e<epoch>/start              what the owner of that epoch restored first
     p<partition>/e<epoch>/s<seq>             a segment: committed changes, in seq order
-    p<partition>/e<epoch>/snap-s<seq>        a snapshot: the partition as of (epoch, seq)
+    p<partition>/e<epoch>/snap-s<seq>-t<ms>  a snapshot: the partition as of (epoch, seq),
+                                             taken at wall-clock ms (in the key, so restore and
+                                             retention choose a snapshot without reading it)
 
-Numbers are zero-padded decimals (partition 5 digits, epoch and seq 20: any u64), so a
+Numbers are zero-padded decimals (partition 5 digits, epoch and seq 20: any u64; ms 13), so a
 listing in key order is in numeric order and a key says what it holds to a person reading
 a bucket. Keys are plain ASCII from a small alphabet, the same on a file system and on S3,
 and are checked before any store turns them into a path or a URL.
@@ -32,7 +34,9 @@ _PREFIX = re.compile(rf"(?:{_PART}/){{0,15}}[A-Za-z0-9._-]{{0,128}}")
 
 _PARTITION_DIGITS = 5
 _NUMBER_DIGITS = 20
-_LOG_KEY = re.compile(r"p(\d{5})/e(\d{20})/(start|s(\d{20})|snap-s(\d{20}))")
+_MS_DIGITS = 13
+MAX_MS = 10**_MS_DIGITS - 1
+_LOG_KEY = re.compile(r"p(\d{5})/e(\d{20})/(start|s(\d{20})|snap-s(\d{20})-t(\d{13}))")
 
 
 def check_key(key: str) -> str:
@@ -72,13 +76,25 @@ def segment_key(partition: int, epoch: int, seq: int) -> str:
     return f"{epoch_prefix(partition, epoch)}s{seq:0{_NUMBER_DIGITS}d}"
 
 
-def snapshot_key(partition: int, epoch: int, seq: int) -> str:
+def snapshot_key(partition: int, epoch: int, seq: int, taken_ms: int) -> str:
     _check_number("seq", seq, MAX_U64)
-    return f"{epoch_prefix(partition, epoch)}snap-s{seq:0{_NUMBER_DIGITS}d}"
+    _check_number("snapshot time", taken_ms, MAX_MS)
+    return (
+        f"{epoch_prefix(partition, epoch)}snap-s{seq:0{_NUMBER_DIGITS}d}-t{taken_ms:0{_MS_DIGITS}d}"
+    )
 
 
 def start_key(partition: int, epoch: int) -> str:
     return f"{epoch_prefix(partition, epoch)}start"
+
+
+def key_of(log_key: LogKey) -> str:
+    """The key a parsed `LogKey` came from (parse_log_key's inverse)."""
+    if log_key.kind == "start":
+        return start_key(log_key.partition, log_key.epoch)
+    if log_key.kind == "segment":
+        return segment_key(log_key.partition, log_key.epoch, log_key.seq)
+    return snapshot_key(log_key.partition, log_key.epoch, log_key.seq, log_key.taken_ms)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +105,7 @@ class LogKey:
     partition: int
     epoch: int
     seq: int  # 0 for "start"
+    taken_ms: int = 0  # snapshots only
 
 
 def parse_log_key(key: str) -> LogKey | None:
@@ -102,7 +119,8 @@ def parse_log_key(key: str) -> LogKey | None:
         return None
     if m[3] == "start":
         return LogKey("start", partition, epoch, 0)
-    seq = int(m[4] if m[4] is not None else m[5])
-    if seq > MAX_U64:
-        return None
-    return LogKey("segment" if m[4] is not None else "snapshot", partition, epoch, seq)
+    if m[4] is not None:
+        seq = int(m[4])
+        return LogKey("segment", partition, epoch, seq) if seq <= MAX_U64 else None
+    seq = int(m[5])
+    return LogKey("snapshot", partition, epoch, seq, int(m[6])) if seq <= MAX_U64 else None
