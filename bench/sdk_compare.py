@@ -46,7 +46,8 @@ import trio  # noqa: E402
 
 from dohost import Host, Request  # noqa: E402
 from dohost.core.envelopes import encode_request  # noqa: E402
-from dohost.runtime.activation import Activation, ObjectIdent  # noqa: E402
+from dohost.runtime.activation import Activation  # noqa: E402
+from dohost.runtime.event import ObjectIdent  # noqa: E402
 
 COUNTERS = {
     "C": _REPO / "samples" / "counter" / "counter.wasm",

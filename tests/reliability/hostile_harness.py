@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dohost import Host
-from dohost.runtime.activation import EventResult
+from dohost.runtime.event import EventResult
 from dohost.server.api import Api
 from dohost.server.http_types import HttpRequest, HttpResponse
 from dohost.server.quotas import Quotas

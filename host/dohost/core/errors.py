@@ -101,6 +101,8 @@ class Code(enum.Enum):
 
 
 ABI_CODES: dict[int, Code] = {c.abi_status: c for c in Code if c.abi_status is not None}
+# The reverse: the ABI status of each code guests can see (what an import returns).
+ABI_STATUS: dict[Code, int] = {c: s for s, c in ABI_CODES.items()}
 
 
 class DohostError(Exception):

@@ -21,16 +21,12 @@ writes are rolled back, and nothing the guest could do next would be stored.
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING
+from collections.abc import Callable
 
-from dohost.core.errors import Code, DohostError
-from dohost.runtime.fastcall import GuestTrapRequest
+from dohost.core.errors import Code
+from dohost.runtime.event import U32, Event
 from dohost.storage.sql_exec import EventFailure, check_sql_length, decode_params, decode_sql
 
-if TYPE_CHECKING:
-    from dohost.runtime.activation import Activation
-
-_U32 = 0xFFFFFFFF
 INLINE_SQL_S = 0.005  # SQL time an inline attempt may spend before moving to a worker
 
 NOT_SUPPORTED = (
@@ -39,54 +35,41 @@ NOT_SUPPORTED = (
 )
 
 
-def sql_exec(
-    act: Activation, sptr: int, slen: int, pptr: int, plen: int, optr: int, ocap: int
-) -> int:
-    """The import; `act` is the activation whose event is running."""
-    mem = act.mem
+def sql_exec(ev: Event, sptr: int, slen: int, pptr: int, plen: int, optr: int, ocap: int) -> int:
+    mem = ev.mem
     if not (mem.check(sptr, slen) and mem.check(pptr, plen) and mem.check(optr, ocap)):
-        return act._bad_pointer("sql_exec")
-    st = act._storage_op()
-    if st:
-        return st
-    run = getattr(act.storage, "sql_exec", None)
+        return ev.bad_pointer("sql_exec")
+    ev.storage_op()
+    run = getattr(ev.storage, "sql_exec", None)
     if run is None:
-        return act._err(Code.NOT_SUPPORTED, NOT_SUPPORTED)
-    slen &= _U32
-    plen &= _U32
-    try:
-        check_sql_length(slen)
-        sql_bytes = act._read(sptr, slen)
-        params_bytes = act._read(pptr, plen) if plen else b""
-        if sql_bytes is None or params_bytes is None:
-            return act._bad_pointer("sql_exec")
-        sql = decode_sql(sql_bytes)
-        params = decode_params(params_bytes)
-    except DohostError as e:
-        return act._err(e.code, e.message)
-    budget = act.limits.cpu_ms / 1000.0 - act.sql_seconds
-    if act.inline:
-        budget = min(budget, INLINE_SQL_S - act.sql_seconds)
+        return ev.err(Code.NOT_SUPPORTED, NOT_SUPPORTED)
+    slen &= U32
+    plen &= U32
+    check_sql_length(slen)
+    sql_bytes = ev.read(sptr, slen, "sql_exec")
+    params_bytes = ev.read(pptr, plen, "sql_exec") if plen else b""
+    sql = decode_sql(sql_bytes)
+    params = decode_params(params_bytes)
+    budget = ev.limits.cpu_ms / 1000.0 - ev.sql_seconds
+    if ev.inline:
+        budget = min(budget, INLINE_SQL_S - ev.sql_seconds)
     t0 = time.perf_counter()
     try:
         result = run(sql, params, t0 + max(budget, 0.0))
     except EventFailure as e:
-        from dohost.runtime.activation import OFFLOAD  # (a cycle at import time)
-
-        if e.interrupted and act.inline:
+        if e.interrupted and ev.inline:
             # Abandon the inline attempt: the event reruns on a worker with the full budget.
-            act._trap_reason = OFFLOAD
-            raise GuestTrapRequest(OFFLOAD) from None
+            ev.offload()
         # The event cannot go on (its transaction is gone, or it must not go on): end it.
-        act._trap_code = e.code
-        act._trap_reason = e.message
+        reason = e.message
         if e.interrupted:
-            act._trap_reason += f" (limit {act.limits.cpu_ms} ms)"
-        raise GuestTrapRequest(act._trap_reason) from None
-    except DohostError as e:
-        return act._err(e.code, e.message)
+            reason += f" (limit {ev.limits.cpu_ms} ms)"
+        ev.trap(e.code, reason)
     finally:
-        act.sql_seconds += time.perf_counter() - t0
-    act.sql_rows_read += result.rows_read
-    act.sql_rows_written += result.rows_written
-    return act._output(result.data, optr, ocap)
+        ev.sql_seconds += time.perf_counter() - t0
+    ev.sql_rows_read += result.rows_read
+    ev.sql_rows_written += result.rows_written
+    return ev.output(result.data, optr, ocap)
+
+
+IMPORTS: dict[str, Callable[..., int]] = {"sql_exec": sql_exec}

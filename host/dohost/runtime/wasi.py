@@ -5,6 +5,9 @@ never touch a file. The host serves them itself rather than through wasmtime's W
 no arguments, no environment, no preopened directories, no sockets; fds 1 and 2 go to the
 object's log; the clocks and randomness work; `proc_exit` ends the event as a guest
 failure; everything else answers ENOSYS, or EBADF for descriptor calls.
+
+Each implemented function is a function over the running `Event` (runtime/event.py),
+bound once by the linker (`IMPORTS`); the others are bound to `unserved(name)`.
 """
 
 from __future__ import annotations
@@ -12,13 +15,14 @@ from __future__ import annotations
 import os
 import struct
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from dohost.core.errors import Code
 from dohost.runtime.abi_table import Sig, sig
-from dohost.runtime.fastcall import GuestTrapRequest
 
 if TYPE_CHECKING:
-    from dohost.runtime.crossing import GuestMemory
+    from dohost.runtime.event import Event
 
 ESUCCESS = 0
 EBADF = 8
@@ -86,103 +90,130 @@ _FDSTAT_CHARDEV = struct.pack("<BxHxxxxQQ", 2, 0, 0, 0)
 _MAX_WRITE = 1 << 20
 
 
-class WasiCalls:
-    """WASI implementations; mixed into the activation, which provides `mem` and `guest_output`."""
+def _put(ev: Event, ptr: int, data: bytes) -> int:
+    return ESUCCESS if ev.mem.write(ptr, data) else EFAULT
 
-    mem: GuestMemory
 
-    def guest_output(self, fd: int, data: bytes) -> None:
-        raise NotImplementedError
+def args_sizes_get(ev: Event, argc_ptr: int, size_ptr: int) -> int:
+    if not (ev.mem.write(argc_ptr, _u32.pack(0)) and ev.mem.write(size_ptr, _u32.pack(0))):
+        return EFAULT
+    return ESUCCESS
 
-    def wasi_dispatch(self, name: str, args: tuple[int, ...]) -> int:
-        fn = getattr(self, "wasi_" + name, None)
-        if fn is not None:
-            r: int = fn(*args)
-            return r
-        return EBADF if name.startswith("fd_") else ENOSYS
 
-    def _put(self, ptr: int, data: bytes) -> int:
-        return ESUCCESS if self.mem.write(ptr, data) else EFAULT
+def args_get(ev: Event, _argv: int, _buf: int) -> int:
+    return ESUCCESS
 
-    def wasi_args_sizes_get(self, argc_ptr: int, size_ptr: int) -> int:
-        if not (self.mem.write(argc_ptr, _u32.pack(0)) and self.mem.write(size_ptr, _u32.pack(0))):
+
+def clock_res_get(ev: Event, clock_id: int, out: int) -> int:
+    if clock_id not in (0, 1, 2, 3):
+        return EINVAL
+    return _put(ev, out, _u64.pack(1000))
+
+
+def clock_time_get(ev: Event, clock_id: int, _precision: int, out: int) -> int:
+    if clock_id == 0:
+        now = time.time_ns()
+    elif clock_id in (1, 2, 3):
+        now = time.monotonic_ns()
+    else:
+        return EINVAL
+    return _put(ev, out, _u64.pack(now))
+
+
+def fd_write(ev: Event, fd: int, iovs: int, iovs_len: int, nwritten_ptr: int) -> int:
+    if fd not in (1, 2):
+        return EBADF
+    if iovs_len < 0 or iovs_len > 1024:
+        return EINVAL
+    mem = ev.mem
+    raw = mem.read(iovs, 8 * iovs_len)
+    if raw is None:
+        return EFAULT
+    chunks = []
+    total = 0
+    for i in range(iovs_len):
+        ptr, n = _u32x2.unpack_from(raw, 8 * i)
+        data = mem.read(ptr, n)
+        if data is None:
             return EFAULT
-        return ESUCCESS
+        total += n
+        if total <= _MAX_WRITE:
+            chunks.append(data)
+    ev.guest_output(fd, b"".join(chunks))
+    return _put(ev, nwritten_ptr, _u32.pack(total & 0xFFFFFFFF))
 
-    wasi_environ_sizes_get = wasi_args_sizes_get
 
-    def wasi_args_get(self, _argv: int, _buf: int) -> int:
-        return ESUCCESS
+def fd_read(ev: Event, fd: int, _iovs: int, _iovs_len: int, nread_ptr: int) -> int:
+    if fd != 0:
+        return EBADF
+    return _put(ev, nread_ptr, _u32.pack(0))  # stdin is empty
 
-    wasi_environ_get = wasi_args_get
 
-    def wasi_clock_res_get(self, clock_id: int, out: int) -> int:
-        if clock_id not in (0, 1, 2, 3):
-            return EINVAL
-        return self._put(out, _u64.pack(1000))
+def fd_close(ev: Event, fd: int) -> int:
+    return ESUCCESS if fd in _STDIO else EBADF
 
-    def wasi_clock_time_get(self, clock_id: int, _precision: int, out: int) -> int:
-        if clock_id == 0:
-            now = time.time_ns()
-        elif clock_id in (1, 2, 3):
-            now = time.monotonic_ns()
-        else:
-            return EINVAL
-        return self._put(out, _u64.pack(now))
 
-    def wasi_fd_write(self, fd: int, iovs: int, iovs_len: int, nwritten_ptr: int) -> int:
-        if fd not in (1, 2):
-            return EBADF
-        if iovs_len < 0 or iovs_len > 1024:
-            return EINVAL
-        raw = self.mem.read(iovs, 8 * iovs_len)
-        if raw is None:
-            return EFAULT
-        chunks = []
-        total = 0
-        for i in range(iovs_len):
-            ptr, n = _u32x2.unpack_from(raw, 8 * i)
-            data = self.mem.read(ptr, n)
-            if data is None:
-                return EFAULT
-            total += n
-            if total <= _MAX_WRITE:
-                chunks.append(data)
-        self.guest_output(fd, b"".join(chunks))
-        return self._put(nwritten_ptr, _u32.pack(total & 0xFFFFFFFF))
+def fd_fdstat_get(ev: Event, fd: int, out: int) -> int:
+    if fd not in _STDIO:
+        return EBADF
+    return _put(ev, out, _FDSTAT_CHARDEV)
 
-    def wasi_fd_read(self, fd: int, _iovs: int, _iovs_len: int, nread_ptr: int) -> int:
-        if fd != 0:
-            return EBADF
-        return self._put(nread_ptr, _u32.pack(0))  # stdin is empty
 
-    def wasi_fd_close(self, fd: int) -> int:
-        return ESUCCESS if fd in _STDIO else EBADF
+def fd_seek(ev: Event, fd: int, _offset: int, _whence: int, _out: int) -> int:
+    return ESPIPE if fd in _STDIO else EBADF
 
-    def wasi_fd_fdstat_get(self, fd: int, out: int) -> int:
-        if fd not in _STDIO:
-            return EBADF
-        return self._put(out, _FDSTAT_CHARDEV)
 
-    def wasi_fd_seek(self, fd: int, _offset: int, _whence: int, _out: int) -> int:
-        return ESPIPE if fd in _STDIO else EBADF
+def fd_prestat_get(ev: Event, _fd: int, _out: int) -> int:
+    return EBADF  # no preopened directories
 
-    def wasi_fd_prestat_get(self, _fd: int, _out: int) -> int:
-        return EBADF  # no preopened directories
 
-    def wasi_sched_yield(self) -> int:
-        return ESUCCESS
+def sched_yield(ev: Event) -> int:
+    return ESUCCESS
 
-    def wasi_random_get(self, ptr: int, n: int) -> int:
-        n &= 0xFFFFFFFF
-        if n > 1 << 20:
-            return EINVAL
-        if not self.mem.check(ptr, n):
-            return EFAULT
-        return self._put(ptr, os.urandom(n))
 
-    def wasi_proc_exit(self, code: int) -> int:
-        raise GuestTrapRequest(f"proc_exit({code})")
+def random_get(ev: Event, ptr: int, n: int) -> int:
+    n &= 0xFFFFFFFF
+    if n > 1 << 20:
+        return EINVAL
+    if not ev.mem.check(ptr, n):
+        return EFAULT
+    return _put(ev, ptr, os.urandom(n))
 
-    def wasi_proc_raise(self, _sig: int) -> int:
-        return ENOSYS
+
+def proc_exit(ev: Event, code: int) -> int:
+    ev.trap(Code.OBJECT_ERROR, f"proc_exit({code})")
+
+
+def proc_raise(ev: Event, _sig: int) -> int:
+    return ENOSYS
+
+
+IMPORTS: dict[str, Callable[..., int]] = {
+    "args_sizes_get": args_sizes_get,
+    "environ_sizes_get": args_sizes_get,
+    "args_get": args_get,
+    "environ_get": args_get,
+    "clock_res_get": clock_res_get,
+    "clock_time_get": clock_time_get,
+    "fd_write": fd_write,
+    "fd_read": fd_read,
+    "fd_close": fd_close,
+    "fd_fdstat_get": fd_fdstat_get,
+    "fd_seek": fd_seek,
+    "fd_prestat_get": fd_prestat_get,
+    "sched_yield": sched_yield,
+    "random_get": random_get,
+    "proc_exit": proc_exit,
+    "proc_raise": proc_raise,
+}
+
+
+def unserved(name: str) -> Callable[..., int]:
+    """The answer of a function nothing implements: EBADF for descriptor calls (there
+    are no descriptors but stdio), ENOSYS for the rest."""
+    status = EBADF if name.startswith("fd_") else ENOSYS
+
+    def answer(*_args: int) -> int:
+        return status
+
+    return answer

@@ -31,7 +31,7 @@ import trio
 
 from dohost.core.alarm_schedule import AlarmRun
 from dohost.core.errors import Code
-from dohost.runtime.activation import EventResult
+from dohost.runtime.event import EventResult
 from dohost.storage.alarm_index import AlarmEntry, AlarmIndex, AlarmKey
 
 log = logging.getLogger("dohost.alarms")

@@ -49,7 +49,7 @@ from dohost.core.calls import (
 from dohost.core.envelopes import Request, Response, encode_request
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
-from dohost.runtime.call_imports import CallHook
+from dohost.runtime.event import CallHook
 from dohost.server.executor import PoolExhausted
 from dohost.storage.alarm_index import AlarmEntry
 

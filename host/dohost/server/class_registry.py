@@ -17,7 +17,8 @@ from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId, id_from_name, id_from_string, new_class_key
 from dohost.core.limits import EventLimits
 from dohost.core.names import check_name
-from dohost.runtime.activation import Activation, CompiledClass, ObjectIdent
+from dohost.runtime.activation import Activation, CompiledClass
+from dohost.runtime.event import ObjectIdent
 from dohost.runtime.module_loader import ModuleCache, validate_module
 from dohost.storage.api import CommitTicket, ListOptions, ListResult
 from dohost.storage.system_db import ClassRow, SystemDb

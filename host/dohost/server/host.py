@@ -36,8 +36,8 @@ from dohost.core.websocket import (
     DEFAULT_MAX_MESSAGE_BYTES,
 )
 from dohost.runtime import crossing
-from dohost.runtime.activation import EventResult
 from dohost.runtime.engine import EngineSettings, EpochTicker, make_engine
+from dohost.runtime.event import EventResult
 from dohost.runtime.linker import build_linker
 from dohost.runtime.module_loader import ModuleCache
 from dohost.server.alarms import AlarmScheduler

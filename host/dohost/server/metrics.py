@@ -21,7 +21,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from dohost.runtime.activation import EventResult
+from dohost.runtime.event import EventResult
 
 if TYPE_CHECKING:
     from dohost.server.host import Host

@@ -34,8 +34,9 @@ import trio
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
 from dohost.core.limits import EventLimits
-from dohost.runtime import call_imports, ws_imports
-from dohost.runtime.activation import Activation, EventResult, ObjectIdent, OffloadRequest
+from dohost.runtime import ws_imports
+from dohost.runtime.activation import Activation
+from dohost.runtime.event import EventResult, ObjectIdent, OffloadRequest, check_alarm
 from dohost.server.calls import CallRouter, EventNode
 from dohost.storage.alarm_index import AlarmEntry
 from dohost.storage.api import CommitTicket, ObjectStorage
@@ -410,7 +411,7 @@ class Supervisor:
                 else self.limits_for(slot.tenant, slot.class_name)
             )
             if kind in ("alarm", "alarm_clear"):
-                early = self._check_alarm(slot.storage, kind, expect_alarm)
+                early = check_alarm(slot.storage, kind, expect_alarm)
                 if early is not None:
                     return early
             act = slot.activation
@@ -439,7 +440,6 @@ class Supervisor:
             else:
                 activation_s = 0.0
             result = act.run_event(kind, data, inline_ticks, ws_upgrade_key)
-            call_imports.finish_event(act, result)
             if activation_s > 0.0 and not result.offload:
                 # Counted once it served: an abandoned inline attempt takes its fresh
                 # instance with it (its constructor's writes rolled back) and the worker's
@@ -454,22 +454,6 @@ class Supervisor:
             return EventResult(offload=True, offload_cpu=o.cpu)
         except DohostError as e:
             return EventResult(error=e)
-
-    @staticmethod
-    def _check_alarm(storage: ObjectStorage, kind: str, expect: int | None) -> EventResult | None:
-        """Before an alarm event: is the object's own record still that alarm? (The index
-        that scheduled it is only a superset of the truth.) Also serves "alarm_clear"."""
-        storage.begin_event()
-        due = storage.get_alarm()
-        if due is None or due != expect:
-            storage.rollback_event()
-            state = "gone" if due is None else "moved"
-            return EventResult(extra={"alarm_state": state, "alarm_due": due})
-        if kind == "alarm_clear":
-            storage.set_alarm(None)
-            return EventResult(ticket=storage.commit_event(), alarm_changed=True, alarm=None)
-        storage.rollback_event()
-        return None
 
     def _alarm_indexer(self, slot: ObjectSlot, backend: str) -> Callable[[int], None]:
         index = self.index_alarm

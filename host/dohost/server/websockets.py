@@ -52,7 +52,7 @@ from dohost.core.websocket import (
 from dohost.runtime.ws_imports import WsClose, WsEvent, WsKey, WsSend
 
 if TYPE_CHECKING:
-    from dohost.runtime.activation import EventResult
+    from dohost.runtime.event import EventResult
 
 log = logging.getLogger("dohost.websockets")
 

@@ -1,0 +1,531 @@
+"""One event: everything about one delivery into an object, and its transaction.
+
+An `Event` is created by `Activation.run_event` for each delivery (and one, without
+input, while the activation instantiates). It holds the event's state — input, response,
+pending result, last error, counters, SQL metering, call state, the WebSocket record,
+the alarm change, log lines, the trap — and the helpers the imports use (`read`,
+`output`, `err`, `key`, `decode`, `storage_op`, `trap`, `offload`, …). Every host import
+is a function over an `Event` (`*_imports.py`, wasi.py); none of them touches anything
+private of another object.
+
+The transaction, in the order it happens (nothing else opens, commits or rolls back an
+event's storage):
+
+    check_alarm(...)      before an alarm event, without the guest: is the object's
+                          own record still that alarm? (or clear it: "alarm_clear")
+    begin()               open the storage event; an alarm event consumes its alarm
+    ... the guest runs; imports read and write through this object ...
+    commit_point()        (a call) commit so far, wait until durable, begin the rest
+    finish()              the only place the alarm index is written before a commit;
+                          commit; logs; the result
+    fail(err)             roll back; a failing alarm handler that set a new alarm
+                          keeps only that change (whatever the kind of failure)
+    abandon(cpu)          an inline attempt stops: roll back, drop its logs
+
+Errors inside the runtime — one mechanism, `DohostError` (core/errors.py) with a `Code`:
+
+    DohostError                 raised by a helper or by storage inside an import: the
+                                linker's wrapper records it as the event's last error
+                                and returns its ABI status; the guest goes on.
+                                Raised while the event runs (outside an import): the
+                                event fails with it (`fail`).
+    Event.trap(code, reason)    ends the guest at once (a `GuestTrapRequest` through
+                                wasmtime, which does not carry the exception back): the
+                                event keeps `(code, reason)` and the activation fails
+                                the event with `DohostError(code, reason …)`.
+    Event.offload()             a trap too: an inline attempt must leave the loop
+                                thread; the activation turns it into `OffloadRequest`,
+                                which the supervisor answers by running the event on a
+                                worker.
+    anything else               a host bug: inside an import it becomes `internal` (-1)
+                                with the detail logged; outside, the event fails with
+                                `internal`.
+
+An import may also answer a status directly with `return ev.err(code, message)`: the
+same record, without raising (the hot paths' "not found").
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+
+from dohost.core import cbor
+from dohost.core.envelopes import Response
+from dohost.core.errors import ABI_STATUS, Code, DohostError
+from dohost.core.limits import MAX_KEY_BYTES, MAX_LOG_BYTES, EventLimits
+from dohost.runtime.fastcall import GuestTrapRequest
+from dohost.storage.api import CommitTicket, ObjectStorage
+
+if TYPE_CHECKING:
+    from dohost.core.calls import CallTarget
+    from dohost.core.envelopes import Request
+    from dohost.runtime.crossing import GuestMemory
+    from dohost.runtime.ws_imports import WsEvent, WsHostView, WsKey
+
+guest_log = logging.getLogger("dohost.guest")
+
+U32 = 0xFFFFFFFF
+_LOG_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
+_MAX_LOG_LINES = 1000  # per event; more are dropped
+_OFFLOAD = "offload"  # the trap reason of Event.offload()
+_INTERNAL = ABI_STATUS[Code.INTERNAL]
+
+# Called on the caller's worker thread with the target, the checked request and the
+# alarm time this call's commit made durable (None if it changed no alarm); blocks until
+# the call is answered. Returns the callee's response, or the error of a call that
+# could not be made (call_cycle, call_depth, call_failed).
+CallHook = Callable[["CallTarget", "Request", "int | None"], "Response | DohostError"]
+
+
+@dataclass(frozen=True)
+class ObjectIdent:
+    tenant: str
+    class_name: str
+    object_hex: str
+    name: str | None = None  # when the host knows it (object_info)
+
+    def tag(self) -> str:
+        return f"{self.tenant}/{self.class_name}/{self.object_hex[:16]}"
+
+
+@dataclass
+class EventResult:
+    """What an event produced: a response and the commit it waits for, or an error."""
+
+    response: Response | None = None
+    ticket: CommitTicket | None = None
+    error: DohostError | None = None
+    cpu_s: float = 0.0
+    storage_reads: int = 0
+    storage_writes: int = 0
+    sql_rows_read: int = 0
+    sql_rows_written: int = 0
+    # An inline attempt ran out of its inline budget (or needed to block): nothing of it
+    # escaped, and the event must run again on a worker thread.
+    offload: bool = False
+    offload_cpu: bool = False  # ...because of the CPU budget (not a blocking import)
+    # The event changed the object's alarm (committed with it): to `alarm` (None: deleted).
+    alarm_changed: bool = False
+    alarm: int | None = None
+    # An alarm handler failed but had set a new alarm: only that change was committed.
+    alarm_replaced: bool = False
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class OffloadRequest(Exception):
+    """An inline attempt must stop and the event run again on a worker thread: because
+    it ran out of its inline CPU budget (`cpu`), or because it needs to block."""
+
+    def __init__(self, cpu: bool) -> None:
+        super().__init__("cpu budget" if cpu else "needs to block")
+        self.cpu = cpu
+
+
+class EventHost(Protocol):
+    """What an event needs of the activation it runs in (runtime/activation.py)."""
+
+    ident: ObjectIdent
+    storage: ObjectStorage
+    limits: EventLimits
+    has_ws_message: bool
+    # Makes the host-wide alarm index entry durable before an event that set an alarm
+    # commits (storage/alarm_index.py); None: no index (deploy checks, tests).
+    on_alarm_set: Callable[[int], None] | None
+    on_call: CallHook | None  # routes a `call` (server/calls.py); None: not_supported
+    ws_host: WsHostView | None  # the host's WebSocket registry; None: not served
+    ws_key: WsKey
+    wall_ms: Callable[[], float]
+
+    def set_deadline(self, ticks: int) -> None:
+        """Arm the store's epoch deadline `ticks` from now."""
+
+
+class CallState:
+    """The calls of one event (runtime/call_imports.py), created at its first call."""
+
+    __slots__ = ("failed", "made", "offloaded", "waited")
+
+    def __init__(self) -> None:
+        self.waited = 0.0  # seconds spent waiting in calls (not wasm time)
+        self.made = 0
+        self.failed: dict[str, int] = {}  # error code -> calls that could not be made
+        self.offloaded = False  # an inline attempt stopped at a call
+
+
+def bad_pointer(what: str) -> DohostError:
+    return DohostError(Code.BAD_POINTER, f"{what}: pointer and length are outside the guest memory")
+
+
+class Event:
+    """The state of one delivery; see the module docstring."""
+
+    __slots__ = (
+        "alarm_changed",
+        "alarm_due",
+        "calls",
+        "commit_failure",
+        "cpu_t0",
+        "fatal",
+        "host",
+        "in_init",
+        "inline",
+        "input",
+        "kind",
+        "last_err",
+        "limits",
+        "logs",
+        "mem",
+        "offload_asked",
+        "ops",
+        "out_buf",
+        "pending",
+        "reads",
+        "response",
+        "sql_rows_read",
+        "sql_rows_written",
+        "sql_seconds",
+        "started",
+        "storage",
+        "storage_open",
+        "trapped",
+        "writes",
+        "ws",
+        "ws_upgrade_key",
+    )
+
+    mem: GuestMemory  # unset while the activation instantiates, until it has a memory
+
+    def __init__(
+        self,
+        host: EventHost,
+        kind: str,
+        data: bytes | None,
+        inline: bool = False,
+        ws_upgrade_key: str | None = None,
+    ) -> None:
+        """`kind`: "fetch", "alarm", "ws_message", "ws_close", "ws_error", or
+        "instantiate" (no input: storage and calls refuse). `inline`: an inline attempt
+        on the loop thread. `ws_upgrade_key`: the Sec-WebSocket-Key of a fetch that may
+        accept a WebSocket upgrade."""
+        self.host = host
+        self.kind = kind
+        self.input = data
+        self.inline = inline
+        self.ws_upgrade_key = ws_upgrade_key
+        self.storage = host.storage
+        self.limits = host.limits
+        self.in_init = False  # dohost_init is running (no input to read)
+        self.response: Response | None = None
+        self.pending: bytes | None = None
+        self.last_err: tuple[Code, str] | None = None
+        self.ops = self.reads = self.writes = 0
+        # SQL of this event (runtime/sql_imports.py): time spent and rows metered.
+        self.sql_seconds = 0.0
+        self.sql_rows_read = self.sql_rows_written = 0
+        self.calls: CallState | None = None
+        # A commit point failed: the event ends with `fatal`; `commit_failure` is the
+        # failed ticket, which makes the supervisor reset the object's storage.
+        self.fatal: DohostError | None = None
+        self.commit_failure: CommitTicket | None = None
+        self.ws: WsEvent | None = None  # created by the first WebSocket import
+        self.alarm_changed = False
+        self.alarm_due: int | None = None
+        self.logs: list[tuple[int, bytes]] | None = None
+        self.out_buf: dict[int, bytearray] | None = None
+        self.trapped: tuple[Code, str] | None = None
+        self.offload_asked = False  # Event.offload() ended the guest
+        self.storage_open = False
+        self.started = time.monotonic()  # about when the CPU deadline was armed (calls)
+        self.cpu_t0 = time.thread_time()
+
+    # ------------------------------------------------------------ the transaction
+
+    def begin(self) -> None:
+        self.storage.begin_event()
+        self.storage_open = True
+        if self.kind == "alarm":
+            # Inside the handler the alarm being delivered is gone: get returns none
+            # unless the handler sets a new one; success commits the deletion.
+            self.storage.set_alarm(None)
+            self.alarm_changed, self.alarm_due = True, None
+
+    def commit_point(self) -> int | None:
+        """(A call, worker thread.) Commit the event's writes so far and wait until they
+        are durable; begin the next transaction. Returns the alarm time that commit made
+        durable, if any. A failure ends the event (a trap) with `storage_error`: the
+        writes may be lost. In an alarm handler the alarm being handled stays in the
+        committed state until the handler succeeds (runtime/call_imports.py)."""
+        storage = self.storage
+        restore: int | None = None
+        alarm_new = self.alarm_due if self.alarm_changed else None
+        ticket: CommitTicket | None = None
+        try:
+            if self.kind == "alarm" and self.alarm_changed and self.alarm_due is None:
+                info = cbor.decode(self.input or b"")
+                restore = int(info["scheduled_ms"])
+                storage.set_alarm(restore)
+            self._index_alarm(alarm_new)
+            ticket = storage.commit_event()
+            err = ticket.error if ticket.done else ticket.wait()
+            if err is None:
+                storage.begin_event()
+                if restore is not None:
+                    storage.set_alarm(None)
+        except DohostError as e:
+            err = e
+        if err is None:
+            return alarm_new
+        self.fatal = DohostError(
+            Code.STORAGE_ERROR,
+            f"the writes made before a call could not be stored ({err.message}); "
+            "the event failed and the call was not made",
+        )
+        if ticket is not None and ticket.error is not None:
+            self.commit_failure = ticket
+        self.trap(Code.STORAGE_ERROR, f"storage_error before a call: {err.message}")
+
+    def finish(self) -> EventResult:
+        """The guest returned successfully: commit and report."""
+        response = self.response if self.response is not None else Response(204, [], b"")
+        if self.alarm_changed:
+            self._index_alarm(self.alarm_due)
+        ticket = self.storage.commit_event()
+        self.emit_logs()
+        result = EventResult(
+            response,
+            ticket,
+            None,
+            time.thread_time() - self.cpu_t0,
+            self.reads,
+            self.writes,
+            self.sql_rows_read,
+            self.sql_rows_written,
+            alarm_changed=self.alarm_changed,
+            alarm=self.alarm_due,
+        )
+        ws = self.ws
+        if ws is not None and ws.has_effects():
+            result.extra["ws"] = ws  # applied by the supervisor once durable
+        if self.calls is not None:
+            self._report_calls(result)
+        return result
+
+    def fail(self, err: DohostError) -> EventResult:
+        """The event failed: roll back its writes; the result carries `err` (or the
+        failed commit point's error)."""
+        self.rollback()
+        self.emit_logs()
+        result = EventResult(
+            None,
+            None,
+            err,
+            time.thread_time() - self.cpu_t0,
+            self.reads,
+            self.writes,
+            self.sql_rows_read,
+            self.sql_rows_written,
+        )
+        if self.kind == "alarm" and self.alarm_changed and self.alarm_due is not None:
+            self._keep_new_alarm(result, self.alarm_due)
+        if self.calls is not None:
+            self._report_calls(result)
+        if self.fatal is not None:
+            result.error = self.fatal
+            result.response = None
+            if self.commit_failure is not None and result.ticket is None:
+                result.ticket = self.commit_failure
+        return result
+
+    def abandon(self, cpu: bool) -> EventResult:
+        """An inline attempt stops (`cpu`: its budget ran out): nothing of it escapes."""
+        self.rollback()
+        self.out_buf = None
+        self.logs = None
+        result = EventResult(offload=True, offload_cpu=cpu, cpu_s=time.thread_time() - self.cpu_t0)
+        if self.calls is not None:
+            self._report_calls(result)
+        return result
+
+    def rollback(self) -> None:
+        if self.storage_open:
+            try:
+                self.storage.rollback_event()
+            except Exception:
+                guest_log.exception("[%s] rollback failed", self.host.ident.tag())
+
+    def _index_alarm(self, due_ms: int | None) -> None:
+        hook = self.host.on_alarm_set
+        if due_ms is not None and hook is not None:
+            hook(due_ms)  # the index entry first: it must be a superset of the truth
+
+    def _keep_new_alarm(self, result: EventResult, due_ms: int) -> None:
+        """A failing alarm handler that set a new alarm: that alarm replaces the retry,
+        so it alone is committed (the handler's other writes stay rolled back)."""
+        result.alarm_replaced, result.alarm_changed, result.alarm = True, True, due_ms
+        try:
+            self.storage.begin_event()
+            self.storage.set_alarm(due_ms)
+            self._index_alarm(due_ms)
+            result.ticket = self.storage.commit_event()
+        except Exception as e:
+            guest_log.warning(
+                "[%s] could not keep the alarm set by a failing handler: %s",
+                self.host.ident.tag(),
+                e,
+            )
+            result.alarm_replaced = result.alarm_changed = False
+            result.ticket = None
+
+    def _report_calls(self, result: EventResult) -> None:
+        calls = self.calls
+        assert calls is not None
+        if calls.offloaded:
+            result.extra["offload_call"] = True  # the supervisor then skips inline attempts
+        if calls.made:
+            result.extra["calls"] = calls.made
+            if calls.failed:
+                result.extra["call_failures"] = dict(calls.failed)
+
+    # ------------------------------------------------------------ ending the guest
+
+    def trap(self, code: Code, reason: str) -> NoReturn:
+        """End the guest now; the event fails with `code` (see the module docstring)."""
+        self.trapped = (code, reason)
+        raise GuestTrapRequest(reason)
+
+    def offload(self) -> NoReturn:
+        """(Inline attempts.) Leave the loop thread: the event reruns on a worker."""
+        self.offload_asked = True
+        raise GuestTrapRequest(_OFFLOAD)
+
+    # ------------------------------------------------------------ helpers for imports
+
+    def err(self, code: Code, message: str) -> int:
+        """Record the event's last error; its ABI status (a code guests cannot see is
+        reported as `internal`, naming it)."""
+        status = ABI_STATUS.get(code)
+        if status is None:
+            self.last_err = (Code.INTERNAL, f"{code.code}: {message}")
+            return _INTERNAL
+        self.last_err = (code, message)
+        return status
+
+    def bad_pointer(self, what: str) -> int:
+        e = bad_pointer(what)
+        return self.err(e.code, e.message)
+
+    def read(self, ptr: int, n: int, what: str) -> bytes:
+        """The guest's bytes at ptr..ptr+n; `bad_pointer` when out of range."""
+        data = self.mem.read(ptr, n)
+        if data is None:
+            raise bad_pointer(what)
+        return data
+
+    def output(self, data: bytes, ptr: int, cap: int) -> int:
+        """The output-buffer rule: write `data` if it fits, else keep it pending."""
+        n = len(data)
+        if n <= (cap & U32):
+            if not self.mem.write(ptr, data):
+                return self.bad_pointer("output buffer")
+        else:
+            self.pending = data
+        return n
+
+    def decode(self, ptr: int, n: int, what: str) -> Any:
+        """A CBOR message from the guest (strict codec); `bad_encoding` if malformed."""
+        data = self.read(ptr, n, what)
+        try:
+            return cbor.decode(data)
+        except DohostError as e:
+            raise DohostError(Code.BAD_ENCODING, f"{what}: {e.message}") from None
+
+    def key(self, ptr: int, n: int) -> bytes:
+        if (n & U32) > MAX_KEY_BYTES:
+            if not self.mem.check(ptr, n):
+                raise bad_pointer("key")
+            raise DohostError(
+                Code.KEY_TOO_LARGE, f"key is {n & U32} bytes; the limit is {MAX_KEY_BYTES}"
+            )
+        return self.read(ptr, n, "key")
+
+    def storage_op(self) -> None:
+        """Count one storage operation; refuse it when the event may not do more."""
+        if self.input is None:
+            raise DohostError(Code.NOT_SUPPORTED, "storage is not available during _initialize")
+        self.ops += 1
+        if self.ops > self.limits.storage_ops:
+            raise DohostError(
+                Code.LIMIT_EXCEEDED,
+                f"more than {self.limits.storage_ops} storage operations in one event",
+            )
+
+    def set_alarm_change(self, due_ms: int | None) -> None:
+        """The event changed the object's alarm (to `due_ms`; None: deleted)."""
+        self.alarm_changed, self.alarm_due = True, due_ms
+
+    # ------------------------------------------------------------ guest logs
+
+    def guest_output(self, fd: int, data: bytes) -> None:
+        """Bytes the guest wrote to stdout (1) or stderr (2): logged a line at a time."""
+        if self.out_buf is None:
+            self.out_buf = {}
+        buf = self.out_buf.setdefault(fd, bytearray())
+        buf += data
+        while True:
+            nl = buf.find(b"\n")
+            if nl < 0:
+                break
+            self.log_line(1 if fd == 1 else 2, bytes(buf[:nl]))
+            del buf[: nl + 1]
+        if len(buf) > MAX_LOG_BYTES:
+            self.log_line(1 if fd == 1 else 2, bytes(buf))
+            buf.clear()
+
+    def log_line(self, level: int, text: bytes) -> None:
+        """Buffer a line; lines reach the log when the event ends (see run_event)."""
+        if self.logs is None:
+            self.logs = []
+        if len(self.logs) < _MAX_LOG_LINES:
+            self.logs.append((level, text[:MAX_LOG_BYTES]))
+
+    def emit_logs(self) -> None:
+        """Flush partial output lines and write the event's lines to the log."""
+        if self.out_buf is not None:
+            for fd, buf in self.out_buf.items():
+                if buf:
+                    self.log_line(1 if fd == 1 else 2, bytes(buf))
+                    buf.clear()
+        lines, self.logs = self.logs, None
+        if not lines:
+            return
+        ident = self.host.ident
+        extra = {"tenant": ident.tenant, "class_name": ident.class_name, "object": ident.object_hex}
+        for level, text in lines:
+            guest_log.log(
+                _LOG_LEVELS[level],
+                "[%s] %s",
+                ident.tag(),
+                text[:MAX_LOG_BYTES].decode("utf-8", "replace"),
+                extra=extra,
+            )
+
+
+def check_alarm(storage: ObjectStorage, kind: str, expect: int | None) -> EventResult | None:
+    """Before an alarm event, without waking the guest: is the object's own record still
+    that alarm? (The index that scheduled it is only a superset of the truth.) Also
+    serves "alarm_clear" (drop that alarm). None: run the handler."""
+    storage.begin_event()
+    due = storage.get_alarm()
+    if due is None or due != expect:
+        storage.rollback_event()
+        state = "gone" if due is None else "moved"
+        return EventResult(extra={"alarm_state": state, "alarm_due": due})
+    if kind == "alarm_clear":
+        storage.set_alarm(None)
+        return EventResult(ticket=storage.commit_event(), alarm_changed=True, alarm=None)
+    storage.rollback_event()
+    return None
