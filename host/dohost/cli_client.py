@@ -168,15 +168,41 @@ def tenant_rm(name: str, url: str, token: str | None) -> None:
 @click.argument("class_name", metavar="CLASS")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--storage", type=click.Choice(["kv", "sqlite"]), default="kv", show_default=True)
+@click.option(
+    "--deferred",
+    is_flag=True,
+    help="Each object gets the new version at its next activation (or after --max-delay).",
+)
+@click.option(
+    "--max-delay",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="With --deferred: seconds until every object's next event runs it (default 600).",
+)
 @url_option
 @token_option
-def deploy(class_name: str, file: Path, storage: str, url: str, token: str | None) -> None:
+def deploy(
+    class_name: str,
+    file: Path,
+    storage: str,
+    deferred: bool,
+    max_delay: float | None,
+    url: str,
+    token: str | None,
+) -> None:
     """Deploy FILE.wasm as the next version of CLASS."""
     try:
         wasm = file.read_bytes()
     except OSError as e:
         fail(f"os_error: cannot read {file}: {e.strerror}")
-    d = run(url, token, lambda c: c.deploy(class_name, wasm, storage))
+    if max_delay is not None and not deferred:
+        raise click.BadParameter("--max-delay goes with --deferred", param_hint="--max-delay")
+    update = "deferred" if deferred else "immediate"
+    d = run(
+        url,
+        token,
+        lambda c: c.deploy(class_name, wasm, storage, update=update, max_delay_s=max_delay),
+    )
     what = "deployed" if d.changed else "unchanged:"
     i = d.info
     click.echo(f"{what} {i.name} version {i.version} ({i.storage}, sha256 {i.sha256[:16]})")

@@ -5,6 +5,8 @@
     dohost tenant token NAME                           (admin: a new tenant token)
     dohost tenant quotas NAME [KEY=VALUE|KEY=default]... (admin: show or change)
     dohost id CLASS [NAME]                             (a new unique id, or NAME's id)
+    dohost class versions CLASS | rollback CLASS VERSION [--deferred] | rename OLD NEW
+    dohost class rm CLASS [--yes]                      (asks to type the class name)
 
 Secrets go to stdout alone (one line, for `$(...)`); what was done goes to stderr.
 """
@@ -14,10 +16,11 @@ from __future__ import annotations
 import datetime
 import json
 import re
+import sys
 
 import click
 
-from dohost.cli_client import _table, admin_token_option, run, token_option, url_option
+from dohost.cli_client import _table, admin_token_option, fail, run, token_option, url_option
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -189,8 +192,90 @@ def object_id(class_name: str, name: str | None, url: str, token: str | None) ->
         click.echo(run(url, token, lambda c: c.get_object(class_name, name)).id)
 
 
+# ------------------------------------------------------------------ class lifecycle
+
+
+@click.group("class")
+def class_group() -> None:
+    """Versions, rollback, rename and deletion of a class (docs/http-api.md)."""
+
+
+@class_group.command("versions")
+@click.argument("class_name", metavar="CLASS")
+@url_option
+@token_option
+def class_versions(class_name: str, url: str, token: str | None) -> None:
+    """List the recorded versions of CLASS (* marks the current one)."""
+    rows = [
+        [("* " if v.current else "  ") + str(v.version), v.sha256[:16], _when(v.created_ms)]
+        for v in run(url, token, lambda c: c.class_versions(class_name))
+    ]
+    _table(None, ["version", "sha256", "deployed (UTC)"], rows)
+
+
+@class_group.command("rollback")
+@click.argument("class_name", metavar="CLASS")
+@click.argument("version", type=int)
+@click.option("--deferred", is_flag=True, help="Objects switch at their next activation.")
+@click.option("--max-delay", type=click.FloatRange(min=0), default=None, help="With --deferred.")
+@url_option
+@token_option
+def class_rollback(
+    class_name: str,
+    version: int,
+    deferred: bool,
+    max_delay: float | None,
+    url: str,
+    token: str | None,
+) -> None:
+    """Deploy the module of VERSION again, as the next version of CLASS."""
+    update = "deferred" if deferred else "immediate"
+    i = run(
+        url,
+        token,
+        lambda c: c.rollback(class_name, version, update=update, max_delay_s=max_delay),
+    )
+    click.echo(f"rolled {i.name} back to version {version}'s module: now version {i.version}")
+
+
+@class_group.command("rename")
+@click.argument("class_name", metavar="CLASS")
+@click.argument("new_name", metavar="NEW")
+@url_option
+@token_option
+def class_rename(class_name: str, new_name: str, url: str, token: str | None) -> None:
+    """Rename CLASS to NEW, keeping its objects, their ids, versions and alarms."""
+    i = run(url, token, lambda c: c.rename_class(class_name, new_name))
+    click.echo(f"renamed {class_name} to {i.name} (version {i.version})")
+
+
+@class_group.command("rm")
+@click.argument("class_name", metavar="CLASS")
+@click.option("-y", "--yes", is_flag=True, help="Do not ask for confirmation.")
+@url_option
+@token_option
+def class_rm(class_name: str, yes: bool, url: str, token: str | None) -> None:
+    """Delete CLASS with every object's storage and alarm (asks first)."""
+    if not yes:
+        if not sys.stdin.isatty():
+            raise click.UsageError(
+                f"deleting class {class_name} deletes all its objects: pass --yes to confirm"
+            )
+        typed = click.prompt(
+            f"This deletes class {class_name} and ALL its objects' data. "
+            "Type the class name to confirm",
+            default="",
+            show_default=False,
+        )
+        if typed != class_name:
+            fail("aborted: the name did not match; nothing was deleted")
+    n = run(url, token, lambda c: c.delete_class(class_name))
+    click.echo(f"deleted class {class_name} and {n} object{'s' if n != 1 else ''}")
+
+
 def register(group: click.Group, tenant_group: click.Group) -> None:
     group.add_command(token)
     group.add_command(object_id)
+    group.add_command(class_group)
     tenant_group.add_command(tenant_token)
     tenant_group.add_command(tenant_quotas)

@@ -180,3 +180,38 @@ def test_tokens_quotas_and_ids_from_the_cli(server: ServerProcess) -> None:
     fresh = ok(dohost("tenant", "token", "ops", env=admin)).strip()
     assert one_line_error(dohost("classes", env=me)) == "error: unauthorized: unknown token"
     assert "counter" in ok(dohost("classes", env={**me, "DOHOST_TOKEN": fresh}))
+
+
+def test_class_lifecycle_from_the_cli(server: ServerProcess, tmp_path: Path) -> None:
+    admin = {"DOHOST_URL": server.url, "DOHOST_TOKEN": server.admin_token}
+    me = {
+        "DOHOST_URL": server.url,
+        "DOHOST_TOKEN": ok(dohost("tenant", "create", "life", env=admin)).strip(),
+    }
+    v2 = tmp_path / "v2.wasm"
+    v2.write_bytes(COUNTER.read_bytes() + b"\0\x07\x06custom")  # same code, new bytes
+    ok(dohost("deploy", "counter", str(COUNTER), env=me))
+    out = ok(dohost("deploy", "counter", str(v2), "--deferred", "--max-delay", "5", env=me))
+    assert out.startswith("deployed counter version 2")
+    assert ok(dohost("call", "counter", "r", "/incr", "-X", "POST", env=me)) == "1"
+    versions = cells(ok(dohost("class", "versions", "counter", env=me)))
+    assert ["*", "2"] in [r[:2] for r in versions] and ["1"] in [r[:1] for r in versions]
+    out = ok(dohost("class", "rollback", "counter", "1", env=me))
+    assert out == "rolled counter back to version 1's module: now version 3\n"
+    err = one_line_error(dohost("class", "rollback", "counter", "9", env=me))
+    assert err.startswith("error: unknown_version: class 'counter' has no version 9")
+    ok(dohost("deploy", "other", str(COUNTER), env=me))
+    err = one_line_error(dohost("class", "rename", "counter", "other", env=me))
+    assert err == "error: already_exists: a class named 'other' already exists"
+    assert (
+        ok(dohost("class", "rename", "counter", "tally", env=me))
+        == "renamed counter to tally (version 3)\n"
+    )
+    assert ok(dohost("call", "tally", "r", env=me)) == "1"
+    r = dohost("class", "rm", "tally", env=me)  # no terminal to ask on, no --yes: refused
+    assert r.returncode == 2 and "--yes" in r.stderr
+    assert ok(dohost("call", "tally", "r", env=me)) == "1"
+    assert (
+        ok(dohost("class", "rm", "tally", "--yes", env=me)) == "deleted class tally and 1 object\n"
+    )
+    assert one_line_error(dohost("call", "tally", "r", env=me)).startswith("error: unknown_class")

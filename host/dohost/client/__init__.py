@@ -25,6 +25,7 @@ from dohost.client.model import (
     Tenant,
     TokenInfo,
     TransportError,
+    VersionInfo,
 )
 from dohost.client.sync import Client
 
@@ -43,4 +44,5 @@ __all__ = [
     "Tenant",
     "TokenInfo",
     "TransportError",
+    "VersionInfo",
 ]

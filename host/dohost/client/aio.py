@@ -21,6 +21,7 @@ from dohost.client.model import (
     StoragePage,
     Tenant,
     TokenInfo,
+    VersionInfo,
 )
 
 T = TypeVar("T")
@@ -117,8 +118,39 @@ class AsyncClient:
 
     # -------------------------------------------------------------- classes
 
-    async def deploy(self, class_name: str, wasm: bytes, storage: str = "kv") -> Deployed:
-        return await self.send(calls.deploy(class_name, wasm, storage))
+    async def deploy(
+        self,
+        class_name: str,
+        wasm: bytes,
+        storage: str = "kv",
+        *,
+        update: str = "immediate",
+        max_delay_s: float | None = None,
+    ) -> Deployed:
+        return await self.send(
+            calls.deploy(class_name, wasm, storage, update=update, max_delay_s=max_delay_s)
+        )
+
+    async def class_versions(self, class_name: str) -> list[VersionInfo]:
+        return await self.send(calls.class_versions(class_name))
+
+    async def rollback(
+        self,
+        class_name: str,
+        version: int,
+        *,
+        update: str = "immediate",
+        max_delay_s: float | None = None,
+    ) -> ClassInfo:
+        return await self.send(
+            calls.rollback(class_name, version, update=update, max_delay_s=max_delay_s)
+        )
+
+    async def rename_class(self, class_name: str, new_name: str) -> ClassInfo:
+        return await self.send(calls.rename_class(class_name, new_name))
+
+    async def delete_class(self, class_name: str) -> int:
+        return await self.send(calls.delete_class(class_name))
 
     async def list_classes(self) -> list[ClassInfo]:
         return await self.send(calls.list_classes())

@@ -23,6 +23,7 @@ from dohost.client.model import (
     StoragePage,
     Tenant,
     TokenInfo,
+    VersionInfo,
 )
 
 T = TypeVar("T")
@@ -212,12 +213,34 @@ def revoke_token(token_id: str) -> Call[None]:
 # ------------------------------------------------------------------ classes
 
 
-def deploy(class_name: str, wasm: bytes, storage: str = "kv") -> Call[Deployed]:
+def _update_params(update: str, max_delay_s: float | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if update != "immediate":
+        out["update"] = update
+    if max_delay_s is not None:
+        out["max_delay_s"] = max_delay_s
+    return out
+
+
+def deploy(
+    class_name: str,
+    wasm: bytes,
+    storage: str = "kv",
+    *,
+    update: str = "immediate",
+    max_delay_s: float | None = None,
+) -> Call[Deployed]:
+    """`update="deferred"`: each object gets the new version at its next activation, or
+    at its first event after `max_delay_s` (default 600)."""
+    params = {
+        "storage": storage,
+        **{k: str(v) for k, v in _update_params(update, max_delay_s).items()},
+    }
     return Call(
         "PUT",
         class_path(class_name),
         lambda r: Deployed(ClassInfo.from_json(r.json()), r.status == 201),
-        params={"storage": storage},
+        params=params,
         body=wasm,
         headers=[("content-type", "application/wasm")],
     )
@@ -231,6 +254,41 @@ def list_classes() -> Call[list[ClassInfo]]:
 
 def get_class(class_name: str) -> Call[ClassInfo]:
     return Call("GET", class_path(class_name), lambda r: ClassInfo.from_json(r.json()))
+
+
+def class_versions(class_name: str) -> Call[list[VersionInfo]]:
+    def parse(r: Reply) -> list[VersionInfo]:
+        d = r.json()
+        return [
+            VersionInfo(v["version"], v["sha256"], v["created_ms"], v["version"] == d["current"])
+            for v in d["versions"]
+        ]
+
+    return Call("GET", f"{class_path(class_name)}/versions", parse)
+
+
+def rollback(
+    class_name: str, version: int, *, update: str = "immediate", max_delay_s: float | None = None
+) -> Call[ClassInfo]:
+    """A new version running the module of `version`."""
+    body, hdrs = _json_body({"version": version, **_update_params(update, max_delay_s)})
+    return Call(
+        "POST", f"{class_path(class_name)}/rollback", lambda r: ClassInfo.from_json(r.json()),
+        body=body, headers=hdrs,
+    )  # fmt: skip
+
+
+def rename_class(class_name: str, new_name: str) -> Call[ClassInfo]:
+    body, hdrs = _json_body({"to": new_name})
+    return Call(
+        "POST", f"{class_path(class_name)}/rename", lambda r: ClassInfo.from_json(r.json()),
+        body=body, headers=hdrs,
+    )  # fmt: skip
+
+
+def delete_class(class_name: str) -> Call[int]:
+    """Deletes the class with every object's storage and alarm; returns how many objects."""
+    return Call("DELETE", class_path(class_name), lambda r: int(r.json()["objects"]))
 
 
 # ------------------------------------------------------------------ objects

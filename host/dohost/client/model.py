@@ -80,6 +80,8 @@ class ClassInfo:
     size: int | None
     created_ms: int | None = None
     updated_ms: int | None = None
+    update: str = "immediate"
+    deferred_until_ms: float | None = None
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> ClassInfo:
@@ -91,7 +93,17 @@ class ClassInfo:
             size=d.get("size"),
             created_ms=d.get("created_ms"),
             updated_ms=d.get("updated_ms"),
+            update=d.get("update") or "immediate",
+            deferred_until_ms=d.get("deferred_until_ms"),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class VersionInfo:
+    version: int
+    sha256: str
+    created_ms: int
+    current: bool
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,6 +21,7 @@ from dohost.client.model import (
     StoragePage,
     Tenant,
     TokenInfo,
+    VersionInfo,
 )
 
 T = TypeVar("T")
@@ -115,8 +116,39 @@ class Client:
 
     # -------------------------------------------------------------- classes
 
-    def deploy(self, class_name: str, wasm: bytes, storage: str = "kv") -> Deployed:
-        return self.send(calls.deploy(class_name, wasm, storage))
+    def deploy(
+        self,
+        class_name: str,
+        wasm: bytes,
+        storage: str = "kv",
+        *,
+        update: str = "immediate",
+        max_delay_s: float | None = None,
+    ) -> Deployed:
+        return self.send(
+            calls.deploy(class_name, wasm, storage, update=update, max_delay_s=max_delay_s)
+        )
+
+    def class_versions(self, class_name: str) -> list[VersionInfo]:
+        return self.send(calls.class_versions(class_name))
+
+    def rollback(
+        self,
+        class_name: str,
+        version: int,
+        *,
+        update: str = "immediate",
+        max_delay_s: float | None = None,
+    ) -> ClassInfo:
+        return self.send(
+            calls.rollback(class_name, version, update=update, max_delay_s=max_delay_s)
+        )
+
+    def rename_class(self, class_name: str, new_name: str) -> ClassInfo:
+        return self.send(calls.rename_class(class_name, new_name))
+
+    def delete_class(self, class_name: str) -> int:
+        return self.send(calls.delete_class(class_name))
 
     def list_classes(self) -> list[ClassInfo]:
         return self.send(calls.list_classes())

@@ -52,6 +52,7 @@ class Code(enum.Enum):
     INVALID_ID = ("invalid_id", None, 404)
     UNKNOWN_CLASS = ("unknown_class", None, 404)
     UNKNOWN_TENANT = ("unknown_tenant", None, 404)
+    UNKNOWN_VERSION = ("unknown_version", None, 404)  # a class version never recorded, or gone
     BAD_REQUEST = ("bad_request", None, 400)
     METHOD_NOT_ALLOWED = ("method_not_allowed", None, 405)
     ALREADY_EXISTS = ("already_exists", None, 409)

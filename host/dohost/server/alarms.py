@@ -21,10 +21,11 @@ to trio's MockClock); the loop sleeps on trio's clock for the difference.
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import logging
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 import trio
@@ -78,6 +79,8 @@ class AlarmScheduler:
         self._wake = trio.Event()
         self._limit = trio.CapacityLimiter(max_concurrent)
         self._changed = trio.Event()  # set whenever a delivery finishes (see settled)
+        # Classes being deleted or renamed: their due alarms wait here, unfired.
+        self._held: dict[tuple[str, str], list[_Pending]] = {}
         self.stats = AlarmStats()
 
     # ------------------------------------------------------------------ scheduling
@@ -98,9 +101,49 @@ class AlarmScheduler:
         self._pending.pop(key, None)
 
     def pending(self) -> list[tuple[AlarmEntry, AlarmRun, int]]:
+        held = [p for ps in self._held.values() for p in ps]
         return sorted(
-            ((p.entry, p.run, p.due_ms) for p in self._pending.values()), key=lambda t: t[2]
+            ((p.entry, p.run, p.due_ms) for p in [*self._pending.values(), *held]),
+            key=lambda t: t[2],
         )
+
+    # ------------------------------------------------------------------ class changes
+
+    @contextlib.asynccontextmanager
+    async def hold_class(self, tenant: str, class_name: str) -> AsyncIterator[None]:
+        """No alarm of the class starts inside the block, and none is running when it
+        begins (a running one finishes first, retry bookkeeping included). Due alarms
+        wait and are scheduled again at the exit, under the class's name then (see
+        `rename_class`), unless `drop_class` dropped them."""
+        key = (tenant, class_name)
+        self._held[key] = []
+        try:
+            while any(k[:2] == key for k in self._running):
+                await self._changed.wait()
+            yield
+        finally:
+            for p in self._held.pop(key, []):
+                if p.entry.key not in self._pending:
+                    self._schedule_at(p.entry, p.run, p.due_ms)
+
+    def rename_class(self, tenant: str, old: str, new: str) -> None:
+        """Pending and held alarms of class `old` move to `new` (same due times and retry
+        counts). Call inside `hold_class(tenant, old)`."""
+        moved = [p for k, p in self._pending.items() if k[:2] == (tenant, old)]
+        moved += self._held.get((tenant, old), [])
+        for p in moved:
+            self._pending.pop(p.entry.key, None)
+        self._held[(tenant, old)] = []
+        for p in moved:
+            e = p.entry
+            entry = AlarmEntry(e.tenant, new, e.object_id, e.name, e.backend, e.due_ms)
+            self._schedule_at(entry, p.run, p.due_ms)
+
+    def drop_class(self, tenant: str, class_name: str) -> None:
+        """Forget every pending and held alarm of a class (it was deleted)."""
+        for k in [k for k in self._pending if k[:2] == (tenant, class_name)]:
+            del self._pending[k]
+        self._held[(tenant, class_name)] = []
 
     def next_due(self) -> int | None:
         self._drop_stale_heads()
@@ -133,6 +176,10 @@ class AlarmScheduler:
                         # One delivery per object at a time: try again when it finishes.
                         continue
                     p = self._pending.pop(key)
+                    held = self._held.get(key[:2])
+                    if held is not None:
+                        held.append(p)  # its class is being deleted or renamed
+                        continue
                     self._running.add(key)
                     if self.stats.trace is not None:
                         self.stats.trace.append(key)

@@ -6,8 +6,11 @@
     GET|PATCH|DELETE /v1/tenants/{name}                   admin
     POST   /v1/tenants/{name}/token                       admin
     GET    /v1/classes                                    tenant
-    PUT    /v1/classes/{class}?storage=kv|sqlite          tenant, body = wasm
-    GET    /v1/classes/{class}                            tenant
+    PUT    /v1/classes/{class}?storage=kv|sqlite&update=immediate|deferred&max_delay_s=
+                                                          tenant, body = wasm
+    GET|DELETE /v1/classes/{class}                        tenant
+    GET    /v1/classes/{class}/versions                   tenant (api_classes.py)
+    POST   /v1/classes/{class}/rollback, .../rename       tenant (api_classes.py)
     GET    /v1/classes/{class}/objects                    tenant, paginated
     POST   /v1/classes/{class}/ids                        tenant, a new unique id
     GET|DELETE /v1/classes/{class}/objects/{name}         tenant (ids/{id} alike)
@@ -37,7 +40,7 @@ from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
 from dohost.core.token_scope import Scope
 from dohost.core.websocket import accept_token, handshake_key
-from dohost.server import api_admin, api_tokens
+from dohost.server import api_admin, api_classes, api_tokens
 from dohost.server.api_util import (
     ERROR_HEADER,
     MethodNotAllowed,
@@ -213,8 +216,12 @@ class Api:
                 return await self._deploy(req, tenant, class_name)
             if method == "GET":
                 return self._class_info(tenant, class_name)
-            raise MethodNotAllowed(method, "GET, PUT")
+            if method == "DELETE":
+                return await api_classes.delete(self.state, tenant, class_name)
+            raise MethodNotAllowed(method, "GET, PUT, DELETE")
         kind = parts[4]
+        if n == 5 and kind in api_classes.KINDS:
+            return await api_classes.handle(self.state, req, tenant, class_name, kind)
         if kind == "objects":
             if n == 5:
                 if method != "GET":
@@ -336,11 +343,14 @@ class Api:
                 Code.MODULE_TOO_LARGE,
                 f"the module is {len(req.body)} bytes; this tenant's limit is {limit}",
             )
+        update, max_delay_s = api_classes.deploy_options(req)
         try:
             before: int | None = self.host.class_info(tenant, class_name).version
         except DohostError:
             before = None
-        info = await self.host.deploy(tenant, class_name, req.body, storage)
+        info = await self.host.deploy(
+            tenant, class_name, req.body, storage, update=update, max_delay_s=max_delay_s
+        )
         return json_response(
             201 if info.version != before else 200,
             {
@@ -352,30 +362,16 @@ class Api:
             },
         )
 
-    def _class_json(self, tenant: str, class_name: str) -> dict[str, object]:
-        c = self.host.classes.get(tenant, class_name)
-        try:
-            size = self.host.system.module_path(c.row.sha256).stat().st_size
-        except OSError:
-            size = None
-        return {
-            "class": c.row.name,
-            "version": c.row.version,
-            "sha256": c.row.sha256,
-            "storage": c.row.storage,
-            "size": size,
-            "created_ms": c.row.created_ms,
-            "updated_ms": c.row.updated_ms,
-        }
-
     def _class_info(self, tenant: str, class_name: str) -> HttpResponse:
-        return json_response(200, self._class_json(tenant, class_name))
+        return json_response(200, api_classes.class_json(self.state, tenant, class_name))
 
     def _list_classes(self, tenant: str, scope: Scope | None) -> HttpResponse:
         names = [c.row.name for c in self.host.classes.list(tenant)]
         if scope is not None:
             names = [n for n in names if scope.sees_class(n)]
-        return json_response(200, {"classes": [self._class_json(tenant, n) for n in names]})
+        return json_response(
+            200, {"classes": [api_classes.class_json(self.state, tenant, n) for n in names]}
+        )
 
     async def _list_objects(self, req: HttpRequest, tenant: str, class_name: str) -> HttpResponse:
         params = query_params(req.query)

@@ -1,6 +1,9 @@
 """Deployed classes: their rows in the system db and their compiled, linked modules.
 
-A class's current version is what the next event of each of its objects runs. Compiled
+A class's current version is what the next event of each of its objects runs (an
+*immediate* update), or, for a *deferred* update, what each object runs from its next
+activation, or from its first event after the update's deadline (`deferred_until_ms`:
+until then a live activation keeps the version it was built with). Compiled
 code comes from the on-disk module cache, so a restart deserializes instead of
 recompiling; classes are linked lazily, on their first event.
 """
@@ -32,6 +35,9 @@ class ClassRuntime:
     row: ClassRow
     compiled: CompiledClass | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # Deferred update: live activations of older versions keep serving until this wall
+    # time (ms). None: the update is immediate.
+    deferred_until_ms: float | None = None
 
     @property
     def version(self) -> int:
@@ -138,6 +144,7 @@ class ClassRegistry:
         self._classes: dict[tuple[str, str], ClassRuntime] = {
             (r.tenant, r.name): ClassRuntime(r) for r in system.classes()
         }
+        self._retiring: dict[tuple[str, str], ClassRuntime] = {}
 
     def get(self, tenant: str, name: str) -> ClassRuntime:
         cls = self._classes.get((tenant, name))
@@ -147,6 +154,40 @@ class ClassRegistry:
 
     def list(self, tenant: str) -> list[ClassRuntime]:
         return [c for (t, _), c in sorted(self._classes.items()) if t == tenant]
+
+    def remove(self, tenant: str, name: str) -> ClassRuntime:
+        """Take a class out of service: new events of it fail with `unknown_class`.
+        Events already running still find its backend (`backend`) until `retired`."""
+        cls = self.get(tenant, name)
+        del self._classes[(tenant, name)]
+        self._retiring[(tenant, name)] = cls
+        return cls
+
+    def restore(self, cls: ClassRuntime) -> None:
+        """Put back a class `remove` took out (an operation on it failed)."""
+        key = (cls.row.tenant, cls.row.name)
+        self._retiring.pop(key, None)
+        self._classes[key] = cls
+
+    def retired(self, tenant: str, name: str) -> None:
+        self._retiring.pop((tenant, name), None)
+
+    def backend(self, tenant: str, name: str) -> str:
+        """The storage backend of a class, also while it is being deleted or renamed (an
+        event that was running when that began finishes on it)."""
+        cls = self._classes.get((tenant, name)) or self._retiring.get((tenant, name))
+        if cls is None:
+            raise DohostError(Code.UNKNOWN_CLASS, f"no class named {name[:100]!r} is deployed")
+        return cls.row.storage
+
+    def renamed(self, cls: ClassRuntime, new: str) -> ClassRuntime:
+        """Serve `cls` as class `new` (its rows were renamed in the system db): same key,
+        versions and compiled code."""
+        row = self._system.get_class(cls.row.tenant, new)
+        assert row is not None
+        moved = ClassRuntime(row, cls.compiled, deferred_until_ms=cls.deferred_until_ms)
+        self._classes[(row.tenant, new)] = moved
+        return moved
 
     def forget_tenant(self, tenant: str) -> None:
         for key in [k for k in self._classes if k[0] == tenant]:
@@ -188,8 +229,16 @@ class ClassRegistry:
         Activation(compiled, ObjectIdent("-", "-", "0" * 64), _NoStorage(), self._limits)
         return compiled
 
-    def deploy(self, tenant: str, name: str, wasm: bytes, storage: str) -> ClassRuntime:
-        """Check and record a new version of a class (worker thread)."""
+    def deploy(
+        self,
+        tenant: str,
+        name: str,
+        wasm: bytes,
+        storage: str,
+        deferred_until_ms: float | None = None,
+    ) -> ClassRuntime:
+        """Check and record a new version of a class (worker thread). `deferred_until_ms`:
+        a deferred update (see the module's docstring)."""
         check_name("tenant", tenant)
         check_name("class", name)
         if storage not in STORAGE_BACKENDS:
@@ -205,6 +254,26 @@ class ClassRegistry:
         self._system.ensure_tenant(tenant)
         key = existing.class_key if existing else new_class_key()
         row = self._system.put_class_version(tenant, name, sha, storage, key)
-        cls = ClassRuntime(row, compiled)
+        cls = ClassRuntime(row, compiled, deferred_until_ms=deferred_until_ms)
         self._classes[(tenant, name)] = cls
         return cls
+
+    def module_of_version(self, tenant: str, name: str, version: int) -> bytes:
+        """The module bytes of a recorded version (worker thread); `unknown_version` when
+        the class never had it or its bytes are gone."""
+        self.get(tenant, name)  # an unknown class is unknown_class first
+        shas = {v: sha for v, sha, _ in self._system.class_versions(tenant, name)}
+        sha = shas.get(version)
+        if sha is None:
+            raise DohostError(
+                Code.UNKNOWN_VERSION,
+                f"class {name!r} has no version {version}; it has "
+                f"{', '.join(map(str, sorted(shas))) or 'none'} (GET .../versions)",
+            )
+        try:
+            return self._system.load_module(sha)
+        except OSError:
+            raise DohostError(
+                Code.UNKNOWN_VERSION,
+                f"the module of version {version} of class {name!r} is no longer stored",
+            ) from None

@@ -40,6 +40,7 @@ from dohost.runtime.engine import EngineSettings, EpochTicker, make_engine
 from dohost.runtime.event import EventResult
 from dohost.runtime.linker import build_linker
 from dohost.runtime.module_loader import ModuleCache
+from dohost.server import class_lifecycle
 from dohost.server.alarms import AlarmScheduler
 from dohost.server.class_registry import ClassRegistry, ClassRuntime
 from dohost.server.executor import WorkerPool
@@ -195,6 +196,8 @@ class Host:
             self.supervisor.websockets = self.websockets
             self.alarm_index = AlarmIndex(self.data_dir / "alarms.db", self.durability)
             stack.callback(self.alarm_index.close)
+            if class_lifecycle.finish_renames(self.system, self.storage, self.alarm_index):
+                log.warning("finished class renames that a stop had interrupted")
             self.alarms = AlarmScheduler(
                 self.alarm_index, self._deliver_alarm, self.wall_ms, jitter=self._alarm_jitter
             )
@@ -246,11 +249,50 @@ class Host:
     # ------------------------------------------------------------------ classes
 
     async def deploy(
-        self, tenant: str, class_name: str, wasm: bytes, storage: str = "kv"
+        self,
+        tenant: str,
+        class_name: str,
+        wasm: bytes,
+        storage: str = "kv",
+        *,
+        update: str = "immediate",
+        max_delay_s: float | None = None,
     ) -> ClassInfo:
-        """Validate and deploy a module as the next version of a class."""
-        cls = await self.pool.run(lambda: self.classes.deploy(tenant, class_name, wasm, storage))
+        """Validate and deploy a module as the next version of a class. `update`:
+        "immediate" (each object's next event runs it) or "deferred" (each object runs
+        it from its next activation, or from its first event after `max_delay_s`)."""
+        until = class_lifecycle.update_deadline(update, max_delay_s, self.wall_ms())
+        cls = await self.pool.run(
+            lambda: self.classes.deploy(tenant, class_name, wasm, storage, until)
+        )
         return ClassInfo.of(cls, len(wasm))
+
+    def class_versions(self, tenant: str, class_name: str) -> list[class_lifecycle.VersionInfo]:
+        return class_lifecycle.versions(self, tenant, class_name)
+
+    async def rollback(
+        self,
+        tenant: str,
+        class_name: str,
+        version: int,
+        *,
+        update: str = "immediate",
+        max_delay_s: float | None = None,
+    ) -> ClassInfo:
+        """Deploy the module of an earlier `version` as the next version."""
+        until = class_lifecycle.update_deadline(update, max_delay_s, self.wall_ms())
+        cls = await class_lifecycle.rollback(self, tenant, class_name, version, until)
+        return self.class_info(tenant, cls.row.name)
+
+    async def delete_class(self, tenant: str, class_name: str) -> int:
+        """Delete a class, its objects' storage and alarms (class_lifecycle.py); returns
+        how many objects were deleted."""
+        return await class_lifecycle.delete_class(self, tenant, class_name)
+
+    async def rename_class(self, tenant: str, class_name: str, new_name: str) -> ClassInfo:
+        """Rename a class keeping its objects and their ids (class_lifecycle.py)."""
+        cls = await class_lifecycle.rename_class(self, tenant, class_name, new_name)
+        return self.class_info(tenant, cls.row.name)
 
     def class_info(self, tenant: str, class_name: str) -> ClassInfo:
         c = self.classes.get(tenant, class_name)
@@ -383,16 +425,7 @@ class Host:
 
         def wipe() -> None:
             for c in classes:
-                after: bytes | None = None
-                while True:
-                    page = self.storage.list_objects(
-                        tenant, c.row.name, c.row.storage, after=after, limit=1000
-                    )
-                    for o in page.objects:
-                        self.storage.delete_object(tenant, c.row.name, o.object_id, c.row.storage)
-                    if page.next_after is None:
-                        break
-                    after = page.next_after
+                class_lifecycle.wipe_class(self.storage, tenant, c.row.name, c.row.storage)
 
         await trio.to_thread.run_sync(wipe)
         return existed or bool(classes)

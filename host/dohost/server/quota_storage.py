@@ -109,6 +109,19 @@ class TenantUsage:
             self.total -= self.objects.pop(key, 0)
             self._pending_total -= self._pending.pop(key, 0)
 
+    def forget_class(self, class_name: str) -> None:
+        """Every object of the class was deleted."""
+        with self.lock:
+            for key in [k for k in self.objects if k[0] == class_name]:
+                self.total -= self.objects.pop(key)
+                self._pending_total -= self._pending.pop(key, 0)
+
+    def rename_class(self, old: str, new: str) -> None:
+        """The class's objects now count under its new name."""
+        with self.lock:
+            for key in [k for k in self.objects if k[0] == old]:
+                self.objects[(new, key[1])] = self.objects.pop(key)
+
     # ---------------------------------------------------------------- storage quota
 
     def check_growth(self, key: ObjectKey, event_delta: int) -> bool:

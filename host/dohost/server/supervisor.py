@@ -368,7 +368,7 @@ class Supervisor:
         return self._slots.get(key)
 
     def backend_of(self, slot: ObjectSlot) -> str:
-        return self._classes.get(slot.tenant, slot.class_name).row.storage
+        return self._classes.backend(slot.tenant, slot.class_name)
 
     def _slot(self, tenant: str, class_name: str, oid: ObjectId) -> ObjectSlot:
         key = (tenant, class_name, oid.raw)
@@ -415,7 +415,15 @@ class Supervisor:
                 if early is not None:
                     return early
             act = slot.activation
-            if act is None or slot.activation_version != cls.version or act.limits is not limits:
+            if (
+                act is not None
+                and slot.activation_version != cls.version
+                and act.limits is limits
+                and cls.deferred_until_ms is not None
+                and self.wall_ms() < cls.deferred_until_ms
+            ):
+                activation_s = 0.0  # a deferred update: this activation keeps its version
+            elif act is None or slot.activation_version != cls.version or act.limits is not limits:
                 if act is not None:  # an older version's (or older limits') activation goes
                     slot.activation = None
                     self.resident -= 1
@@ -576,6 +584,14 @@ class Supervisor:
         # it goes, so a deleted object leaves nothing behind.
         if slot.idle() and self._slots.get(slot.key) is slot:
             del self._slots[slot.key]
+
+    async def forget_class(self, tenant: str, class_name: str) -> None:
+        """Drop every activation and open storage of a class, waiting for its running
+        and queued events and their commits. The caller must already have stopped new
+        events of the class (ClassRegistry.remove)."""
+        for slot in [s for s in self._slots.values() if s.key[:2] == (tenant, class_name)]:
+            async with self.forget(tenant, class_name, slot.object_id):
+                pass
 
     async def forget_tenant(self, tenant: str) -> None:
         """Drop every activation and open storage of a tenant, waiting for its events.

@@ -568,6 +568,12 @@ class WebSockets:
             self.remove(conn)
             self._cut_later(conn)
 
+    def close_class(self, tenant: str, class_name: str, code: int, reason: str) -> None:
+        """Close every connection of a class's objects without events (class deleted or
+        renamed: its clients reconnect under the new name)."""
+        for key in [k for k in self._objects if k[:2] == (tenant, class_name)]:
+            self.close_object(key, code, reason)
+
     def close_tenant(self, tenant: str, code: int, reason: str) -> None:
         """Close every connection of a tenant's objects without events (tenant deleted)."""
         for key in [k for k in self._objects if k[0] == tenant]:

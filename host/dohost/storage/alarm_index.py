@@ -180,6 +180,18 @@ class AlarmIndex:
                             (tenant, cls, oid, due_ms),
                         )
 
+    def rename_class(self, tenant: str, old: str, new: str) -> None:
+        """Entries of class `old` now belong to `new` (durably: they are the superset
+        that keeps alarms from being lost). Idempotent."""
+        self.flush_removals()
+        with self._lock, self._db:
+            # OR REPLACE: stale entries left under the new name (a deleted class's)
+            # must not block the move; the moved ones are the truth.
+            self._db.execute(
+                "UPDATE OR REPLACE alarms SET class=? WHERE tenant=? AND class=?",
+                (new, tenant, old),
+            )
+
     def remove_tenant(self, tenant: str, class_name: str | None = None) -> None:
         with self._lock, self._db:
             if class_name is None:

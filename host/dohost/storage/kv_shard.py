@@ -319,6 +319,25 @@ class KvShard:
             raise self._read_error(e) from e
         return None if row is None else int(row[0])
 
+    def rename_class(self, old: str, new: str) -> int:
+        """Move the registry rows of class `old` to `new` in one durable transaction
+        (objects' keys and alarms are keyed by id alone, so they follow). Idempotent.
+        On its own connection with synchronous=FULL: no event of either class may be in
+        flight (the host holds the class), and the committer's batches of other objects
+        wait on the busy timeout as for any writer."""
+        if self._closed:
+            raise self._closed_error()
+        conn = self._connect()
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+            with conn:
+                conn.execute("UPDATE objects SET class=? WHERE class=?", (new, old))
+                return int(conn.changes())
+        except apsw.Error as e:
+            raise storage_error(f"renaming class rows in {self.path} failed: {e}") from e
+        finally:
+            conn.close()
+
     def list_objects(self, class_name: str, after: bytes, limit: int) -> list[ObjectRow]:
         """Registry rows of `class_name` with object_id > `after`, by object id."""
         if self._closed:

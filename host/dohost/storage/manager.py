@@ -388,6 +388,32 @@ class StorageManager:
         if removed and self.durability == Durability.FSYNC:
             fsync_dir(os.path.dirname(path), self._fsync)
 
+    def rename_class(self, tenant: str, old: str, new: str) -> None:
+        """Move class `old`'s objects to class `new`, durably, keeping their ids and data:
+        kv registry rows are updated in every shard of the tenant; the sqlite class
+        directory is renamed (one atomic rename). Idempotent, so an interrupted rename is
+        finished by calling it again. No object of the class may be live."""
+        self._check_open()
+        check_name("class", old)
+        check_name("class", new)
+        with self._lock:
+            busy = [k for k, o in self._live.items() if k[:2] == (tenant, old) and not o.closed]
+        if busy:
+            raise DohostError(
+                Code.INVALID_ARGUMENT,
+                f"class {old} has {len(busy)} active objects; end their activations first",
+            )
+        count = self._shard_count(tenant, create=False)
+        for i in range(count or 0):
+            self._shard_at(tenant, i).rename_class(old, new)
+        src, dst = self.sqlite_dir(tenant, old), self.sqlite_dir(tenant, new)
+        if os.path.isdir(src):
+            if os.path.isdir(dst) and not os.listdir(dst):
+                os.rmdir(dst)  # an empty directory left by a class of that name once
+            os.rename(src, dst)
+            if self.durability == Durability.FSYNC:
+                fsync_dir(os.path.dirname(src), self._fsync)
+
     def delete_tenant(self, tenant: str) -> None:
         """Delete every object of a tenant (both backends) and its directory, durably.
         None of its objects may have a live activation."""

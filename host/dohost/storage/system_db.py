@@ -47,6 +47,12 @@ CREATE TABLE IF NOT EXISTS class_versions(
     created_ms INTEGER NOT NULL,
     PRIMARY KEY(tenant, name, version)
 );
+CREATE TABLE IF NOT EXISTS class_renames(
+    tenant TEXT NOT NULL,
+    old TEXT NOT NULL,
+    new TEXT NOT NULL,
+    PRIMARY KEY(tenant, old)
+);
 CREATE TABLE IF NOT EXISTS tokens(
     id TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -157,6 +163,7 @@ class SystemDb:
             self._db.execute("DELETE FROM classes WHERE tenant=?", (name,))
             self._db.execute("DELETE FROM class_versions WHERE tenant=?", (name,))
             self._db.execute("DELETE FROM tokens WHERE tenant=?", (name,))
+            self._db.execute("DELETE FROM class_renames WHERE tenant=?", (name,))
         return existed
 
     # ---------------------------------------------------------------- scoped tokens
@@ -226,6 +233,52 @@ class SystemDb:
                 (tenant, name, version, sha256, now),
             )
         return ClassRow(tenant, name, version, sha256, storage, class_key, created, now)
+
+    def class_versions(self, tenant: str, name: str) -> list[tuple[int, str, int]]:
+        """(version, sha256, created_ms) of every recorded version, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT version, sha256, created_ms FROM class_versions"
+                " WHERE tenant=? AND name=? ORDER BY version",
+                (tenant, name),
+            ).fetchall()
+        return [(int(r[0]), str(r[1]), int(r[2])) for r in rows]  # type: ignore[arg-type]
+
+    def delete_class(self, tenant: str, name: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM classes WHERE tenant=? AND name=?", (tenant, name))
+            self._db.execute("DELETE FROM class_versions WHERE tenant=? AND name=?", (tenant, name))
+
+    def rename_class(self, tenant: str, old: str, new: str) -> None:
+        """Rename the class rows and journal the rename, in one transaction: the storage
+        moves that follow are finished from the journal after a crash
+        (`pending_renames`, then `finish_rename`)."""
+        with self._lock, self._db:
+            taken = self._db.execute(
+                "SELECT 1 FROM classes WHERE tenant=? AND name=?", (tenant, new)
+            ).fetchone()
+            if taken is not None:
+                raise DohostError(Code.ALREADY_EXISTS, f"a class named {new!r} already exists")
+            self._db.execute(
+                "UPDATE classes SET name=?, updated_ms=? WHERE tenant=? AND name=?",
+                (new, _now_ms(), tenant, old),
+            )
+            self._db.execute(
+                "UPDATE class_versions SET name=? WHERE tenant=? AND name=?", (new, tenant, old)
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO class_renames(tenant, old, new) VALUES(?,?,?)",
+                (tenant, old, new),
+            )
+
+    def pending_renames(self) -> list[tuple[str, str, str]]:
+        with self._lock:
+            rows = self._db.execute("SELECT tenant, old, new FROM class_renames").fetchall()
+        return [(str(r[0]), str(r[1]), str(r[2])) for r in rows]  # type: ignore[arg-type]
+
+    def finish_rename(self, tenant: str, old: str) -> None:
+        with self._lock, self._db:
+            self._db.execute("DELETE FROM class_renames WHERE tenant=? AND old=?", (tenant, old))
 
     # ---------------------------------------------------------------- module bytes
 
