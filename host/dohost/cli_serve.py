@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -77,6 +79,21 @@ from dohost.core.errors import DohostError
     show_default=True,
     help="Open WebSocket connections one object may have.",
 )
+@click.option(
+    "--processes",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Node processes sharing the port, each owning a share of the objects "
+    "(default: the number of cores; 1: one process, no forwarding).",
+)
+@click.option(
+    "--forward-timeout",
+    type=click.FloatRange(min=0.001),
+    default=60.0,
+    show_default=True,
+    help="With --processes > 1: seconds a node waits for the owner of a forwarded "
+    "request before answering 503 owner_unavailable.",
+)
 def serve(
     data_dir: Path,
     host: str,
@@ -89,6 +106,8 @@ def serve(
     workers: int | None,
     ws_max_message_bytes: int,
     ws_max_connections_per_object: int,
+    processes: int | None,
+    forward_timeout: float,
 ) -> None:
     """Serve the HTTP API (docs/http-api.md) for many tenants until SIGINT/SIGTERM."""
     from dohost.server.quotas import parse_quota_option
@@ -116,4 +135,20 @@ def serve(
         ws_max_message_bytes=ws_max_message_bytes,
         ws_max_connections_per_object=ws_max_connections_per_object,
     )
-    trio.run(run_server, config)
+    if processes is None:
+        processes = default_processes()
+    if processes == 1:
+        trio.run(run_server, config)
+        return
+    from dohost.server.parent import Parent
+
+    parent = Parent(config, processes, forward_timeout_s=forward_timeout)
+    sys.exit(trio.run(parent.run))
+
+
+def default_processes() -> int:
+    """One node per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

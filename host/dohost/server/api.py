@@ -40,7 +40,7 @@ from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
 from dohost.core.token_scope import Scope
 from dohost.core.websocket import accept_token, handshake_key
-from dohost.server import api_admin, api_classes, api_tokens
+from dohost.server import api_admin, api_classes, api_tokens, node_routes
 from dohost.server.api_util import (
     ERROR_HEADER,
     MethodNotAllowed,
@@ -54,8 +54,11 @@ from dohost.server.api_util import (
     not_found,
     query_params,
 )
+from dohost.server.forward import FORWARDED_HEADER, VIA_HEADER
 from dohost.server.http_types import HttpRequest, HttpResponse, UpgradeResponse
 from dohost.server.metrics import CONTENT_TYPE as METRICS_TYPE
+from dohost.server.metrics_merge import merge_metrics
+from dohost.server.node import NodeContext
 from dohost.server.state import ServerState
 from dohost.server.tenancy import Principal
 from dohost.storage.api import ListOptions
@@ -78,6 +81,7 @@ DROP_REQUEST_HEADERS = frozenset(
         "upgrade",
         "content-length",
         "expect",
+        FORWARDED_HEADER,  # the hop between two nodes (server/forward.py)
     }
     | CALLER_HEADERS  # only the host names a caller (object calls: core/calls.py)
 )
@@ -90,18 +94,48 @@ class _Labels:
 
     tenant: str = ""
     class_name: str = ""
+    forwarded: bool = False  # came from another node (already counted and rate-checked there)
+    relayed: bool = False  # answered by another node (it named itself)
 
 
 class Api:
     """The request handler given to `serve_http`."""
 
-    def __init__(self, state: ServerState) -> None:
+    def __init__(self, state: ServerState, node: NodeContext | None = None) -> None:
         self.state = state
         self.host = state.host
+        self.node = node
 
     async def handle(self, req: HttpRequest) -> HttpResponse:
         labels = _Labels()
+        resp = await self._handle(req, labels)
+        if self.node is not None:
+            if labels.relayed:
+                resp.headers.append((VIA_HEADER, self.node.name))
+            else:
+                self.node.tag(resp)
+        return resp
+
+    async def handle_forwarded(self, req: HttpRequest) -> HttpResponse:
+        """The handler of this node's Unix socket: requests other nodes forwarded (and
+        the nodes' own routes, which only exist there)."""
+        assert self.node is not None
+        labels = _Labels(forwarded=True)
+        if req.path.startswith("/_node/"):
+            try:
+                if self.state.stale():
+                    await self.state.sync()
+                resp = await node_routes.handle(self.state, self.node, req)
+            except DohostError as e:
+                resp = error_response(e)
+        else:
+            resp = await self._handle(req, labels)
+        return self.node.tag(resp)
+
+    async def _handle(self, req: HttpRequest, labels: _Labels) -> HttpResponse:
         try:
+            if self.state.stale():
+                await self.state.sync()
             resp = await self._route(req, labels)
             error = None
         except DohostError as e:
@@ -112,7 +146,8 @@ class Api:
             internal = DohostError(Code.INTERNAL, "internal error; the server log has the details")
             resp = error_response(internal)
             error = internal.code.code
-        self.state.metrics.request(labels.tenant, labels.class_name, resp.status, error)
+        if not labels.forwarded:
+            self.state.metrics.request(labels.tenant, labels.class_name, resp.status, error)
         return resp
 
     # ---------------------------------------------------------------- routing
@@ -135,7 +170,10 @@ class Api:
             self._admin(req)
             if req.method not in ("GET", "HEAD"):
                 raise MethodNotAllowed(req.method, "GET, HEAD")
-            return HttpResponse(200, [("content-type", METRICS_TYPE)], self.state.metrics.render())
+            body = self.state.metrics.render()
+            if self.node is not None and not labels.forwarded:
+                body = merge_metrics(self.node, body, await self.node.peer_metrics())
+            return HttpResponse(200, [("content-type", METRICS_TYPE)], body)
         if path == "/v1/classes":
             principal = self._tenant(req, labels)
             assert principal.tenant is not None
@@ -199,7 +237,8 @@ class Api:
                 "this route needs a tenant token (the admin token is not a tenant's)",
             )
         labels.tenant = principal.tenant
-        self.state.quotas.check_rate(principal.tenant, trio.current_time())
+        if not labels.forwarded:
+            self.state.quotas.check_rate(principal.tenant, trio.current_time())
         return principal
 
     async def _classes(
@@ -238,9 +277,20 @@ class Api:
         else:
             self.host.class_info(tenant, class_name)  # an unknown class is 404 first
             raise not_found(path)
+        if n == 6 and method == "GET":
+            return json_response(200, {"class": class_name, "id": oid.hex, "name": oid.name})
+        if self.node is not None and not self.node.owns(oid.raw):
+            # Another node owns the object: it serves every request that touches it.
+            if labels.forwarded:
+                raise DohostError(
+                    Code.NOT_OWNER,
+                    f"node {self.node.name} does not own this object (sent here by mistake)",
+                )
+            labels.relayed = True
+            if handshake_key(req.headers, req.method) is not None and not req.body:
+                return await self.node.forward_upgrade(req, oid.raw)
+            return await self.node.forward(req, oid.raw)
         if n == 6:
-            if method == "GET":
-                return json_response(200, {"class": class_name, "id": oid.hex, "name": oid.name})
             if method == "DELETE":
                 return await self._delete_object(tenant, class_name, oid)
             raise MethodNotAllowed(method, "GET, DELETE")
@@ -351,6 +401,8 @@ class Api:
         info = await self.host.deploy(
             tenant, class_name, req.body, storage, update=update, max_delay_s=max_delay_s
         )
+        if info.version != before:
+            self.state.changed()
         return json_response(
             201 if info.version != before else 200,
             {

@@ -54,10 +54,13 @@ from dohost.server.executor import PoolExhausted
 from dohost.storage.alarm_index import AlarmEntry
 
 if TYPE_CHECKING:
+    from dohost.server.node import NodeContext
     from dohost.server.supervisor import ObjectSlot, Supervisor
 
 log = logging.getLogger("dohost.calls")
 
+# What a call that could not be made may fail with (anything else is `call_failed`).
+_CALL_CODES = (Code.CALL_CYCLE, Code.CALL_DEPTH, Code.CALL_FAILED)
 # Steps of the wait-for walk before it gives up (it cannot loop: see _closes_cycle).
 _MAX_WALK = 100_000
 
@@ -95,6 +98,8 @@ class CallRouter:
     def __init__(self, supervisor: Supervisor, max_depth: int = DEFAULT_MAX_CALL_DEPTH) -> None:
         self._sup = supervisor
         self.max_depth = max_depth
+        # `--processes N`: calls to objects another node owns go there (server/node.py).
+        self.remote: NodeContext | None = None
 
     # ------------------------------------------------------------------ worker side
 
@@ -161,12 +166,15 @@ class CallRouter:
         refused = self._refuse(caller, caller_slot.tenant, target.class_name, oid)
         if refused is not None:
             return refused
-        slot = sup.slot_for(caller_slot.tenant, target.class_name, oid)
         data = encode_request(
             with_caller(
                 request, caller_slot.class_name, caller_slot.object_id.hex, caller_slot.name
             )
         )
+        remote = self.remote
+        if remote is not None and not remote.owns(oid.raw):
+            return await self._call_remote(remote, caller, caller_slot.tenant, target, oid, data)
+        slot = sup.slot_for(caller_slot.tenant, target.class_name, oid)
         caller.waiting_for = slot
         try:
             result = await sup.deliver(
@@ -176,6 +184,61 @@ class CallRouter:
             return DohostError(Code.CALL_FAILED, f"call to {target.label()} failed: {e}")
         finally:
             caller.waiting_for = None
+        if result.error is not None:
+            return error_response(result.error)
+        assert result.response is not None
+        return result.response
+
+    async def _call_remote(
+        self,
+        remote: NodeContext,
+        caller: EventNode,
+        tenant: str,
+        target: CallTarget,
+        oid: ObjectId,
+        data: bytes,
+    ) -> Response | DohostError:
+        """A call to an object of another node: the chain goes with it, so the owner
+        refuses a call back into it (`call_cycle`) and one too deep (`call_depth`)."""
+        chain = [[n.slot.class_name, n.slot.object_id.hex, n.slot.name] for n in caller.chain()]
+        meta = {
+            "tenant": tenant,
+            "class": target.class_name,
+            "id": oid.hex,
+            "name": oid.name,
+            "chain": chain,
+        }
+        got = await remote.call(remote.owner(oid.raw), meta, data)
+        if isinstance(got, DohostError) and got.code not in _CALL_CODES:
+            return DohostError(Code.CALL_FAILED, f"call to {target.label()}: {got.message}")
+        return got
+
+    async def deliver_remote(
+        self,
+        tenant: str,
+        class_name: str,
+        oid: ObjectId,
+        data: bytes,
+        chain: list[tuple[str, bytes, str | None]],
+    ) -> Response | DohostError:
+        """A call from an object of another node (node_routes.py): `chain` is the call
+        chain that led to it, first caller first. It is checked like a local chain
+        (cycle along it, depth); a wait-for cycle through events of two nodes is not
+        seen here (see ARCHITECTURE.md, "Process model")."""
+        from dohost.server.supervisor import ObjectSlot
+
+        parent: EventNode | None = None
+        for class_of, raw, name in chain:
+            parent = EventNode(ObjectSlot(tenant, class_of, ObjectId(raw, name)), parent)
+        if parent is None:
+            return DohostError(Code.BAD_REQUEST, "a node call needs its caller's chain")
+        refused = self._refuse(parent, tenant, class_name, oid)
+        if refused is not None:
+            return refused
+        try:
+            result = await self._sup.deliver(tenant, class_name, oid, "fetch", data, parent=parent)
+        except DohostError as e:
+            return DohostError(Code.CALL_FAILED, f"call to {class_name} failed: {e}")
         if result.error is not None:
             return error_response(result.error)
         assert result.response is not None

@@ -749,9 +749,22 @@ class HttpServer:
         Reports the bound (host, port) through `task_status` (port 0 picks a free one).
         """
         listeners = await trio.open_tcp_listeners(port, host=host)
+        await self.serve_listeners(listeners, task_status=task_status)
+
+    async def serve_listeners(
+        self,
+        listeners: list[trio.SocketListener],
+        *,
+        task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
+    ) -> None:
+        """`serve` on listeners the caller opened (a port shared with SO_REUSEPORT, a
+        Unix socket); they are closed when it returns. Reports the first one's address
+        (a Unix socket's path, port 0)."""
         try:
             sockname = listeners[0].socket.getsockname()
-            bound = (str(sockname[0]), int(sockname[1]))
+            bound = (
+                (sockname, 0) if isinstance(sockname, str) else (str(sockname[0]), int(sockname[1]))
+            )
             async with trio.open_nursery() as connections:
                 connections.start_soon(self._reap)
                 async with trio.open_nursery() as acceptors:
@@ -837,8 +850,10 @@ async def serve_http(
     limits: ServerLimits | None = None,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
     shutdown: trio.Event | None = None,
+    listeners: list[trio.SocketListener] | None = None,
 ) -> None:
-    """Serve `handler` on (host, port) until `shutdown` is set (or forever if None).
+    """Serve `handler` on (host, port), or on `listeners` when given, until `shutdown`
+    is set (or forever if None).
 
     Use with `await nursery.start(serve_http, handler)` to get the bound (host, port).
     When `shutdown` is set the server stops accepting, lets in-flight requests finish
@@ -846,9 +861,11 @@ async def serve_http(
     and returns.
     """
     server = HttpServer(handler, limits=limits)
-    if shutdown is None:
+    if shutdown is None and listeners is None:
         await server.serve(host, port, task_status=task_status)
         return
+    if shutdown is None:
+        shutdown = trio.Event()
     async with trio.open_nursery() as nursery:
 
         async def watch() -> None:
@@ -857,5 +874,8 @@ async def serve_http(
             server.shutdown()
 
         nursery.start_soon(watch)
-        await server.serve(host, port, task_status=task_status)
+        if listeners is None:
+            await server.serve(host, port, task_status=task_status)
+        else:
+            await server.serve_listeners(listeners, task_status=task_status)
         nursery.cancel_scope.cancel()

@@ -17,7 +17,9 @@ directory) are `DohostError`s with one line that says what to do (server/startup
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -30,6 +32,7 @@ from dohost.server.api import Api
 from dohost.server.host import Host
 from dohost.server.http_server import serve_http
 from dohost.server.http_types import ServerLimits
+from dohost.server.node import NodeContext, NodeRole, watch_parent
 from dohost.server.quotas import Quotas
 from dohost.server.startup import listen_error, prepare_data_dir
 from dohost.server.state import ServerState
@@ -50,6 +53,7 @@ class ServeConfig:
     quotas: dict[str, Any] = field(default_factory=dict)  # server-wide quota defaults
     ws_max_message_bytes: int = 1024 * 1024
     ws_max_connections_per_object: int = 32_768
+    node: NodeRole | None = None  # one node of `--processes N` (server/parent.py)
 
 
 async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -68,12 +72,17 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
         ws_max_message_bytes=config.ws_max_message_bytes,
         ws_max_connections_per_object=config.ws_max_connections_per_object,
     )
+    node = NodeContext(config.node) if config.node is not None else None
     async with host:
-        known = {row.name for row in host.system.tenants()}
-        for name in remove_orphan_tenant_dirs(config.data_dir, known):
-            log.info("removed the data of deleted tenant %s", name)
-        state = await ServerState.attach(host, admin_token, defaults)
-        api = Api(state)
+        if node is None:
+            # (The parent of `--processes N` does this before any node starts.)
+            known = {row.name for row in host.system.tenants()}
+            for name in remove_orphan_tenant_dirs(config.data_dir, known):
+                log.info("removed the data of deleted tenant %s", name)
+        state = await ServerState.attach(host, admin_token, defaults, node)
+        api = Api(state, node)
+        if node is not None:
+            host.supervisor.calls.remote = node
         http_limits = ServerLimits(
             max_body_bytes=config.max_body_bytes,
             graceful_shutdown_timeout=config.grace_s,
@@ -83,7 +92,29 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
             async with trio.open_nursery() as inner:
                 outer.start_soon(_watch_signals, shutdown, inner.cancel_scope, host, config)
                 outer.start_soon(_close_websockets, shutdown, host)
+                if node is not None:
+                    outer.start_soon(watch_parent)
+                    # Forwarded requests from the other nodes: connections stay open
+                    # (pooled by the senders) until shutdown.
+                    node_limits = replace(
+                        http_limits, keepalive_idle_timeout=24 * 3600.0, send_timeout=3600.0
+                    )
+                    unix = [await unix_listener(node.socket_path)]
+                    await inner.start(
+                        lambda task_status: serve_http(
+                            api.handle_forwarded,
+                            limits=node_limits,
+                            task_status=task_status,
+                            shutdown=shutdown,
+                            listeners=unix,
+                        )
+                    )
                 try:
+                    listeners = (
+                        [await reuse_port_listener(config.host, config.port)]
+                        if node is not None
+                        else None
+                    )
                     bound = await inner.start(
                         lambda task_status: serve_http(
                             api.handle,
@@ -92,6 +123,7 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
                             limits=http_limits,
                             task_status=task_status,
                             shutdown=shutdown,
+                            listeners=listeners,
                         )
                     )
                 except BaseException as e:
@@ -101,19 +133,16 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
                     raise listen_error(failed, config.host, config.port) from None
                 url = _url(bound)
                 print(f"dohost listening on {url}", flush=True)
-                where = "$DOHOST_ADMIN_TOKEN" if admin_source == "env" else admin_source
-                note = " (durability os: survives a process crash, not a power loss)"
-                print(
-                    f"admin token: {where}; data: {config.data_dir}"
-                    + (note if config.durability == "os" else ""),
-                    file=sys.stderr,
-                    flush=True,
-                )
+                if node is None:
+                    print_admin_line(config, admin_source)
                 task_status.started(url)
+            if node is not None:
+                node.peers.close()
+            state.close()
             # serve_http returned: no connection is left (or a second signal cut them).
             outer.cancel_scope.cancel()
         log.info("closing the host: flushing commits")
-    if shutdown.is_set():
+    if shutdown.is_set() and node is None:  # (the parent of N nodes says it once)
         print("dohost stopped", file=sys.stderr, flush=True)
 
 
@@ -127,6 +156,52 @@ def _os_error_in(e: BaseException) -> OSError | None:
             if found is not None:
                 return found
     return None
+
+
+def print_admin_line(config: ServeConfig, admin_source: str) -> None:
+    where = "$DOHOST_ADMIN_TOKEN" if admin_source == "env" else admin_source
+    note = " (durability os: survives a process crash, not a power loss)"
+    print(
+        f"admin token: {where}; data: {config.data_dir}"
+        + (note if config.durability == "os" else ""),
+        file=sys.stderr,
+        flush=True,
+    )
+
+
+async def reuse_port_listener(host: str, port: int) -> trio.SocketListener:
+    """A listening socket on a port other processes of this user listen on too: the
+    kernel spreads new connections over them (SO_REUSEPORT)."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = trio.socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        await sock.bind((host, port))
+        sock.listen(4096)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
+
+
+async def unix_listener(path: Path) -> trio.SocketListener:
+    """A listening Unix socket only this user can connect to (mode 0600); a stale file
+    left by a killed node is replaced."""
+    path.unlink(missing_ok=True)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        old = os.umask(0o177)
+        try:
+            await sock.bind(str(path))
+        finally:
+            os.umask(old)
+        sock.listen(4096)
+    except BaseException:
+        sock.close()
+        raise
+    return trio.SocketListener(sock)
 
 
 def _url(bound: tuple[str, int]) -> str:
