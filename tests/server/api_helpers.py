@@ -24,11 +24,28 @@ START_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 60.0
 
 
-class ServerProcess:
-    """`dohost serve --port 0` in a subprocess; `url` is read from its first stdout line."""
+# How many node processes a test server runs (`--processes`): 1 unless the test says
+# otherwise or DOHOST_TEST_PROCESSES is set (`make test` runs the HTTP API tests both ways).
+PROCESSES_ENV = "DOHOST_TEST_PROCESSES"
 
-    def __init__(self, data_dir: Path, *args: str, admin_token: str | None = ADMIN_TOKEN) -> None:
+
+def test_processes() -> int:
+    return int(os.environ.get(PROCESSES_ENV) or "1")
+
+
+class ServerProcess:
+    """`dohost serve --port 0` in a subprocess; `url` is read from its first stdout line.
+    `processes`: its `--processes` (default: `test_processes()`)."""
+
+    def __init__(
+        self,
+        data_dir: Path,
+        *args: str,
+        admin_token: str | None = ADMIN_TOKEN,
+        processes: int | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.processes = processes if processes is not None else test_processes()
         env = dict(os.environ)
         env.pop("DOHOST_ADMIN_TOKEN", None)
         if admin_token is not None:
@@ -37,7 +54,7 @@ class ServerProcess:
         self._stderr = open(self.stderr_path, "wb")  # noqa: SIM115 (closed in stop)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dohost.cli", "serve", "--data", str(data_dir), "--port", "0",
-             "--durability", "os", *args],
+             "--durability", "os", "--processes", str(self.processes), *args],
             stdout=subprocess.PIPE,
             stderr=self._stderr,
             env=env,

@@ -38,6 +38,7 @@ async def handle(state: ServerState, req: HttpRequest, rest: str) -> HttpRespons
         if method != "POST":
             raise MethodNotAllowed(method, "POST")
         token = state.tenancy.rotate(name)
+        state.changed()
         return json_response(200, {"name": name, "token": token})
     if len(parts) != 1:
         raise not_found(req.path)
@@ -53,14 +54,14 @@ async def handle(state: ServerState, req: HttpRequest, rest: str) -> HttpRespons
 
 def tenant_json(state: ServerState, name: str) -> dict[str, Any]:
     row = state.tenancy.row(name)
-    usage = state.usage.get(name)
+    stored_bytes, objects = state.usage.get(name).host_totals()
     return {
         "name": name,
         "created_ms": row.created_ms,
         "classes": [c.row.name for c in state.host.classes.list(name)],
         "quotas": state.quotas.get(name).to_json(),
         "overrides": state.quotas.overrides(name),
-        "usage": {"storage_bytes": usage.total, "objects": len(usage.objects)},
+        "usage": {"storage_bytes": stored_bytes, "objects": objects},
     }
 
 
@@ -74,6 +75,7 @@ def create(state: ServerState, body: dict[str, Any]) -> HttpResponse:
         state.tenancy.set_quotas(name, overrides)
     state.quotas.set_overrides(name, overrides)
     state.usage.update_limits(name)
+    state.changed()
     return json_response(201, {**tenant_json(state, name), "token": token})
 
 
@@ -91,6 +93,7 @@ def patch(state: ServerState, name: str, body: dict[str, Any]) -> HttpResponse:
     state.tenancy.set_quotas(name, merged)
     state.quotas.set_overrides(name, merged)
     state.usage.update_limits(name)
+    state.changed()
     return json_response(200, tenant_json(state, name))
 
 
@@ -98,6 +101,7 @@ async def delete(state: ServerState, name: str) -> HttpResponse:
     state.tenancy.row(name)
     state.tenancy.forget(name)  # its token stops working before anything is removed
     await state.host.delete_tenant(name)
+    state.changed()
     state.quotas.forget(name)
     state.usage.forget(name)
     state.metrics.forget_tenant(name)

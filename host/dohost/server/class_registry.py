@@ -146,6 +146,18 @@ class ClassRegistry:
         }
         self._retiring: dict[tuple[str, str], ClassRuntime] = {}
 
+    def reload(self) -> None:
+        """Take the classes' current versions from the system db (another node deployed
+        or deleted some): a class whose version moved gets a new runtime (linked at its
+        next event; its activations are replaced as after a deploy here)."""
+        rows = {(r.tenant, r.name): r for r in self._system.classes()}
+        for key in [k for k in self._classes if k not in rows]:
+            del self._classes[key]
+        for key, row in rows.items():
+            known = self._classes.get(key)
+            if known is None or known.row.version != row.version:
+                self._classes[key] = ClassRuntime(row)
+
     def get(self, tenant: str, name: str) -> ClassRuntime:
         cls = self._classes.get((tenant, name))
         if cls is None:

@@ -21,11 +21,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
 from dohost.storage.api import CommitTicket, ListOptions, ListResult, ObjectStorage
+
+if TYPE_CHECKING:
+    from dohost.server.shared_state import SharedState
 
 ObjectKey = tuple[str, bytes]  # (class, object id)
 
@@ -51,6 +54,25 @@ class TenantUsage:
         # Metrics: bytes read and committed bytes written, per class.
         self.read_bytes: dict[str, int] = {}
         self.written_bytes: dict[str, int] = {}
+        # `--processes N`: the other nodes' usage of this tenant is added to the checks,
+        # and ours is published after each change (server/shared_state.py).
+        self.shared: SharedState | None = None
+
+    def publish(self) -> None:
+        if self.shared is not None:
+            self.shared.publish_usage(self.tenant, self.total, len(self.objects))
+
+    def others(self) -> tuple[int, int]:
+        """(bytes, objects) of this tenant on the other nodes."""
+        if self.shared is None:
+            return 0, 0
+        return self.shared.others_usage(self.tenant)
+
+    def host_totals(self) -> tuple[int, int]:
+        """(bytes, objects) of this tenant on the whole host."""
+        other_bytes, other_objects = self.others()
+        with self.lock:
+            return self.total + other_bytes, len(self.objects) + other_objects
 
     # ---------------------------------------------------------------- loading
 
@@ -59,6 +81,7 @@ class TenantUsage:
             old = self.objects.get((class_name, object_id), 0)
             self.objects[(class_name, object_id)] = size
             self.total += size - old
+            self.publish()
 
     def bytes_by_class(self) -> dict[str, int]:
         with self.lock:
@@ -84,8 +107,12 @@ class TenantUsage:
             if key in self.objects or key in self._admitted:
                 self._admitted[key] = self._admitted.get(key, 0) + 1
                 return
+        other_objects = self.others()[1]
+        with self.lock:
             if (
-                len(self.objects) + sum(1 for k in self._admitted if k not in self.objects)
+                len(self.objects)
+                + other_objects
+                + sum(1 for k in self._admitted if k not in self.objects)
                 >= self.max_objects
             ):
                 raise DohostError(
@@ -108,6 +135,7 @@ class TenantUsage:
         with self.lock:
             self.total -= self.objects.pop(key, 0)
             self._pending_total -= self._pending.pop(key, 0)
+            self.publish()
 
     def forget_class(self, class_name: str) -> None:
         """Every object of the class was deleted."""
@@ -126,9 +154,10 @@ class TenantUsage:
 
     def check_growth(self, key: ObjectKey, event_delta: int) -> bool:
         """Would the object's event, grown to `event_delta` bytes, fit the quota?"""
+        other_bytes = self.others()[0] if self.shared is not None else 0
         with self.lock:
             others = self._pending_total - self._pending.get(key, 0)
-            return self.total + others + event_delta <= self.max_bytes
+            return self.total + other_bytes + others + event_delta <= self.max_bytes
 
     def set_pending(self, key: ObjectKey, event_delta: int) -> None:
         with self.lock:
@@ -152,6 +181,7 @@ class TenantUsage:
             prev = self.objects.get(key)
             self.objects[key] = size
             self.total += size - (prev or 0)
+            self.publish()
             return prev
 
     def revert(self, key: ObjectKey, size: int, prev: int | None) -> None:
@@ -164,12 +194,14 @@ class TenantUsage:
             else:
                 self.objects[key] = prev
             self.total += (prev or 0) - size
+            self.publish()
 
     def quota_error(self, delta: int) -> DohostError:
         return DohostError(
             Code.QUOTA_EXCEEDED,
             f"writing {delta} more bytes would take tenant {self.tenant!r} above its "
-            f"storage quota of {self.max_bytes} bytes ({self.total} stored); delete data "
+            f"storage quota of {self.max_bytes} bytes ({self.total + self.others()[0]} "
+            "stored); delete data "
             "first",
         )
 
@@ -321,6 +353,7 @@ class UsageBook:
         self._quotas = quotas
         self._tenants: dict[str, TenantUsage] = {}
         self._lock = threading.Lock()
+        self.shared: SharedState | None = None
 
     def get(self, tenant: str) -> TenantUsage:
         usage = self._tenants.get(tenant)
@@ -329,7 +362,9 @@ class UsageBook:
                 usage = self._tenants.get(tenant)
                 if usage is None:
                     max_bytes, max_objects = self._quotas(tenant)
-                    usage = self._tenants[tenant] = TenantUsage(tenant, max_bytes, max_objects)
+                    usage = TenantUsage(tenant, max_bytes, max_objects)
+                    usage.shared = self.shared
+                    self._tenants[tenant] = usage
         return usage
 
     def update_limits(self, tenant: str) -> None:

@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from dohost.core.errors import Code, DohostError
 from dohost.core.limits import EventLimits
+
+if TYPE_CHECKING:
+    from dohost.server.shared_state import SharedState
 
 GIB = 1024 * 1024 * 1024
 MIB = 1024 * 1024
@@ -142,6 +146,8 @@ class QuotaBook:
         self._quotas: dict[str, Quotas] = {}
         self._limits: dict[str, EventLimits] = {}
         self._buckets: dict[str, TokenBucket] = {}
+        # `--processes N`: one bucket per tenant shared by the nodes (server/state.py).
+        self.shared: SharedState | None = None
 
     def set_overrides(self, tenant: str, overrides: Mapping[str, Any]) -> Quotas:
         """Install a tenant's stored overrides (at start, and after the admin changes
@@ -179,6 +185,15 @@ class QuotaBook:
     def check_rate(self, tenant: str, now: float) -> None:
         """Spend one request of the tenant's rate; raises RATE_LIMITED (with the wait
         in `retry_after`) when it has none left."""
+        if self.shared is not None:
+            q = self.get(tenant)
+            wait_s = self.shared.take_token(
+                tenant, q.requests_per_s, q.effective_burst, time.monotonic()
+            )
+            if wait_s is not None:
+                if wait_s > 0.0:
+                    raise RateLimited(wait_s, q.requests_per_s)
+                return
         bucket = self._buckets.get(tenant)
         if bucket is None:
             q = self.get(tenant)

@@ -1,16 +1,27 @@
 """What one HTTP server holds beside its `Host`: tenants and tokens, quotas, usage and
-metrics, wired to the host's supervisor hooks. Built by `dohost serve` (and tests)."""
+metrics, wired to the host's supervisor hooks. Built by `dohost serve` (and tests).
+
+With `--processes N` each node also holds the shared state (server/shared_state.py):
+after each configuration change it made (tenants, tokens, quotas, deploys) it bumps the
+shared generation (`changed`), and at the start of each request it compares that
+generation with the one it loaded (`sync`) and reloads tenants, quotas and classes from
+system.db when it moved. Usage is the node's own objects' plus what the other nodes
+publish, and the request rate is one shared bucket per tenant.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import trio
 
+from dohost.core.websocket import CLOSE_GOING_AWAY
 from dohost.server.host import Host
 from dohost.server.metrics import Metrics
+from dohost.server.node import NodeContext
 from dohost.server.quota_storage import UsageBook
 from dohost.server.quotas import QuotaBook, Quotas
+from dohost.server.shared_state import SharedState, shared_path
 from dohost.server.tenancy import Tenancy
 
 
@@ -21,11 +32,24 @@ class ServerState:
     quotas: QuotaBook
     usage: UsageBook
     metrics: Metrics
+    node: NodeContext | None = None
+    shared: SharedState | None = None
+    generation: int = 0
+    _reloading: bool = field(default=False, repr=False)
 
     @classmethod
-    async def attach(cls, host: Host, admin_token: str, defaults: Quotas) -> ServerState:
+    async def attach(
+        cls, host: Host, admin_token: str, defaults: Quotas, node: NodeContext | None = None
+    ) -> ServerState:
         """Wire tenancy, quotas and metrics to an entered `Host`. Loads every tenant's
-        quota overrides and storage usage (one pass over the objects of each class)."""
+        quota overrides and storage usage (one pass over the objects of each class; a
+        node counts only the objects it owns)."""
+        shared: SharedState | None = None
+        generation = 0
+        if node is not None:
+            shared = SharedState(shared_path(node.role.run_dir), node.index)
+            shared.clear_usage()
+            generation = shared.generation()
         tenancy = Tenancy(host.system, admin_token, host.wall_ms)
         quotas = QuotaBook(defaults, host.limits)
         for row in tenancy.rows():
@@ -36,17 +60,68 @@ class ServerState:
             return q.storage_bytes, q.objects
 
         usage = UsageBook(usage_limits)
+        if shared is not None:
+            quotas.shared = shared
+            usage.shared = shared
         metrics = Metrics(host, usage)
-        await trio.to_thread.run_sync(_load_usage, host, usage)
+        await trio.to_thread.run_sync(_load_usage, host, usage, node)
+        if shared is not None:
+            for u in usage.tenants():
+                u.publish()
         sup = host.supervisor
         sup.limits_for = quotas.limits_for
         sup.wrap_storage = usage.wrap
         sup.observer = metrics
         host.websockets.tenant_limit = lambda tenant: quotas.get(tenant).ws_connections
-        return cls(host, tenancy, quotas, usage, metrics)
+        return cls(host, tenancy, quotas, usage, metrics, node, shared, generation)
+
+    def close(self) -> None:
+        if self.shared is not None:
+            self.shared.close()
+
+    # ---------------------------------------------------------------- many nodes
+
+    def changed(self) -> None:
+        """This node changed the configuration in system.db: tell the others."""
+        if self.shared is not None:
+            # Our own caches are current: skip the reload our own bump would cause.
+            self.generation = self.shared.bump()
+
+    def stale(self) -> bool:
+        """Another node changed the configuration since this one loaded it (a read of
+        one shared counter: the per-request cost)."""
+        return self.shared is not None and self.shared.generation() != self.generation
+
+    async def sync(self) -> None:
+        """Reload tenants, tokens, quotas and classes from system.db (another node
+        changed them); stop serving tenants deleted meanwhile."""
+        assert self.shared is not None
+        if self._reloading:
+            return
+        self._reloading = True
+        try:
+            generation = self.shared.generation()
+            before = {r.name for r in self.tenancy.rows()}
+            self.tenancy.reload()
+            rows = {r.name: r for r in self.tenancy.rows()}
+            for name, row in rows.items():
+                if self.quotas.overrides(name) != row.quotas or name not in before:
+                    self.quotas.set_overrides(name, row.quotas)
+                    self.usage.update_limits(name)
+            self.host.classes.reload()
+            self.generation = generation
+            for name in before - set(rows):
+                self.quotas.forget(name)
+                self.usage.forget(name)
+                self.metrics.forget_tenant(name)
+                self.host.classes.forget_tenant(name)
+                self.host.websockets.close_tenant(name, CLOSE_GOING_AWAY, "the tenant was deleted")
+                await self.host.supervisor.forget_tenant(name)
+        finally:
+            self._reloading = False
 
 
-def _load_usage(host: Host, usage: UsageBook) -> None:
+def _load_usage(host: Host, usage: UsageBook, node: NodeContext | None) -> None:
     for row in host.system.classes():
         tenant_usage = usage.get(row.tenant)
         after: bytes | None = None
@@ -55,7 +130,8 @@ def _load_usage(host: Host, usage: UsageBook) -> None:
                 row.tenant, row.name, row.storage, after=after, limit=1000
             )
             for o in page.objects:
-                tenant_usage.load(row.name, o.object_id, o.bytes)
+                if node is None or node.owns(o.object_id):
+                    tenant_usage.load(row.name, o.object_id, o.bytes)
             if page.next_after is None:
                 break
             after = page.next_after

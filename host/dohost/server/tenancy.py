@@ -125,6 +125,13 @@ class Tenancy:
                 t.id, t.tenant, t.token_hash, Scope.from_json(t.scope), t.created_ms
             )
 
+    def reload(self) -> None:
+        """Forget what is cached and read every tenant again (another node changed them)."""
+        self._by_hash.clear()
+        self._rows.clear()
+        for row in self._system.tenants():
+            self._remember(row)
+
     def _remember(self, row: TenantRow) -> None:
         self._rows[row.name] = row
         if row.token_hash is not None:

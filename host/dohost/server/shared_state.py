@@ -1,0 +1,219 @@
+"""What the nodes of one `dohost serve --processes N` share in memory: one mmap'd file,
+`DATA/run/shared.mmap`, created by the parent at each start.
+
+- **generation** (one u64): bumped by a node after each change of the data set's
+  configuration it made (tenants, tokens, quotas, deploys); every node compares it with
+  the value it last loaded at the start of each request and reloads its caches from
+  system.db when it moved. The check is one 8-byte read of shared memory.
+- **request-rate buckets**, one slot per tenant (hashed), changed under a byte-range
+  lock of that slot (`lockf`): the `requests_per_s` quota holds for the host, whichever
+  node a request lands on.
+- **usage**: one region per node, one slot per tenant: the committed bytes and the
+  object count of the objects that node owns. Each node writes only its own region and
+  adds the others' numbers when it checks the storage and object quotas, so those hold
+  for the host as a whole. A restarted node clears its region and reloads it.
+
+Slots are keyed by the first 8 bytes of BLAKE2b(tenant) (never 0: 0 marks a free slot),
+found by linear probing. Each value is an aligned 8-byte field written with one store, so
+a reader sees either the old or the new number. A deleted tenant's slots stay (a tenant
+created again under that name reuses them); 4,096 tenants fit, and beyond that a tenant
+gets no shared slot: its rate is then counted per node and its usage is the node's own
+(logged once).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import struct
+import threading
+from pathlib import Path
+
+log = logging.getLogger("dohost.shared")
+
+MAGIC = b"DOHSHM01"
+HEADER = 64
+SLOTS = 4096
+_GEN = 8
+_RATE = struct.Struct("<Qdd")  # key, tokens, stamp (monotonic clock: shared by processes)
+RATE_SLOT = 32
+_USAGE = struct.Struct("<Qqq")  # key, bytes, objects
+USAGE_SLOT = 24
+_U64 = struct.Struct("<Q")
+
+
+def shared_path(run_dir: Path) -> Path:
+    return run_dir / "shared.mmap"
+
+
+def _size(nodes: int) -> int:
+    return HEADER + SLOTS * RATE_SLOT + nodes * SLOTS * USAGE_SLOT
+
+
+def tenant_key(tenant: str) -> int:
+    key = int.from_bytes(hashlib.blake2b(tenant.encode(), digest_size=8).digest(), "little")
+    return key or 1
+
+
+class SharedState:
+    """One node's (or the parent's) view of `shared.mmap`."""
+
+    def __init__(self, path: Path, node: int) -> None:
+        self.path = path
+        self.node = node
+        self._fd = os.open(path, os.O_RDWR)
+        try:
+            size = os.fstat(self._fd).st_size
+            self._mm = mmap.mmap(self._fd, size)
+        except BaseException:
+            os.close(self._fd)
+            raise
+        if self._mm[:8] != MAGIC:
+            raise ValueError(f"{path} is not a dohost shared-state file")
+        self.nodes = struct.unpack_from("<I", self._mm, 16)[0]
+        self._usage_base = HEADER + SLOTS * RATE_SLOT
+        self._rate_slots: dict[int, int] = {}
+        self._usage_slots: dict[tuple[int, int], int] = {}
+        self._lock = threading.Lock()  # this process's slot claims
+        self._warned = False
+
+    @classmethod
+    def create(cls, path: Path, nodes: int) -> SharedState:
+        """A fresh, zeroed file for `nodes` nodes (the parent, before any node starts)."""
+        tmp = path.with_suffix(".tmp")
+        fd = os.open(tmp, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.ftruncate(fd, _size(nodes))
+            os.pwrite(fd, MAGIC + bytes(8) + struct.pack("<II", nodes, SLOTS), 0)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        return cls(path, -1)
+
+    def close(self) -> None:
+        self._mm.close()
+        os.close(self._fd)
+
+    # ---------------------------------------------------------------- generation
+
+    def generation(self) -> int:
+        value: int = _U64.unpack_from(self._mm, _GEN)[0]
+        return value
+
+    def bump(self) -> int:
+        """One more configuration change is visible in system.db: move the counter."""
+        fcntl.lockf(self._fd, fcntl.LOCK_EX, 8, _GEN)
+        try:
+            value = _U64.unpack_from(self._mm, _GEN)[0] + 1
+            _U64.pack_into(self._mm, _GEN, value)
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, 8, _GEN)
+        return int(value)
+
+    # ---------------------------------------------------------------- request rate
+
+    def _rate_slot(self, key: int) -> int | None:
+        """The offset of the tenant's rate slot, claimed if needed (under its lock)."""
+        known = self._rate_slots.get(key)
+        if known is not None:
+            return known
+        mm, fd = self._mm, self._fd
+        for i in range(SLOTS):
+            off = HEADER + ((key + i) % SLOTS) * RATE_SLOT
+            fcntl.lockf(fd, fcntl.LOCK_EX, RATE_SLOT, off)
+            try:
+                found = _U64.unpack_from(mm, off)[0]
+                if found == 0:
+                    _RATE.pack_into(mm, off, key, -1.0, 0.0)  # tokens < 0: not started
+                    found = key
+            finally:
+                fcntl.lockf(fd, fcntl.LOCK_UN, RATE_SLOT, off)
+            if found == key:
+                self._rate_slots[key] = off
+                return off
+        self._warn_full()
+        return None
+
+    def take_token(self, tenant: str, rate: float, capacity: int, now: float) -> float | None:
+        """The shared token bucket of a tenant: 0.0 if a request may go ahead, else the
+        seconds until one could; None when the table is full (count locally)."""
+        off = self._rate_slot(tenant_key(tenant))
+        if off is None:
+            return None
+        mm, fd = self._mm, self._fd
+        fcntl.lockf(fd, fcntl.LOCK_EX, RATE_SLOT, off)
+        try:
+            key, tokens, stamp = _RATE.unpack_from(mm, off)
+            if tokens < 0.0:
+                tokens, stamp = float(capacity), now
+            tokens = min(float(capacity), tokens + max(0.0, now - stamp) * rate)
+            if tokens >= 1.0:
+                _RATE.pack_into(mm, off, key, tokens - 1.0, now)
+                return 0.0
+            _RATE.pack_into(mm, off, key, tokens, now)
+            wait_s: float = (1.0 - tokens) / rate
+            return wait_s
+        finally:
+            fcntl.lockf(fd, fcntl.LOCK_UN, RATE_SLOT, off)
+
+    # ---------------------------------------------------------------- usage
+
+    def _region(self, node: int) -> int:
+        return self._usage_base + node * SLOTS * USAGE_SLOT
+
+    def clear_usage(self) -> None:
+        """Forget this node's published usage (at its start, before reloading it)."""
+        base = self._region(self.node)
+        self._mm[base : base + SLOTS * USAGE_SLOT] = bytes(SLOTS * USAGE_SLOT)
+
+    def _usage_slot(self, node: int, key: int, claim: bool) -> int | None:
+        known = self._usage_slots.get((node, key))
+        if known is not None:
+            return known
+        mm, base = self._mm, self._region(node)
+        with self._lock:
+            for i in range(SLOTS):
+                off = base + ((key + i) % SLOTS) * USAGE_SLOT
+                found = _U64.unpack_from(mm, off)[0]
+                if found == 0:
+                    if not claim:
+                        return None
+                    _USAGE.pack_into(mm, off, key, 0, 0)
+                    found = key
+                if found == key:
+                    self._usage_slots[(node, key)] = off
+                    return off
+        if claim:
+            self._warn_full()
+        return None
+
+    def publish_usage(self, tenant: str, total_bytes: int, objects: int) -> None:
+        off = self._usage_slot(self.node, tenant_key(tenant), claim=True)
+        if off is not None:
+            _USAGE.pack_into(self._mm, off, tenant_key(tenant), total_bytes, objects)
+
+    def others_usage(self, tenant: str) -> tuple[int, int]:
+        """(bytes, objects) the other nodes published for a tenant."""
+        key = tenant_key(tenant)
+        total = count = 0
+        for node in range(self.nodes):
+            if node == self.node:
+                continue
+            off = self._usage_slot(node, key, claim=False)
+            if off is not None:
+                _, b, n = _USAGE.unpack_from(self._mm, off)
+                total += b
+                count += n
+        return total, count
+
+    def _warn_full(self) -> None:
+        if not self._warned:
+            self._warned = True
+            log.warning(
+                "the shared tenant table (%d slots) is full: rates and usage of further "
+                "tenants are counted per node",
+                SLOTS,
+            )

@@ -1,0 +1,255 @@
+"""`dohost serve --processes 2` (issue 13, part 3): real processes, real sockets.
+
+A request can land on either node (SO_REUSEPORT); the node that owns the object's
+partition serves it (`x-dohost-node`), and a request that landed elsewhere was forwarded
+(`x-dohost-via` names the node that received it). Tests pin a connection to a node by
+opening connections until `/healthz` answers from that node.
+"""
+
+from __future__ import annotations
+
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from api_helpers import ServerProcess, error_code
+from multi_helpers import client_on_node, node_pids, owned_names, wait_until
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = ROOT / "tests" / "fixtures" / "build"
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[ServerProcess]:
+    s = ServerProcess(tmp_path / "data", "--forward-timeout", "3", processes=2)
+    yield s
+    s.stop()
+
+
+def deploy(s: ServerProcess, token: str, cls: str, wasm: str, storage: str = "kv") -> None:
+    with s.client(token) as c:
+        r = c.put(f"/v1/classes/{cls}?storage={storage}", content=(BUILD / wasm).read_bytes())
+    assert r.status_code == 201, r.text
+
+
+def test_each_object_is_served_by_its_owner_whichever_node_receives_it(
+    server: ServerProcess,
+) -> None:
+    token = server.new_tenant()
+    deploy(server, token, "cc", "checksum_counter.wasm")
+    owners = owned_names(server, token, "cc", 20)
+    assert set(owners) == {0, 1}, owners  # both nodes own some of 20 objects
+    for receiver in (0, 1):
+        with client_on_node(server, token, receiver) as c:
+            for node, names in owners.items():
+                for name in names[:3]:
+                    r = c.post(f"/v1/classes/cc/objects/{name}/incr")
+                    assert r.status_code == 200, r.text
+                    assert r.headers["x-dohost-node"] == str(node)
+                    if node != receiver:
+                        assert r.headers["x-dohost-via"] == str(receiver)
+                    else:
+                        assert "x-dohost-via" not in r.headers
+    # Each of those objects was created, then incremented once through each node.
+    with server.client(token) as c:
+        for names in owners.values():
+            for name in names[:3]:
+                r = c.get(f"/v1/classes/cc/objects/{name}/verify")
+                assert r.text.split()[0] == "3", r.text  # created, then once per node
+
+
+def test_the_six_increment_scenario_ends_at_six(server: ServerProcess) -> None:
+    """Issue 13's opening scenario, alternating nodes instead of two servers."""
+    token = server.new_tenant()
+    deploy(server, token, "cc", "checksum_counter.wasm")
+    with client_on_node(server, token, 0) as a, client_on_node(server, token, 1) as b:
+        for i in range(6):
+            r = (a, b)[i % 2].post("/v1/classes/cc/objects/shared/incr")
+            assert r.status_code == 200
+        assert a.get("/v1/classes/cc/objects/shared/verify").text.split()[0] == "6"
+
+
+def test_tenants_tokens_quotas_and_deploys_are_seen_by_every_node_at_once(
+    server: ServerProcess,
+) -> None:
+    with client_on_node(server, server.admin_token, 0) as admin0:
+        r = admin0.post("/v1/tenants", json={"name": "acme"})
+        assert r.status_code == 201
+        token = r.json()["token"]
+    with client_on_node(server, token, 1) as c1:
+        assert c1.get("/v1/classes").status_code == 200  # the token works on node 1 at once
+        r = c1.put("/v1/classes/cc", content=(BUILD / "checksum_counter.wasm").read_bytes())
+        assert r.status_code == 201
+    with client_on_node(server, token, 0) as c0:
+        assert c0.get("/v1/classes/cc").json()["version"] == 1  # deployed through node 1
+        assert c0.post("/v1/classes/cc/objects/x/incr").status_code == 200
+    # A quota change through node 1 holds on node 0 at once.
+    with client_on_node(server, server.admin_token, 1) as admin1:
+        r = admin1.patch("/v1/tenants/acme", json={"quotas": {"module_bytes": 10}})
+        assert r.status_code == 200
+    with client_on_node(server, token, 0) as c0:
+        r = c0.put("/v1/classes/other", content=(BUILD / "noop.wasm").read_bytes())
+        assert (r.status_code, error_code(r)) == (413, "module_too_large")
+    # Rotating the token through node 0 revokes it on node 1 at once.
+    with client_on_node(server, server.admin_token, 0) as admin0:
+        new = admin0.post("/v1/tenants/acme/token").json()["token"]
+    with client_on_node(server, token, 1) as old1:
+        assert old1.get("/v1/classes").status_code == 401
+    with client_on_node(server, new, 1) as new1:
+        assert new1.get("/v1/classes").status_code == 200
+    # Deleting the tenant through node 1: node 0 forgets it at once.
+    with client_on_node(server, server.admin_token, 1) as admin1:
+        assert admin1.delete("/v1/tenants/acme").status_code == 200
+    with client_on_node(server, new, 0) as c0:
+        assert c0.get("/v1/classes").status_code == 401
+
+
+def test_object_and_rate_quotas_hold_for_the_host(server: ServerProcess) -> None:
+    token = server.new_tenant(quotas={"objects": 6})
+    deploy(server, token, "cc", "checksum_counter.wasm")
+    owners = owned_names(server, token, "cc", 20, create=False)
+    names = owners[0][:4] + owners[1][:4]  # 8 new objects, 4 on each node
+    codes = []
+    with server.client(token) as c:
+        for name in names:
+            r = c.post(f"/v1/classes/cc/objects/{name}/incr")
+            codes.append(r.status_code if r.status_code == 200 else error_code(r))
+    assert codes.count(200) == 6 and codes.count("quota_exceeded") == 2, codes
+    with server.admin() as a:
+        usage = a.get(f"/v1/tenants/{server.names[token]}").json()["usage"]
+    assert usage["objects"] == 6
+    # requests_per_s: one bucket for the host, whichever node requests land on.
+    limited = server.new_tenant(quotas={"requests_per_s": 0.001, "burst": 5})
+    with client_on_node(server, limited, 0) as c0, client_on_node(server, limited, 1) as c1:
+        got = [(c0, c1)[i % 2].get("/v1/classes").status_code for i in range(10)]
+    assert got.count(200) == 5 and got.count(429) == 5, got
+
+
+def test_metrics_of_any_node_report_the_whole_host(server: ServerProcess) -> None:
+    token = server.new_tenant()
+    name = server.names[token]
+    deploy(server, token, "cc", "checksum_counter.wasm")
+    owners = owned_names(server, token, "cc", 20)
+    stored = sum(len(v) for v in owners.values())
+    for node in (0, 1):
+        with client_on_node(server, server.admin_token, node) as a:
+            text = a.get("/metrics").text
+        assert 'dohost_node_up{node="0"} 1' in text and 'dohost_node_up{node="1"} 1' in text
+        line = f'dohost_stored_objects{{class="cc",tenant="{name}"}} {float(stored)}'
+        assert line in text, text
+
+
+def test_a_killed_node_is_restarted_and_serves_its_objects_from_the_same_data(
+    server: ServerProcess,
+) -> None:
+    token = server.new_tenant()
+    deploy(server, token, "cc", "checksum_counter.wasm")
+    owners = owned_names(server, token, "cc", 10)
+    victim_names = owners[1]
+    pids = node_pids(server)
+    start = time.monotonic()
+    import os
+
+    os.kill(pids[1], signal.SIGKILL)
+    with client_on_node(server, token, 0) as c0:
+        # Through node 0: waits for the restarted owner (bounded), never served by node 0.
+        r = c0.post(f"/v1/classes/cc/objects/{victim_names[0]}/incr")
+        assert r.status_code == 200, r.text
+        assert r.headers["x-dohost-node"] == "1"
+        assert r.text.strip() == "2"  # the increment of owned_names survived
+    assert time.monotonic() - start < 30
+    wait_until(lambda: node_pids(server).get(1) not in (None, pids[1]), 30)
+    assert node_pids(server)[0] == pids[0]  # the other node kept running
+
+
+def test_sigterm_stops_every_node_gracefully(server: ServerProcess) -> None:
+    pids = node_pids(server)
+    assert server.stop() == 0
+    for pid in pids.values():
+        assert not Path(f"/proc/{pid}").exists() or _is_zombie(pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"
+    except OSError:
+        return True
+
+
+def test_sigstop_of_an_owner_fails_its_requests_clearly_and_sigcont_resumes(
+    server: ServerProcess,
+) -> None:
+    token = server.new_tenant()
+    deploy(server, token, "cc", "checksum_counter.wasm")
+    owners = owned_names(server, token, "cc", 10)
+    pids = node_pids(server)
+    import os
+
+    with client_on_node(server, token, 0) as c0:
+        os.kill(pids[1], signal.SIGSTOP)
+        try:
+            t0 = time.monotonic()
+            r = c0.post(f"/v1/classes/cc/objects/{owners[1][0]}/incr")
+            # Node 0 never serves node 1's objects while node 1 holds its claims.
+            assert (r.status_code, error_code(r)) == (503, "owner_unavailable"), r.text
+            assert "did not answer within 3 s" in r.json()["error"]["message"]
+            assert time.monotonic() - t0 < 20
+            # Node 0's own objects are not held up.
+            r = c0.post(f"/v1/classes/cc/objects/{owners[0][0]}/incr")
+            assert r.status_code == 200 and r.headers["x-dohost-node"] == "0"
+        finally:
+            os.kill(pids[1], signal.SIGCONT)
+        r = c0.get(f"/v1/classes/cc/objects/{owners[1][0]}/verify")
+        assert r.status_code == 200 and r.headers["x-dohost-node"] == "1"
+        # The timed-out increment ran once after SIGCONT (it was delivered), never twice.
+        assert r.text.split()[0] in ("1", "2"), r.text
+    assert node_pids(server)[1] == pids[1]
+
+
+def test_a_forwarded_request_whose_owner_dies_mid_flight_is_a_clear_503(
+    server: ServerProcess,
+) -> None:
+    token = server.new_tenant()
+    deploy(server, token, "call", "calltest.wasm")
+    owners = owned_names(server, token, "call", 10, path="/ping", method="GET")
+    victim = owners[1][0]
+    pids = node_pids(server)
+    import os
+    import threading
+
+    result: list[httpx.Response] = []
+    with client_on_node(server, token, 0) as c0:
+
+        def slow() -> None:
+            result.append(c0.get(f"/v1/classes/call/objects/{victim}/spin_ms?ms=20000"))
+
+        t = threading.Thread(target=slow)
+        t.start()
+        time.sleep(1.0)  # the event is running on node 1 (it spins for 20 s)
+        os.kill(pids[1], signal.SIGKILL)
+        t.join(30)
+    assert result, "no answer"
+    r = result[0]
+    assert (r.status_code, error_code(r)) == (503, "owner_unavailable"), r.text
+    assert "may or may not have run" in r.json()["error"]["message"]
+
+
+def test_object_calls_reach_the_owner_and_refuse_cross_node_cycles(
+    server: ServerProcess,
+) -> None:
+    token = server.new_tenant()
+    deploy(server, token, "call", "calltest.wasm")
+    owners = owned_names(server, token, "call", 10, path="/ping", method="GET")
+    a, b = owners[0][0], owners[1][0]
+    with server.client(token) as c:
+        r = c.post(f"/v1/classes/call/objects/{a}/call?class=call&name={b}&path=/whoami&method=GET")
+        assert r.status_code == 200 and r.text.endswith(f" {b}"), r.text
+        r = c.post(f"/v1/classes/call/objects/{a}/chain?hops=call:{b},call:{a}")
+        assert r.text.startswith(f"-15 call_cycle call cycle: call/{a} → call/{b} → call/{a}"), (
+            r.text
+        )
+        r = c.post(f"/v1/classes/call/objects/{b}/chain?hops=call:{a},call:{owners[1][1]}")
+        assert r.text == "end", r.text
