@@ -3,9 +3,9 @@ and which node owns which object."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import time
-import contextlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
