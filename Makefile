@@ -31,8 +31,13 @@ guests: venv
 run: build
 	$(PY) tools/dev_server.py
 
+# The tests that go through a real `dohost serve` run again with two node processes.
+SERVE_TESTS = tests/server/test_api_serve.py tests/server/test_api_tenancy.py \
+	tests/server/test_api_errors.py tests/server/test_api_quotas.py tests/cli
+
 test: build
 	$(PY) -m pytest -q -p no:cacheprovider
+	DOHOST_TEST_PROCESSES=2 $(PY) -m pytest -q -p no:cacheprovider $(SERVE_TESTS)
 
 test-slow: build
 	$(PY) -m pytest -q -p no:cacheprovider -m slow

@@ -38,9 +38,20 @@ def free_port(first: int, tries: int = 100) -> int:
     raise SystemExit(f"dev_server: no free port in {first}-{first + tries - 1}")
 
 
-def start_server(data: Path, port: int) -> tuple[subprocess.Popen[bytes], str]:
+def start_server(data: Path, port: int, processes: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dohost.cli", "serve", "--data", str(data), "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "dohost.cli",
+            "serve",
+            "--data",
+            str(data),
+            "--port",
+            str(port),
+            "--processes",
+            str(processes),
+        ],
         stdout=subprocess.PIPE,
         # Its own session: Ctrl-C reaches only this script, which then stops the server
         # with one SIGTERM (a second signal would cut its in-flight requests short).
@@ -105,11 +116,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--port", type=int, default=8080)
     ap.add_argument("--data", type=Path, default=Path("dohost-data"))
+    ap.add_argument("--processes", type=int, default=1, help="dohost serve --processes (default 1)")
     args = ap.parse_args()
     data = args.data.resolve()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     port = free_port(args.port)
-    proc, url = start_server(data, port)
+    proc, url = start_server(data, port, args.processes)
     try:
         admin_token = os.environ.get("DOHOST_ADMIN_TOKEN") or (data / "admin.token").read_text()
         admin = {"authorization": f"Bearer {admin_token.strip()}"}

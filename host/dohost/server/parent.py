@@ -39,6 +39,7 @@ from dohost.core.partitions import DEFAULT_PARTITIONS
 from dohost.server.node import NodeRole
 from dohost.server.serve import ServeConfig, _url, print_admin_line
 from dohost.server.shared_state import SharedState, shared_path
+from dohost.server.startup import listen_error, prepare_data_dir
 from dohost.server.tenancy import load_admin_token, remove_orphan_tenant_dirs
 from dohost.storage.system_db import SystemDb
 
@@ -68,15 +69,26 @@ def config_from_json(text: str, node: NodeRole) -> ServeConfig:
 
 
 def reserve_port(host: str, port: int) -> socket.socket:
+    """A bound, not listening, SO_REUSEPORT socket holding the nodes' port. A port some
+    program already listens on is refused first, by a bind without SO_REUSEPORT:
+    otherwise another server of this user with SO_REUSEPORT would silently share it.
+    (A port chosen by the kernel, `--port 0`, is never one shared that way.)"""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-        sock.bind((host, port))
-    except BaseException:
-        sock.close()
-        raise
+        if port != 0:
+            with socket.socket(family, socket.SOCK_STREAM) as probe:
+                probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                probe.bind((host, port))
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            sock.bind((host, port))
+        except BaseException:
+            sock.close()
+            raise
+    except OSError as e:
+        raise listen_error(e, host, port) from None
     return sock
 
 
@@ -101,7 +113,7 @@ class Parent:
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
         config = self.config
-        config.data_dir.mkdir(parents=True, exist_ok=True)
+        prepare_data_dir(config.data_dir)
         _, admin_source = load_admin_token(config.data_dir)
         self.run_dir.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
@@ -136,6 +148,7 @@ class Parent:
             if failed:
                 print(f"error: {failed[0]}", file=sys.stderr, flush=True)
                 return 1
+            print("dohost stopped", file=sys.stderr, flush=True)
             return 0
         finally:
             reserved.close()
