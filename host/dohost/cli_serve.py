@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -84,7 +83,7 @@ from dohost.core.errors import DohostError
     type=click.IntRange(min=1),
     default=None,
     help="Node processes sharing the port, each owning a share of the objects "
-    "(default: the number of cores; 1: one process, no forwarding).",
+    "(default 1: one process, no forwarding).",
 )
 @click.option(
     "--forward-timeout",
@@ -136,7 +135,7 @@ def serve(
         ws_max_connections_per_object=ws_max_connections_per_object,
     )
     if processes is None:
-        processes = default_processes()
+        processes = 1
     if processes == 1:
         trio.run(run_server, config)
         return
@@ -144,11 +143,3 @@ def serve(
 
     parent = Parent(config, processes, forward_timeout_s=forward_timeout)
     sys.exit(trio.run(parent.run))
-
-
-def default_processes() -> int:
-    """One node per core this process may run on."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return os.cpu_count() or 1

@@ -24,6 +24,7 @@ gets no shared slot: its rate is then counted per node and its usage is the node
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import logging
 import mmap
@@ -53,6 +54,7 @@ def _size(nodes: int) -> int:
     return HEADER + SLOTS * RATE_SLOT + nodes * SLOTS * USAGE_SLOT
 
 
+@functools.lru_cache(maxsize=65536)
 def tenant_key(tenant: str) -> int:
     key = int.from_bytes(hashlib.blake2b(tenant.encode(), digest_size=8).digest(), "little")
     return key or 1
