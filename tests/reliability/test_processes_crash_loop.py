@@ -75,7 +75,7 @@ def client(url: str, token: str, seed: int, book: Book, stop: threading.Event) -
                     c = httpx.Client(base_url=url, headers=headers, timeout=30.0)
                     continue
                 if r.status_code == 200:
-                    stored_inits, mem_inits, token_, stored = r.text.split()
+                    _, mem_inits, token_, stored = r.text.split()
                     with book.lock:
                         book.probes += 1
                         if mem_inits != "1" or token_ != stored:

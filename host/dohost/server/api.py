@@ -184,7 +184,10 @@ class Api:
             return self._list_classes(principal.tenant, principal.scope)
         if path == "/v1/tokens" or path.startswith("/v1/tokens/"):
             principal = self._tenant(req, labels)
-            return api_tokens.handle(self.state.tenancy, req, principal, int(self.host.wall_ms()))
+            resp = api_tokens.handle(self.state.tenancy, req, principal, int(self.host.wall_ms()))
+            if req.method != "GET":
+                self.state.changed()  # a token minted, rotated or revoked
+            return resp
         if path == "/v1/tenants" or path.startswith("/v1/tenants/"):
             self._admin(req)
             return await api_admin.handle(self.state, req, path[len("/v1/tenants") :])

@@ -118,19 +118,19 @@ class Tenancy:
         self._by_hash: dict[bytes, str] = {}
         self._rows: dict[str, TenantRow] = {}
         self._scoped: dict[bytes, ScopedToken] = {}  # by token hash
-        for row in system.tenants():
+        self.reload()
+
+    def reload(self) -> None:
+        """Read every tenant and token (again: another node may have changed them)."""
+        self._by_hash.clear()
+        self._rows.clear()
+        self._scoped.clear()
+        for row in self._system.tenants():
             self._remember(row)
-        for t in system.tokens():
+        for t in self._system.tokens():
             self._scoped[t.token_hash] = ScopedToken(
                 t.id, t.tenant, t.token_hash, Scope.from_json(t.scope), t.created_ms
             )
-
-    def reload(self) -> None:
-        """Forget what is cached and read every tenant again (another node changed them)."""
-        self._by_hash.clear()
-        self._rows.clear()
-        for row in self._system.tenants():
-            self._remember(row)
 
     def _remember(self, row: TenantRow) -> None:
         self._rows[row.name] = row
