@@ -259,11 +259,18 @@ class Api:
             if method == "GET":
                 return self._class_info(tenant, class_name)
             if method == "DELETE":
-                return await api_classes.delete(self.state, tenant, class_name)
+                try:
+                    return await api_classes.delete(self.state, tenant, class_name)
+                finally:
+                    self.state.changed()
             raise MethodNotAllowed(method, "GET, PUT, DELETE")
         kind = parts[4]
         if n == 5 and kind in api_classes.KINDS:
-            return await api_classes.handle(self.state, req, tenant, class_name, kind)
+            try:
+                return await api_classes.handle(self.state, req, tenant, class_name, kind)
+            finally:
+                if method != "GET":
+                    self.state.changed()  # a rollback or a rename
         if kind == "objects":
             if n == 5:
                 if method != "GET":
