@@ -1,6 +1,6 @@
 """HTTP API v1: the router, authentication, and the tenant routes (docs/http-api.md).
 
-    GET    /healthz                                       open
+    GET    /healthz, /v1/openapi.json (server/openapi.py) open
     GET    /metrics                                       admin
     POST   /v1/tenants, GET /v1/tenants                   admin (api_admin.py)
     GET|PATCH|DELETE /v1/tenants/{name}                   admin
@@ -40,9 +40,10 @@ from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
 from dohost.core.token_scope import Scope
 from dohost.core.websocket import accept_token, handshake_key
-from dohost.server import api_admin, api_classes, api_tokens, node_routes
+from dohost.server import api_admin, api_classes, api_tokens, node_routes, openapi
 from dohost.server.api_util import (
     ERROR_HEADER,
+    JSON_TYPE,
     MethodNotAllowed,
     b64,
     b64url,
@@ -162,6 +163,10 @@ class Api:
             if principal.scope is not None:
                 api_tokens.check_class_route(principal.scope, req)
             return await self._classes(req, principal.tenant, path, labels)
+        if path == "/v1/openapi.json":  # open, like /healthz: it describes, it reveals nothing
+            if req.method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(req.method, "GET, HEAD")
+            return HttpResponse(200, [("content-type", JSON_TYPE)], openapi.spec_bytes())
         if path == "/healthz":
             if req.method not in ("GET", "HEAD"):
                 raise MethodNotAllowed(req.method, "GET, HEAD")
