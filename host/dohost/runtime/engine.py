@@ -18,6 +18,32 @@ from dohost.runtime import fastcall
 
 TICK_MS = 5
 
+# The WebAssembly proposals this host serves (True) and refuses at validation (False);
+# abi/README.md, "Proposals served", says the same. Off: every proposal whose memory the
+# store's 128 MiB cap does not count (GC and exceptions allocate on wasmtime's GC heap,
+# outside the linear memory the limiter meters), shared memories (threads), memories a
+# guest cannot need (memory64, multi-memory, custom page sizes), and what is not final.
+# Reference types stay on: LLVM emits them by default, and a guest cannot allocate
+# an externref itself (only the host could create one, and it never does).
+PROPOSALS: tuple[tuple[str, bool], ...] = (
+    ("wasm_bulk_memory", True),
+    ("wasm_multi_value", True),
+    ("wasm_reference_types", True),
+    ("wasm_simd", True),
+    ("wasm_relaxed_simd", True),
+    ("wasm_tail_call", True),
+    ("wasm_gc", False),
+    ("wasm_exceptions", False),
+    ("wasm_function_references", False),
+    ("wasm_threads", False),
+    ("wasm_memory64", False),
+    ("wasm_multi_memory", False),
+    ("wasm_custom_page_sizes", False),
+    ("wasm_stack_switching", False),
+    ("wasm_wide_arithmetic", False),
+    ("wasm_component_model", False),
+)
+
 
 @dataclass(frozen=True)
 class EngineSettings:
@@ -26,7 +52,10 @@ class EngineSettings:
 
     def fingerprint(self) -> str:
         """Identifies compiled code: part of the module cache key."""
-        text = f"wasmtime={fastcall._version()};epoch=1;may_move=0;stack={self.max_wasm_stack};opt={self.opt_level}"
+        text = (
+            f"wasmtime={fastcall._version()};epoch=1;may_move=0;stack={self.max_wasm_stack};"
+            f"opt={self.opt_level};features={','.join(f'{k}={int(v)}' for k, v in PROPOSALS)}"
+        )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -54,13 +83,18 @@ class EpochTicker:
         self._thread.join(timeout=1)
 
 
-def make_engine(settings: EngineSettings) -> wasmtime.Engine:
+def make_engine(settings: EngineSettings, threads: bool = True) -> wasmtime.Engine:
+    """The engine for `settings`. `threads=False` compiles on the calling thread only
+    (the compile child: one compile takes one core); the code is the same either way."""
     cfg = wasmtime.Config()
+    cfg.parallel_compilation = threads
     cfg.epoch_interruption = True
     # Fixed memory bases let runtime/fastcall.py cache them (see its invariants).
     cfg.memory_may_move = False
     cfg.max_wasm_stack = settings.max_wasm_stack
     cfg.cranelift_opt_level = settings.opt_level
+    for name, on in PROPOSALS:
+        setattr(cfg, name, on)
     return wasmtime.Engine(cfg)
 
 
