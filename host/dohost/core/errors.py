@@ -48,6 +48,9 @@ class Code(enum.Enum):
     ABI_VERSION = ("abi_version", None, 400)
     MEMORY_TOO_LARGE = ("memory_too_large", None, 400)
     MODULE_TOO_LARGE = ("module_too_large", None, 413)
+    # A count of the module's shape above its limit (exports, functions, locals, ...).
+    MODULE_LIMIT = ("module_limit", None, 400)
+    TABLE_TOO_LARGE = ("table_too_large", None, 400)  # a table's initial size
     INVALID_NAME = ("invalid_name", None, 400)
     INVALID_ID = ("invalid_id", None, 404)
     UNKNOWN_CLASS = ("unknown_class", None, 404)

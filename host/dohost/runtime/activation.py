@@ -60,6 +60,20 @@ class CompiledClass:
     fast: bool
 
 
+class _Exports:
+    """The exports the host needs, looked up by name (crossing.export_by_name): the cost
+    of an activation does not grow with the module's export count."""
+
+    def __init__(self, store: wasmtime.Store, instance: wasmtime.Instance) -> None:
+        self._store, self._instance = store, instance
+
+    def __getitem__(self, name: str) -> Any:
+        found = crossing.export_by_name(self._store, self._instance, name)
+        if found is None:
+            raise KeyError(name)
+        return found
+
+
 class Activation:
     def __init__(
         self,
@@ -108,7 +122,7 @@ class Activation:
         CURRENT.event = ev
         try:
             instance = compiled.instance_pre.instantiate(store)
-            ex = instance.exports(store)
+            ex = _Exports(store, instance)
             memory = ex["memory"]
             assert isinstance(memory, wasmtime.Memory)
             self.mem = ev.mem = crossing.make_memory(store, memory, fast=fast)

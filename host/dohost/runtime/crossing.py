@@ -7,6 +7,7 @@ behaviour (tests run the runtime under both).
 
 from __future__ import annotations
 
+import ctypes
 import os
 from collections.abc import Callable
 from typing import Any, Protocol
@@ -131,3 +132,24 @@ def make_memory(store: wasmtime.Store, memory: wasmtime.Memory, *, fast: bool) -
     if fast:
         return fastcall.FastMemory(store, memory)
     return PortableMemory(store, memory)
+
+
+def export_by_name(store: wasmtime.Store, instance: wasmtime.Instance, name: str) -> Any:
+    """One export of `instance` by name, or None: a hash lookup in wasmtime. (Not
+    `instance.exports(store)`, which wraps every export of the module, and whose cost
+    grew with the square of their number: with tens of thousands it took seconds, on
+    each new activation.) Uses wasmtime-py's ffi and `wrap_extern`, pinned like
+    fastcall."""
+    from wasmtime import _ffi as ffi  # (private: no public by-name lookup in wasmtime-py)
+    from wasmtime._extern import wrap_extern
+
+    raw = name.encode()
+    item = ffi.wasmtime_extern_t()
+    found = ffi.wasmtime_instance_export_get(
+        store._context(),
+        ctypes.byref(instance._instance),
+        ctypes.create_string_buffer(raw, len(raw)),
+        len(raw),
+        ctypes.byref(item),
+    )
+    return wrap_extern(item) if found else None

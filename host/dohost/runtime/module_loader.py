@@ -11,7 +11,6 @@ deserialized: tenant bytes always go through `wasmtime.Module(...)` first.
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,9 +19,10 @@ import wasmtime
 
 from dohost.core.errors import Code, DohostError
 from dohost.core.limits import WASM_PAGE
+from dohost.core.wasm_shape import ShapeLimits
 from dohost.runtime import abi_table
 from dohost.runtime.abi_table import Sig
-from dohost.runtime.compile_child import compile_in_child
+from dohost.runtime.compile_child import COMPILE_MEMORY_BYTES, COMPILE_TIMEOUT_S, compile_in_child
 from dohost.runtime.engine import EngineSettings
 from dohost.runtime.wasi import WASI_FUNCTIONS
 
@@ -165,13 +165,6 @@ def validate_module(module: wasmtime.Module, wasm: bytes, memory_cap: int) -> Mo
     )
 
 
-# Modules larger than this compile in a child process with a time limit
-# (runtime/compile_child.py); smaller ones in-process, where even pathological code
-# compiles in about a second (and a child process would add ~0.3 s to every deploy).
-CHILD_COMPILE_BYTES = 256 * 1024
-COMPILE_TIMEOUT_S = 60.0
-
-
 class ModuleCache:
     """Compiled modules on disk (and in memory), keyed by content and engine fingerprint."""
 
@@ -188,9 +181,10 @@ class ModuleCache:
         self._dir = directory
         self._fingerprint = fingerprint
         self._settings = settings or EngineSettings()
-        # Bounds a deploy's compile (seconds; modules above child_compile_bytes).
+        # Bound every compile (runtime/compile_child.py): seconds, address space, shape.
         self.compile_timeout_s = COMPILE_TIMEOUT_S
-        self.child_compile_bytes = CHILD_COMPILE_BYTES
+        self.compile_memory_bytes = COMPILE_MEMORY_BYTES
+        self.shape_limits = ShapeLimits()
         self._lock = threading.Lock()
         self._loaded: dict[str, wasmtime.Module] = {}
         self.compiles = 0  # for tests and metrics: how often the cache missed
@@ -198,6 +192,26 @@ class ModuleCache:
 
     def _path(self, sha256: str) -> Path:
         return self._dir / f"{sha256}-{self._fingerprint}.cwasm"
+
+    def cached(self, sha256: str) -> bool:
+        """Whether `sha256` needs no compile (loaded, or its code is on disk)."""
+        with self._lock:
+            if sha256 in self._loaded:
+                return True
+        return self._path(sha256).exists()
+
+    def compile(self, sha256: str, wasm: bytes) -> None:
+        """Compile `wasm` into the on-disk cache in a limited child process (blocks the
+        calling thread for up to compile_timeout_s; not a worker's)."""
+        compile_in_child(
+            wasm,
+            self._path(sha256),
+            self._settings,
+            self.compile_timeout_s,
+            self.compile_memory_bytes,
+            self.shape_limits,
+        )
+        self.compiles += 1
 
     def get(self, sha256: str, wasm: bytes | None) -> wasmtime.Module:
         """The compiled module for `sha256`; compiles `wasm` on a miss (wasm may be None
@@ -218,15 +232,10 @@ class ModuleCache:
                 raise DohostError(
                     Code.INTERNAL, f"module {sha256[:12]} is neither cached nor available"
                 )
-            if len(wasm) > self.child_compile_bytes and wasm.startswith(WASM_MAGIC):
-                compile_in_child(wasm, path, self._settings, self.compile_timeout_s)
-                mod = wasmtime.Module.deserialize_file(self._engine, str(path))
-            else:
-                mod = compile_module(self._engine, wasm)
-                tmp = path.with_suffix(f".tmp{os.getpid()}.{threading.get_ident()}")
-                tmp.write_bytes(mod.serialize())
-                os.replace(tmp, path)
-            self.compiles += 1
+            if not wasm.startswith(WASM_MAGIC):
+                compile_module(self._engine, wasm)  # (raises invalid_module, naming it)
+            self.compile(sha256, wasm)
+            mod = wasmtime.Module.deserialize_file(self._engine, str(path))
         with self._lock:
             self._loaded[sha256] = mod
         return mod

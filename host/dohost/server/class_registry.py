@@ -220,14 +220,17 @@ class ClassRegistry:
                 )
             return cls.compiled
 
-    def check_module(self, wasm: bytes) -> CompiledClass:
-        """Compile, validate against the ABI and instantiate once (worker thread).
-        Raises DohostError naming the problem; never stores anything."""
+    def check_size(self, wasm: bytes) -> None:
         if len(wasm) > self.max_module_bytes:
             raise DohostError(
                 Code.MODULE_TOO_LARGE,
                 f"the module is {len(wasm)} bytes; the limit is {self.max_module_bytes}",
             )
+
+    def check_module(self, wasm: bytes) -> CompiledClass:
+        """Compile, validate against the ABI and instantiate once (worker thread).
+        Raises DohostError naming the problem; never stores anything."""
+        self.check_size(wasm)
         # Through the cache: deploying bytes this host compiled before costs a deserialize.
         module = self._modules.get(hashlib.sha256(wasm).hexdigest(), wasm)
         info = validate_module(module, wasm, self._limits.memory_bytes)
@@ -238,7 +241,10 @@ class ClassRegistry:
         compiled = CompiledClass(info, module, pre, self._engine, self._fast)
         # A trial activation catches what only instantiation reveals (limits, a start
         # function or _initialize that traps or never returns) before anyone depends on it.
-        Activation(compiled, ObjectIdent("-", "-", "0" * 64), _NoStorage(), self._limits)
+        try:
+            Activation(compiled, ObjectIdent("-", "-", "0" * 64), _NoStorage(), self._limits)
+        except DohostError as e:
+            raise _deploy_refusal(e) from None
         return compiled
 
     def deploy(
@@ -289,3 +295,26 @@ class ClassRegistry:
                 Code.UNKNOWN_VERSION,
                 f"the module of version {version} of class {name!r} is no longer stored",
             ) from None
+
+
+# What wasmtime says when instantiation passes a store limit, and the limit's own code.
+_LIMIT_TEXTS = (
+    ("memory minimum size", Code.MEMORY_TOO_LARGE),
+    ("memory count too high", Code.MODULE_LIMIT),
+    ("table count too high", Code.MODULE_LIMIT),
+    ("instance count too high", Code.MODULE_LIMIT),
+    ("table minimum size", Code.TABLE_TOO_LARGE),
+    ("table elements", Code.TABLE_TOO_LARGE),
+)
+
+
+def _deploy_refusal(e: DohostError) -> DohostError:
+    """A trial instantiation that failed (not a trap or the CPU limit: the module's own
+    doing) is a refused deploy, 400 with the limit's code, not a host failure (500)."""
+    if e.code is not Code.OBJECT_ERROR or not e.message.startswith("instantiation failed"):
+        return e
+    text = e.message.lower()
+    for needle, code in _LIMIT_TEXTS:
+        if needle in text:
+            return DohostError(code, f"the module passes a host limit: {e.message}")
+    return DohostError(Code.INVALID_MODULE, f"the module cannot be instantiated: {e.message}")

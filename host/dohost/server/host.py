@@ -13,6 +13,7 @@ failed commit (`storage_error`).
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 import random
 import time
@@ -39,10 +40,11 @@ from dohost.runtime import crossing
 from dohost.runtime.engine import EngineSettings, EpochTicker, make_engine
 from dohost.runtime.event import EventResult
 from dohost.runtime.linker import build_linker
-from dohost.runtime.module_loader import ModuleCache
+from dohost.runtime.module_loader import WASM_MAGIC, ModuleCache
 from dohost.server import class_lifecycle
 from dohost.server.alarms import AlarmScheduler
 from dohost.server.class_registry import ClassRegistry, ClassRuntime
+from dohost.server.deploy_queue import DeployQueue
 from dohost.server.executor import WorkerPool
 from dohost.server.startup import prepare_data_dir
 from dohost.server.supervisor import Supervisor
@@ -169,6 +171,7 @@ class Host:
                 fsync=self._storage_fsync,
             )
             stack.callback(self.storage.close)
+            self.deploys = DeployQueue()
             self.pool = WorkerPool(self._workers)
             self.pool.start()
             stack.callback(self.pool.close)
@@ -262,9 +265,19 @@ class Host:
         "immediate" (each object's next event runs it) or "deferred" (each object runs
         it from its next activation, or from its first event after `max_delay_s`)."""
         until = class_lifecycle.update_deadline(update, max_delay_s, self.wall_ms())
-        cls = await self.pool.run(
-            lambda: self.classes.deploy(tenant, class_name, wasm, storage, until)
-        )
+        self.classes.check_size(wasm)
+        sha = hashlib.sha256(wasm).hexdigest()
+        async with self.deploys.turn(tenant):
+            if not self.modules.cached(sha) and wasm.startswith(WASM_MAGIC):
+                # In a limited child process, waited for on a thread of trio's own:
+                # a compile holds no event worker (runtime/compile_child.py).
+                async with self.deploys.compiling():
+                    await trio.to_thread.run_sync(self.modules.compile, sha, wasm)
+            # The rest (deserialize, validate, a trial instantiation under the event CPU
+            # limit) on a worker: bounded by that limit.
+            cls = await self.pool.run(
+                lambda: self.classes.deploy(tenant, class_name, wasm, storage, until)
+            )
         return ClassInfo.of(cls, len(wasm))
 
     def class_versions(self, tenant: str, class_name: str) -> list[class_lifecycle.VersionInfo]:
