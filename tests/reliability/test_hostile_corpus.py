@@ -24,6 +24,7 @@ import pytest
 import trio
 import wasmtime
 from hostile_harness import ApiWorld, Tenant, error_code, error_message
+from test_hostile_tenants import ROUND_TWO
 from trio.testing import MockClock
 
 from dohost import Host
@@ -140,6 +141,12 @@ CASES = [
     ),
     Case("call_cycle", hostile("call_cycle"), "answer", text="-15 1 ", cls="cycle", obj="self"),
     Case("wasi_proc_exit", hostile("wasi_proc_exit"), "event", "object_error", "proc_exit(3)"),
+    # Module shape (issue 15): refused before any compile, 400 with the limit's code.
+    Case("two_memories", hostile("two_memories"), "deploy", "module_limit", "2 memories"),
+    Case("many_tables", hostile("many_tables"), "deploy", "module_limit", "5 tables"),
+    Case("big_table", hostile("big_table"), "deploy", "table_too_large", "10001 elements"),
+    Case("shared_memory", hostile("shared_memory"), "deploy", "not_supported", "shared memory"),
+    Case("gc_heap", hostile("gc_heap"), "deploy", "invalid_module", "does not validate"),
     # Not modules.
     Case("truncated", truncated, "deploy", "invalid_module", "does not validate"),
     Case("wrong_magic", wrong_magic, "deploy", "invalid_module", "not a WebAssembly module"),
@@ -233,9 +240,10 @@ async def test_hostile_module(world: World, case: Case, wasm: Any) -> None:
 
 
 def test_corpus_holds_every_module() -> None:
-    """Each module of tests/fixtures/hostile/ is a case above (and at least 15 of them)."""
+    """Each module of tests/fixtures/hostile/ is a case above or in test_hostile_tenants.py
+    (and at least 15 of them)."""
     on_disk = {p.stem for p in HOSTILE.glob("*.wat")}
-    in_table = {c.name for c in CASES}
+    in_table = {c.name for c in CASES} | ROUND_TWO  # (those run in test_hostile_tenants.py)
     assert on_disk <= in_table, on_disk - in_table
     assert len(on_disk) >= 15
 

@@ -16,46 +16,20 @@ milliseconds of wasm).
 from __future__ import annotations
 
 import statistics
-import time
 from pathlib import Path
 from typing import Any
 
 import trio
+from quiet_probe import NOOP, RATIO, SLACK_MS, quiet_round
 from trio.testing import MockClock
 
-from dohost import Host, Request
+from dohost import Host
 from dohost.server.supervisor import HEAVY_FOR_S
 
-ROUND_S = 0.3
-MIN_SAMPLES = 200
 ROUNDS = 5
 CPU_OBJECTS = 4
 MEM_OBJECTS = 4
 CLIENTS_PER_OBJECT = 2
-RATIO = 3.0
-SLACK_MS = 2.0
-NOOP = Request("GET", "/")
-
-
-def p99(xs: list[float]) -> float:
-    return statistics.quantiles(xs, n=100, method="inclusive")[98]
-
-
-async def quiet_round(host: Host) -> float:
-    """Sequential no-op requests for ROUND_S seconds; their p99 latency."""
-    lat = []
-    end = time.perf_counter() + ROUND_S
-    while time.perf_counter() < end or len(lat) < MIN_SAMPLES:
-        t0 = time.perf_counter()
-        # As a request from the network would: wait for the loop's turn (other tasks
-        # that are ready run first), then the event. (An inline event that writes
-        # nothing never yields, so without this the noisy tasks would not run at all
-        # during a round.)
-        await trio.lowlevel.checkpoint()
-        r = await host.fetch("quiet", "noop", "q", NOOP)
-        lat.append(time.perf_counter() - t0)
-        assert r.status in (200, 204)
-    return p99(lat)
 
 
 async def test_quiet_tenant_p99_under_a_noisy_neighbour(tmp_path: Path, wasm: Any) -> None:

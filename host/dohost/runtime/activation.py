@@ -100,6 +100,9 @@ class Activation:
         self.ws_host: WsHostView | None = None
         self.ws_key: WsKey = (ident.tenant, ident.class_name, b"")
         self.has_ws_message = False
+        # The tenant's log rate (server/tenant_limits.py): (tenant, bytes) -> write it?
+        # A line it refuses is dropped (and counted there).
+        self.log_gate: Callable[[str, int], bool] | None = None
 
         store = wasmtime.Store(compiled.engine)
         store.set_limits(

@@ -64,6 +64,12 @@ class _Server:
             [sys.executable, "-m", "dohost.runtime.compile_child"],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
+            # Unbuffered: the parent selects on stdout's fd between two lines, and a
+            # buffered reader could already hold the second one.
+            bufsize=0,
+            # (A compile that runs out of memory aborts with a message there: its exit
+            # status is what the parent reports.)
+            stderr=subprocess.DEVNULL,
             env=_child_env(),
         )
 
@@ -86,8 +92,9 @@ class _Server:
         """Run one job; its exit status, or None when it ran past `timeout_s` (killed)."""
         assert self.proc.stdin is not None and self.proc.stdout is not None
         head = json.dumps(header).encode()
-        self.proc.stdin.write(struct.pack(">II", len(head), len(wasm)) + head + wasm)
-        self.proc.stdin.flush()
+        out = memoryview(struct.pack(">II", len(head), len(wasm)) + head + wasm)
+        while out:
+            out = out[self.proc.stdin.write(out) or 0 :]
         pid = int(json.loads(self.proc.stdout.readline())["pid"])
         ready, _, _ = select.select([self.proc.stdout], [], [], timeout_s)
         timed_out = not ready

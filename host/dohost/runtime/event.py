@@ -139,6 +139,7 @@ class EventHost(Protocol):
     ws_host: WsHostView | None  # the host's WebSocket registry; None: not served
     ws_key: WsKey
     wall_ms: Callable[[], float]
+    log_gate: Callable[[str, int], bool] | None  # the tenant's log rate (None: no limit)
 
     def set_deadline(self, ticks: int) -> None:
         """Arm the store's epoch deadline `ticks` from now."""
@@ -504,7 +505,10 @@ class Event:
             return
         ident = self.host.ident
         extra = {"tenant": ident.tenant, "class_name": ident.class_name, "object": ident.object_hex}
+        gate = self.host.log_gate
         for level, text in lines:
+            if gate is not None and not gate(ident.tenant, len(text)):
+                continue  # over the tenant's log rate: dropped (and counted by the gate)
             guest_log.log(
                 _LOG_LEVELS[level],
                 "[%s] %s",

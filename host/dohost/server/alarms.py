@@ -33,6 +33,7 @@ import trio
 from dohost.core.alarm_schedule import AlarmRun
 from dohost.core.errors import Code
 from dohost.runtime.event import EventResult
+from dohost.server.tenant_limits import TenantLimits
 from dohost.storage.alarm_index import AlarmEntry, AlarmIndex, AlarmKey
 
 log = logging.getLogger("dohost.alarms")
@@ -55,6 +56,7 @@ class AlarmStats:
     dropped: int = 0
     stale: int = 0  # index entries the object no longer had
     lateness_ms: list[float] | None = None  # recorded when a list is set (benchmarks)
+    deferred: int = 0  # deliveries put back for the tenant's rate (tenant_limits.py)
     trace: list[AlarmKey] | None = None  # deliveries in start order, when a list is set (tests)
 
 
@@ -82,6 +84,8 @@ class AlarmScheduler:
         # Classes being deleted or renamed: their due alarms wait here, unfired.
         self._held: dict[tuple[str, str], list[_Pending]] = {}
         self.stats = AlarmStats()
+        # Deliveries per second per tenant (server/tenant_limits.py); None: no limit.
+        self.tenant_limits: TenantLimits | None = None
 
     # ------------------------------------------------------------------ scheduling
 
@@ -179,6 +183,15 @@ class AlarmScheduler:
                     held = self._held.get(key[:2])
                     if held is not None:
                         held.append(p)  # its class is being deleted or renamed
+                        continue
+                    wait = (
+                        0.0
+                        if self.tenant_limits is None
+                        else self.tenant_limits.alarm_wait(key[0], now / 1000)
+                    )
+                    if wait > 0.0:  # over the tenant's rate: put back until a token is there
+                        self.stats.deferred += 1
+                        self._schedule_at(p.entry, p.run, int(now + max(1.0, wait * 1000)))
                         continue
                     self._running.add(key)
                     if self.stats.trace is not None:

@@ -32,22 +32,24 @@ class DeployQueue:
         """Hold the tenant's deploy turn (waiting for it, FIFO); `rate_limited` when
         `max_waiting` of its deploys already wait."""
         lock, waiting = self._tenants.setdefault(tenant, (trio.Lock(), [0]))
-        if waiting[0] >= self.max_waiting:
-            raise DohostError(
-                Code.RATE_LIMITED,
-                f"{waiting[0]} deploys of this tenant are already waiting; the limit is "
-                f"{self.max_waiting}: wait for them to finish",
-            )
-        waiting[0] += 1
         try:
-            async with lock:
+            lock.acquire_nowait()
+        except trio.WouldBlock:
+            if waiting[0] >= self.max_waiting:
+                raise DohostError(
+                    Code.RATE_LIMITED,
+                    f"{waiting[0]} deploys of this tenant are already waiting; the limit "
+                    f"is {self.max_waiting}: wait for them to finish",
+                ) from None
+            waiting[0] += 1
+            try:
+                await lock.acquire()
+            finally:
                 waiting[0] -= 1
-                try:
-                    yield
-                finally:
-                    waiting[0] += 1
+        try:
+            yield
         finally:
-            waiting[0] -= 1
+            lock.release()
             if waiting[0] == 0 and not lock.locked():
                 self._tenants.pop(tenant, None)
 

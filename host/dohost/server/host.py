@@ -204,6 +204,8 @@ class Host:
             self.alarms = AlarmScheduler(
                 self.alarm_index, self._deliver_alarm, self.wall_ms, jitter=self._alarm_jitter
             )
+            self.tenant_limits = self.supervisor.tenant_limits
+            self.alarms.tenant_limits = self.tenant_limits
             if self._trace_alarms:
                 self.alarms.stats.trace = []
             self.supervisor.index_alarm = self.alarm_index.upsert_durable

@@ -281,6 +281,28 @@ class _LiveCollector:
         yield ws_in
         yield ws_auto
         yield ws_open
+        limits = self._host.tenant_limits
+        for name, doc, counts in (
+            (
+                "dohost_log_dropped_bytes",
+                "Guest log bytes dropped over the tenant's log rate",
+                limits.log_dropped_bytes,
+            ),
+            (
+                "dohost_alarms_deferred",
+                "Alarm deliveries put back for the tenant's alarm rate",
+                limits.alarms_deferred,
+            ),
+            (
+                "dohost_tenant_inline_off",
+                "Times a tenant's events were sent to workers for its inline budget",
+                limits.tenant_heavy_marks,
+            ),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["tenant"])
+            for tenant, n in sorted(counts.copy().items()):
+                family.add_metric([tenant], n)
+            yield family
         busy = GaugeMetricFamily("dohost_workers_busy", "Worker threads running an event")
         busy.add_metric([], self._host.pool.busy)
         yield busy

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from dohost.core.errors import Code, DohostError
 from dohost.core.limits import EventLimits
+from dohost.core.rate import TokenBucket
 
 if TYPE_CHECKING:
     from dohost.server.shared_state import SharedState
@@ -110,30 +111,6 @@ def parse_quota_option(text: str) -> tuple[str, Any]:
             ) from None
     check_overrides({key: value})
     return key, value
-
-
-class TokenBucket:
-    """Requests per second with a burst: `take(now)` spends one token or says how long
-    until one is available. Time comes from the caller (trio's clock), so tests can
-    drive it."""
-
-    __slots__ = ("capacity", "rate", "stamp", "tokens")
-
-    def __init__(self, rate: float, capacity: int, now: float) -> None:
-        self.rate = rate
-        self.capacity = float(capacity)
-        self.tokens = float(capacity)
-        self.stamp = now
-
-    def take(self, now: float) -> float:
-        """0.0 if the request may go ahead, else the seconds until it could."""
-        tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-        self.stamp = now
-        if tokens >= 1.0:
-            self.tokens = tokens - 1.0
-            return 0.0
-        self.tokens = tokens
-        return (1.0 - tokens) / self.rate
 
 
 class QuotaBook:

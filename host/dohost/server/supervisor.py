@@ -38,6 +38,7 @@ from dohost.runtime import ws_imports
 from dohost.runtime.activation import Activation
 from dohost.runtime.event import EventResult, ObjectIdent, OffloadRequest, check_alarm
 from dohost.server.calls import CallRouter, EventNode
+from dohost.server.tenant_limits import TenantLimits
 from dohost.storage.alarm_index import AlarmEntry
 from dohost.storage.api import CommitTicket, ObjectStorage
 
@@ -218,6 +219,9 @@ class Supervisor:
         # WebSockets (server/websockets.py): the host's connection registry. Activations
         # read it; a successful event's WebSocket output is applied once it is durable.
         self.websockets: ws_imports.WsRegistry | None = None
+        # Per-tenant limits (server/tenant_limits.py): inline budget, log rate.
+        self.tenant_limits = TenantLimits()
+        self._tenant_heavy_until: dict[str, float] = {}  # tenant -> trio time
 
     @property
     def pool(self) -> WorkerPool:
@@ -286,13 +290,14 @@ class Supervisor:
                 and cls.compiled is not None
                 and slot.heavy_until <= now
                 and slot.calls_until <= now
+                and self._tenant_heavy_until.get(tenant, 0.0) <= now
             ):
                 result = self._run(
                     slot, cls, kind, data, self.inline_ticks, expect_alarm, ws_upgrade_key
                 )
                 if result.offload:
                     if result.offload_cpu:  # a blocking import is no reason to stay away
-                        _mark_heavy(slot)
+                        self._heavy(slot)
                     elif result.extra.get("offload_call"):  # (not heavy: it waits, not runs)
                         slot.calls_until = trio.current_time() + HEAVY_FOR_S
                     self.stats.offloads += 1
@@ -300,7 +305,7 @@ class Supervisor:
                 else:
                     self.stats.inline += 1
                     if result.cpu_s > INLINE_SLOW_CPU_S:
-                        _mark_heavy(slot)
+                        self._heavy(slot)
                     else:
                         slot.heavy_strikes = 0
             if result is None:
@@ -360,6 +365,14 @@ class Supervisor:
             # here would only lose its result.
             await trio.lowlevel.cancel_shielded_checkpoint()
         return result
+
+    def _heavy(self, slot: ObjectSlot) -> None:
+        """An inline attempt proved heavy: mark the object, and charge its tenant (new
+        objects each get a first try, so the object's mark alone does not bound it)."""
+        _mark_heavy(slot)
+        now = trio.current_time()
+        if self.tenant_limits.inline_heavy(slot.tenant, now):
+            self._tenant_heavy_until[slot.tenant] = now + HEAVY_FOR_S
 
     def slot_for(self, tenant: str, class_name: str, oid: ObjectId) -> ObjectSlot:
         return self._slot(tenant, class_name, oid)
@@ -436,6 +449,7 @@ class Supervisor:
                     inline_ticks,
                 )
                 act.wall_ms = self.wall_ms
+                act.log_gate = self.tenant_limits.log_allow
                 if self.index_alarm is not None:
                     act.on_alarm_set = self._alarm_indexer(slot, cls.row.storage)
                 act.on_call = self.calls.hook(slot)
