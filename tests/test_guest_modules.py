@@ -54,7 +54,21 @@ VALID_WAT = [
     "loop_in_start",
     "memory_bomb",
     "storage_flood",
+    # issue 15: limits per tenant (tests/reliability/test_hostile_tenants.py)
+    "heavy_new_objects",
+    "alarm_rearm_now",
+    "log_flood",
 ]
+# Fixtures that satisfy the ABI but pass a host limit on the module's shape, or use a
+# proposal the host does not serve (abi/README.md, "Module limits", "Proposals served"):
+# refused at deploy with this code (tests/reliability/test_hostile_corpus.py).
+SHAPE_WAT = {
+    "two_memories": "module_limit",
+    "many_tables": "module_limit",
+    "big_table": "table_too_large",
+    "shared_memory": "not_supported",
+    "gc_heap": "invalid_module",
+}
 # Fixtures that must be refused at deploy, with the problem that refuses them.
 # (wrong_signature: abi/README.md does not name the code; "import_signature" is ours.)
 INVALID_WAT = {
@@ -309,7 +323,31 @@ def load(engine: wasmtime.Engine, path: Path) -> wasmtime.Module:
 
 def test_every_wat_fixture_is_classified() -> None:
     on_disk = {p.stem for p in [*FIXTURES.glob("*.wat"), *FIXTURES.glob("hostile/*.wat")]}
-    assert on_disk == set(VALID_WAT) | INVALID_WAT.keys()
+    assert on_disk == set(VALID_WAT) | INVALID_WAT.keys() | SHAPE_WAT.keys()
+
+
+@pytest.mark.parametrize("name", sorted(SHAPE_WAT))
+def test_shape_fixture_breaks_only_a_host_limit(
+    built: None, engine: wasmtime.Engine, abi: Abi, name: str
+) -> None:
+    """ABI-wise deployable; refused by the shape pre-parse or the host's engine only."""
+    from dohost.core.errors import DohostError
+    from dohost.core.wasm_shape import check_module_shape
+    from dohost.runtime.engine import EngineSettings, make_engine
+
+    cfg = wasmtime.Config()
+    cfg.wasm_threads = True  # (the default engine validates shared memories only so)
+    data = (BUILD / f"{name}.wasm").read_bytes()
+    assert abi_problems(wasmtime.Module(wasmtime.Engine(cfg), data), abi) == []
+    try:
+        check_module_shape(data)
+        wasmtime.Module(make_engine(EngineSettings()), data)
+    except DohostError as e:
+        assert e.code.code == SHAPE_WAT[name], e
+    except wasmtime.WasmtimeError:
+        assert SHAPE_WAT[name] == "invalid_module"
+    else:
+        raise AssertionError(f"{name} passed the host's limits")
 
 
 @pytest.mark.parametrize("name", VALID_WAT)

@@ -2,8 +2,8 @@
 
 - **inline attempts**: an object whose inline attempt proves heavy goes to the workers
   (supervisor.py, the heavy mark), but every *new* object gets one try on the loop. So
-  heavy proofs are also charged to the tenant: past `inline_heavy_burst` of them at a
-  sustained `inline_heavy_per_s`, all the tenant's events skip the inline attempt for
+  heavy proofs are also charged to the tenant: at `inline_heavy_burst` of them (refilled
+  at `inline_heavy_per_s`), all the tenant's events skip the inline attempt for
   `HEAVY_FOR_S`, as one heavy object's do;
 - **alarm deliveries** per second per tenant (server/alarms.py): a delivery over the
   rate is put back until a token is there, so handlers that re-arm for "now" on many
@@ -23,8 +23,11 @@ from collections.abc import Callable
 
 from dohost.core.rate import TokenBucket
 
-DEFAULT_INLINE_HEAVY_BURST = 4
-DEFAULT_INLINE_HEAVY_PER_S = 0.5
+# Each heavy inline attempt holds the loop for milliseconds: two, then the tenant goes to
+# the workers (one more every 10 s after). A tenant with a heavy object loses little:
+# its light objects' events pay a worker hand-off (~0.1 ms) for a while.
+DEFAULT_INLINE_HEAVY_BURST = 2
+DEFAULT_INLINE_HEAVY_PER_S = 0.1
 DEFAULT_ALARMS_PER_S = 1000.0
 DEFAULT_LOG_BYTES_PER_S = 1024 * 1024
 DEFAULT_LOG_BURST_BYTES = 4 * 1024 * 1024
@@ -73,8 +76,8 @@ class TenantLimits:
         b = self._bucket(
             self._inline, tenant, self.inline_heavy_per_s, self.inline_heavy_burst, now
         )
-        if b.take(now) == 0.0:
-            return False
+        if b.take(now) == 0.0 and b.tokens >= 1.0:
+            return False  # (the budget's last token marks the tenant at once)
         self.tenant_heavy_marks[tenant] = self.tenant_heavy_marks.get(tenant, 0) + 1
         return True
 
