@@ -9,10 +9,18 @@ from typing import Any
 import click
 import trio
 
+from dohost import config_file
 from dohost.core.errors import DohostError
 
 
+def _parse_quota(text: str) -> object:
+    from dohost.server.quotas import parse_quota_option
+
+    return parse_quota_option(text)
+
+
 @click.command()
+@config_file.option("serve", {"quotas": lambda q: _parse_quota(q)})
 @click.option(
     "--data",
     "data_dir",

@@ -57,6 +57,7 @@ class Code(enum.Enum):
     UNKNOWN_TENANT = ("unknown_tenant", None, 404)
     UNKNOWN_VERSION = ("unknown_version", None, 404)  # a class version never recorded, or gone
     BAD_REQUEST = ("bad_request", None, 400)
+    INVALID_CONFIG = ("invalid_config", None, 400)  # a config file's unknown key or bad value
     METHOD_NOT_ALLOWED = ("method_not_allowed", None, 405)
     ALREADY_EXISTS = ("already_exists", None, 409)
     UNAUTHORIZED = ("unauthorized", None, 401)
