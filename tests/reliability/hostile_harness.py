@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from dohost import Host
-from dohost.runtime.event import EventResult
+from dohost.runtime.event import EventOutcome
 from dohost.server.api import Api
 from dohost.server.http_types import HttpRequest, HttpResponse
 from dohost.server.quotas import Quotas
@@ -54,7 +54,7 @@ class Recorder:
     events: list[EventRecord] = field(default_factory=list)
 
     def event(
-        self, tenant: str, class_name: str, kind: str, result: EventResult, seconds: float
+        self, tenant: str, class_name: str, kind: str, result: EventOutcome, seconds: float
     ) -> None:
         code = result.error.code.code if result.error is not None else None
         self.events.append(EventRecord(tenant, class_name, kind, code))

@@ -30,7 +30,7 @@ from dohost.runtime.engine import deadline_ticks
 from dohost.runtime.event import (
     CallHook,
     Event,
-    EventResult,
+    EventOutcome,
     ObjectIdent,
     OffloadRequest,
 )
@@ -170,7 +170,7 @@ class Activation:
 
     def run_event(
         self, kind: str, data: bytes, inline_ticks: int = 0, ws_upgrade_key: str | None = None
-    ) -> EventResult:
+    ) -> EventOutcome:
         """Run one event on the calling thread: kind "fetch", "alarm", "ws_message",
         "ws_close" or "ws_error". `ws_upgrade_key` (a fetch only) is the Sec-WebSocket-Key
         of a valid upgrade request from HTTP: the event may then call `ws_accept`.

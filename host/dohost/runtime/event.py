@@ -50,8 +50,8 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn, Protocol
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Literal, NoReturn, Protocol
 
 from dohost.core import cbor
 from dohost.core.envelopes import Response
@@ -92,28 +92,41 @@ class ObjectIdent:
         return f"{self.tenant}/{self.class_name}/{self.object_hex[:16]}"
 
 
-@dataclass
-class EventResult:
-    """What an event produced: a response and the commit it waits for, or an error."""
+AlarmState = Literal["gone", "moved"]
+
+
+@dataclass(frozen=True, slots=True)
+class EventOutcome:
+    """What an event produced, fixed once made (`Event.finish`/`fail`/`abandon`,
+    `check_alarm`; the supervisor derives a new one with `dataclasses.replace`)."""
 
     response: Response | None = None
-    ticket: CommitTicket | None = None
+    ticket: CommitTicket | None = None  # the commit the response waits for (output gate)
     error: DohostError | None = None
     cpu_s: float = 0.0
     storage_reads: int = 0
     storage_writes: int = 0
     sql_rows_read: int = 0
     sql_rows_written: int = 0
-    # An inline attempt ran out of its inline budget (or needed to block): nothing of it
-    # escaped, and the event must run again on a worker thread.
-    offload: bool = False
-    offload_cpu: bool = False  # ...because of the CPU budget (not a blocking import)
     # The event changed the object's alarm (committed with it): to `alarm` (None: deleted).
     alarm_changed: bool = False
     alarm: int | None = None
     # An alarm handler failed but had set a new alarm: only that change was committed.
     alarm_replaced: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    # check_alarm found the object's own alarm is no longer the one scheduled: "gone"
+    # (none), or "moved" to `alarm_due`. The guest did not run.
+    alarm_state: AlarmState | None = None
+    alarm_due: int | None = None
+    # A successful event's WebSocket record: applied by the supervisor once durable.
+    ws: WsEvent | None = None
+    calls: int = 0  # object calls the event made
+    call_failures: tuple[tuple[str, int], ...] = ()  # (error code, calls that could not be made)
+    # An inline attempt ran out of its inline budget (or needed to block): nothing of it
+    # escaped, and the event must run again on a worker thread.
+    offload: bool = False
+    offload_cpu: bool = False  # ...because of the CPU budget (not a blocking import)
+    offload_call: bool = False  # ...because it reached a call (then skip inline attempts)
+    activation_s: float = 0.0  # (the supervisor) the event's activation was created for it
 
 
 class OffloadRequest(Exception):
@@ -289,14 +302,32 @@ class Event:
             self.commit_failure = ticket
         self.trap(Code.STORAGE_ERROR, f"storage_error before a call: {err.message}")
 
-    def finish(self) -> EventResult:
+    def finish(self) -> EventOutcome:
         """The guest returned successfully: commit and report."""
         response = self.response if self.response is not None else Response(204, [], b"")
         if self.alarm_changed:
             self._index_alarm(self.alarm_due)
         ticket = self.storage.commit_event()
         self.emit_logs()
-        result = EventResult(
+        ws = self.ws
+        if ws is not None and not ws.has_effects():
+            ws = None
+        calls = self.calls
+        if calls is None:
+            return EventOutcome(
+                response,
+                ticket,
+                None,
+                time.thread_time() - self.cpu_t0,
+                self.reads,
+                self.writes,
+                self.sql_rows_read,
+                self.sql_rows_written,
+                self.alarm_changed,
+                self.alarm_due,
+                ws=ws,
+            )
+        return EventOutcome(
             response,
             ticket,
             None,
@@ -305,51 +336,58 @@ class Event:
             self.writes,
             self.sql_rows_read,
             self.sql_rows_written,
-            alarm_changed=self.alarm_changed,
-            alarm=self.alarm_due,
+            self.alarm_changed,
+            self.alarm_due,
+            ws=ws,
+            calls=calls.made,
+            call_failures=tuple(calls.failed.items()),
+            offload_call=calls.offloaded,
         )
-        ws = self.ws
-        if ws is not None and ws.has_effects():
-            result.extra["ws"] = ws  # applied by the supervisor once durable
-        if self.calls is not None:
-            self._report_calls(result)
-        return result
 
-    def fail(self, err: DohostError) -> EventResult:
-        """The event failed: roll back its writes; the result carries `err` (or the
-        failed commit point's error)."""
+    def fail(self, err: DohostError) -> EventOutcome:
+        """The event failed: roll back its writes. The outcome carries `err`, or the
+        failed commit point's error (with its failed ticket, so that the supervisor
+        resets the object's storage)."""
         self.rollback()
         self.emit_logs()
-        result = EventResult(
+        ticket: CommitTicket | None = None
+        kept: int | None = None
+        if self.kind == "alarm" and self.alarm_changed and self.alarm_due is not None:
+            ticket = self._keep_new_alarm(self.alarm_due)
+            kept = self.alarm_due if ticket is not None else None
+        if self.fatal is not None:
+            err = self.fatal
+            if ticket is None:
+                ticket = self.commit_failure
+        calls = self.calls or CallState()
+        return EventOutcome(
             None,
-            None,
+            ticket,
             err,
             time.thread_time() - self.cpu_t0,
             self.reads,
             self.writes,
             self.sql_rows_read,
             self.sql_rows_written,
+            alarm_changed=kept is not None,
+            alarm=kept,
+            alarm_replaced=kept is not None,
+            calls=calls.made,
+            call_failures=tuple(calls.failed.items()),
+            offload_call=calls.offloaded,
         )
-        if self.kind == "alarm" and self.alarm_changed and self.alarm_due is not None:
-            self._keep_new_alarm(result, self.alarm_due)
-        if self.calls is not None:
-            self._report_calls(result)
-        if self.fatal is not None:
-            result.error = self.fatal
-            result.response = None
-            if self.commit_failure is not None and result.ticket is None:
-                result.ticket = self.commit_failure
-        return result
 
-    def abandon(self, cpu: bool) -> EventResult:
+    def abandon(self, cpu: bool) -> EventOutcome:
         """An inline attempt stops (`cpu`: its budget ran out): nothing of it escapes."""
         self.rollback()
         self.out_buf = None
         self.logs = None
-        result = EventResult(offload=True, offload_cpu=cpu, cpu_s=time.thread_time() - self.cpu_t0)
-        if self.calls is not None:
-            self._report_calls(result)
-        return result
+        return EventOutcome(
+            offload=True,
+            offload_cpu=cpu,
+            offload_call=self.calls is not None and self.calls.offloaded,
+            cpu_s=time.thread_time() - self.cpu_t0,
+        )
 
     def rollback(self) -> None:
         if self.storage_open:
@@ -363,33 +401,22 @@ class Event:
         if due_ms is not None and hook is not None:
             hook(due_ms)  # the index entry first: it must be a superset of the truth
 
-    def _keep_new_alarm(self, result: EventResult, due_ms: int) -> None:
+    def _keep_new_alarm(self, due_ms: int) -> CommitTicket | None:
         """A failing alarm handler that set a new alarm: that alarm replaces the retry,
-        so it alone is committed (the handler's other writes stay rolled back)."""
-        result.alarm_replaced, result.alarm_changed, result.alarm = True, True, due_ms
+        so it alone is committed (the handler's other writes stay rolled back). Returns
+        the commit's ticket, None if it could not be made."""
         try:
             self.storage.begin_event()
             self.storage.set_alarm(due_ms)
             self._index_alarm(due_ms)
-            result.ticket = self.storage.commit_event()
+            return self.storage.commit_event()
         except Exception as e:
             guest_log.warning(
                 "[%s] could not keep the alarm set by a failing handler: %s",
                 self.host.ident.tag(),
                 e,
             )
-            result.alarm_replaced = result.alarm_changed = False
-            result.ticket = None
-
-    def _report_calls(self, result: EventResult) -> None:
-        calls = self.calls
-        assert calls is not None
-        if calls.offloaded:
-            result.extra["offload_call"] = True  # the supervisor then skips inline attempts
-        if calls.made:
-            result.extra["calls"] = calls.made
-            if calls.failed:
-                result.extra["call_failures"] = dict(calls.failed)
+            return None
 
     # ------------------------------------------------------------ ending the guest
 
@@ -518,7 +545,7 @@ class Event:
             )
 
 
-def check_alarm(storage: ObjectStorage, kind: str, expect: int | None) -> EventResult | None:
+def check_alarm(storage: ObjectStorage, kind: str, expect: int | None) -> EventOutcome | None:
     """Before an alarm event, without waking the guest: is the object's own record still
     that alarm? (The index that scheduled it is only a superset of the truth.) Also
     serves "alarm_clear" (drop that alarm). None: run the handler."""
@@ -526,10 +553,9 @@ def check_alarm(storage: ObjectStorage, kind: str, expect: int | None) -> EventR
     due = storage.get_alarm()
     if due is None or due != expect:
         storage.rollback_event()
-        state = "gone" if due is None else "moved"
-        return EventResult(extra={"alarm_state": state, "alarm_due": due})
+        return EventOutcome(alarm_state="gone" if due is None else "moved", alarm_due=due)
     if kind == "alarm_clear":
         storage.set_alarm(None)
-        return EventResult(ticket=storage.commit_event(), alarm_changed=True, alarm=None)
+        return EventOutcome(ticket=storage.commit_event(), alarm_changed=True, alarm=None)
     storage.rollback_event()
     return None

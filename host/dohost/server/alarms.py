@@ -32,13 +32,13 @@ import trio
 
 from dohost.core.alarm_schedule import AlarmRun
 from dohost.core.errors import Code
-from dohost.runtime.event import EventResult
+from dohost.runtime.event import EventOutcome
 from dohost.server.tenant_limits import TenantLimits
 from dohost.storage.alarm_index import AlarmEntry, AlarmIndex, AlarmKey
 
 log = logging.getLogger("dohost.alarms")
 
-Deliver = Callable[[AlarmEntry, AlarmRun, str], Awaitable[EventResult]]
+Deliver = Callable[[AlarmEntry, AlarmRun, str], Awaitable[EventOutcome]]
 
 
 @dataclass
@@ -233,13 +233,14 @@ class AlarmScheduler:
     async def _fire_one(self, p: _Pending) -> None:
         entry, run = p.entry, p.run
         result = await self._deliver(entry, run, "alarm")
-        state = result.extra.get("alarm_state")
+        state = result.alarm_state
         if state == "gone":
             self.stats.stale += 1
             self._index.remove(entry.key, entry.due_ms)
             return
         if state == "moved":
-            moved_to = int(result.extra["alarm_due"])
+            assert result.alarm_due is not None
+            moved_to = result.alarm_due
             self._schedule_at(_with_due(entry, moved_to), AlarmRun(moved_to), moved_to)
             return
         self.stats.runs += 1

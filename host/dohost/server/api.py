@@ -56,6 +56,7 @@ from dohost.server.api_util import (
     query_params,
 )
 from dohost.server.forward import FORWARDED_HEADER, VIA_HEADER
+from dohost.server.host import ObjectRef
 from dohost.server.http_types import HttpRequest, HttpResponse, UpgradeResponse
 from dohost.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from dohost.server.metrics_merge import merge_metrics
@@ -281,17 +282,19 @@ class Api:
                 if method != "GET":
                     raise MethodNotAllowed(method, "GET")
                 return await self._list_objects(req, tenant, class_name)
-            oid = self.host.id_from_name(tenant, class_name, _object_name(parts[5]))
+            # The class and the id are resolved once here, for the whole request.
+            ref = self.host.resolve(tenant, class_name, _object_name(parts[5]))
         elif kind == "ids":
             if n == 5:
                 if method != "POST":
                     raise MethodNotAllowed(method, "POST")
                 new = self.host.new_unique_id(tenant, class_name)
                 return json_response(200, {"id": new.hex})
-            oid = self.host.id_from_string(tenant, class_name, parts[5])
+            ref = self.host.resolve_id_text(tenant, class_name, parts[5])
         else:
             self.host.class_info(tenant, class_name)  # an unknown class is 404 first
             raise not_found(path)
+        oid = ref.oid
         if n == 6 and method == "GET":
             return json_response(200, {"class": class_name, "id": oid.hex, "name": oid.name})
         if self.node is not None and not self.node.owns(oid.raw):
@@ -312,13 +315,11 @@ class Api:
         rest = parts[6]
         if rest == "storage" and method == "GET":
             return await self._storage(req, tenant, class_name, oid)
-        return await self._fetch(req, tenant, class_name, oid, "/" + rest)
+        return await self._fetch(req, ref, "/" + rest)
 
     # ---------------------------------------------------------------- object traffic
 
-    async def _fetch(
-        self, req: HttpRequest, tenant: str, class_name: str, oid: ObjectId, path: str
-    ) -> HttpResponse:
+    async def _fetch(self, req: HttpRequest, ref: ObjectRef, path: str) -> HttpResponse:
         headers = [(k, v) for k, v in req.headers if k not in DROP_REQUEST_HEADERS]
         connection = req.header("connection")
         if connection is not None and connection.lower() not in ("keep-alive", "close"):
@@ -329,14 +330,14 @@ class Api:
         if ws_key is not None:
             headers.append(("upgrade", "websocket"))  # the object sees what was asked
         request = Request(req.method, path, req.query, headers, req.body)
-        usage = self.state.usage.get(tenant)
-        key = (class_name, oid.raw)
+        usage = self.state.usage.get(ref.tenant)
+        key = (ref.class_name, ref.oid.raw)
         usage.admit(key)
         try:
             if ws_key is None:
-                resp = await self.host.fetch(tenant, class_name, oid, request)
+                resp = await self.host.fetch_object(ref, request)
             else:
-                got = await self.host.fetch_upgrade(tenant, class_name, oid, request, ws_key)
+                got = await self.host.fetch_upgrade(ref, request, ws_key)
                 if not isinstance(got, Response):
                     return UpgradeResponse(
                         101,

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 import wasmtime
 
 from dohost.core.errors import Code, DohostError
-from dohost.core.ids import ObjectId, id_from_name, id_from_string, new_class_key
+from dohost.core.ids import ID_BYTES, ObjectId, id_from_name, id_from_string, new_class_key
 from dohost.core.limits import EventLimits
 from dohost.core.names import check_name
 from dohost.runtime.activation import Activation, CompiledClass
@@ -32,12 +32,16 @@ ID_CACHE_SIZE = 65_536
 
 @dataclass
 class ClassRuntime:
+    """One version of a class. The registry replaces it (a new object) on deploy and
+    drops it with its tenant; `superseded` then says that holders must look it up again."""
+
     row: ClassRow
     compiled: CompiledClass | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
     # Deferred update: live activations of older versions keep serving until this wall
     # time (ms). None: the update is immediate.
     deferred_until_ms: float | None = None
+    superseded: bool = False
 
     @property
     def version(self) -> int:
@@ -70,6 +74,16 @@ class ClassRuntime:
                 self._verified.clear()
             self._verified[oid.raw] = known
         return known if oid.name is None else ObjectId(known.raw, oid.name)
+
+    def id_from_string(self, text: str) -> ObjectId:
+        """`core.ids.id_from_string` for this class, through the cache of verified ids."""
+        try:
+            raw = bytes.fromhex(text)
+        except ValueError:
+            raw = b""
+        if len(raw) == ID_BYTES and raw.hex() == text:  # the canonical form only
+            return self.verified_id(ObjectId(raw))
+        return id_from_string(self.class_key, text)  # refused, with the reason
 
 
 class _NoStorage:
@@ -173,6 +187,7 @@ class ClassRegistry:
         cls = self.get(tenant, name)
         del self._classes[(tenant, name)]
         self._retiring[(tenant, name)] = cls
+        cls.superseded = True
         return cls
 
     def restore(self, cls: ClassRuntime) -> None:
@@ -180,6 +195,7 @@ class ClassRegistry:
         key = (cls.row.tenant, cls.row.name)
         self._retiring.pop(key, None)
         self._classes[key] = cls
+        cls.superseded = False
 
     def retired(self, tenant: str, name: str) -> None:
         self._retiring.pop((tenant, name), None)
@@ -199,11 +215,12 @@ class ClassRegistry:
         assert row is not None
         moved = ClassRuntime(row, cls.compiled, deferred_until_ms=cls.deferred_until_ms)
         self._classes[(row.tenant, new)] = moved
+        cls.superseded = True
         return moved
 
     def forget_tenant(self, tenant: str) -> None:
         for key in [k for k in self._classes if k[0] == tenant]:
-            del self._classes[key]
+            self._classes.pop(key).superseded = True
 
     def compiled(self, cls: ClassRuntime) -> CompiledClass:
         """The linked module of the class's current version (worker thread: may compile)."""
@@ -274,6 +291,8 @@ class ClassRegistry:
         row = self._system.put_class_version(tenant, name, sha, storage, key)
         cls = ClassRuntime(row, compiled, deferred_until_ms=deferred_until_ms)
         self._classes[(tenant, name)] = cls
+        if existing is not None:
+            existing.superseded = True
         return cls
 
     def module_of_version(self, tenant: str, name: str, version: int) -> bytes:

@@ -28,7 +28,7 @@ from dohost.core.alarm_schedule import AlarmRun
 from dohost.core.calls import DEFAULT_MAX_CALL_DEPTH
 from dohost.core.envelopes import Request, Response, encode_request
 from dohost.core.errors import Code, DohostError
-from dohost.core.ids import ObjectId, id_from_name, id_from_string, new_unique_id
+from dohost.core.ids import ObjectId, new_unique_id
 from dohost.core.limits import EventLimits
 from dohost.core.names import check_name
 from dohost.core.websocket import (
@@ -38,7 +38,7 @@ from dohost.core.websocket import (
 )
 from dohost.runtime import crossing
 from dohost.runtime.engine import EngineSettings, EpochTicker, make_engine
-from dohost.runtime.event import EventResult
+from dohost.runtime.event import EventOutcome
 from dohost.runtime.linker import build_linker
 from dohost.runtime.module_loader import WASM_MAGIC, ModuleCache
 from dohost.server import class_lifecycle
@@ -72,6 +72,21 @@ class ClassInfo:
     @classmethod
     def of(cls, c: ClassRuntime, size: int) -> ClassInfo:
         return cls(c.row.tenant, c.row.name, c.row.version, c.row.sha256, c.row.storage, size)
+
+
+@dataclass(frozen=True, slots=True)
+class ObjectRef:
+    """An object resolved once per request (`Host.resolve`): its tenant, its class (the
+    version current then; the supervisor looks again if a deploy replaced it) and its
+    MAC-checked id."""
+
+    tenant: str
+    cls: ClassRuntime
+    oid: ObjectId
+
+    @property
+    def class_name(self) -> str:
+        return self.cls.row.name
 
 
 class Host:
@@ -316,22 +331,39 @@ class Host:
     # ------------------------------------------------------------------ ids
 
     def id_from_name(self, tenant: str, class_name: str, name: str) -> ObjectId:
-        return id_from_name(self.classes.get(tenant, class_name).class_key, name)
+        return self.classes.get(tenant, class_name).id_for_name(name)
 
     def new_unique_id(self, tenant: str, class_name: str) -> ObjectId:
         return new_unique_id(self.classes.get(tenant, class_name).class_key)
 
     def id_from_string(self, tenant: str, class_name: str, text: str) -> ObjectId:
-        return id_from_string(self.classes.get(tenant, class_name).class_key, text)
+        return self.classes.get(tenant, class_name).id_from_string(text)
+
+    def resolve(self, tenant: str, class_name: str, obj: str | ObjectId) -> ObjectRef:
+        """An object by name or id, resolved once: the class's current version and the
+        id (a name MACed into an id, an id MAC-checked against the class key, both
+        through the class's cache), so a forged id or one of another class or tenant is
+        `invalid_id`."""
+        check_name("tenant", tenant)
+        cls = self.classes.get(tenant, class_name)
+        if isinstance(obj, ObjectId):
+            return ObjectRef(tenant, cls, cls.verified_id(obj))
+        return ObjectRef(tenant, cls, cls.id_for_name(obj))
+
+    def resolve_id_text(self, tenant: str, class_name: str, text: str) -> ObjectRef:
+        """`resolve` of an id in its text form (64 lower-case hex characters)."""
+        check_name("tenant", tenant)
+        cls = self.classes.get(tenant, class_name)
+        return ObjectRef(tenant, cls, cls.id_from_string(text))
 
     # ------------------------------------------------------------------ alarms
 
-    async def _deliver_alarm(self, entry: AlarmEntry, run: AlarmRun, kind: str) -> EventResult:
+    async def _deliver_alarm(self, entry: AlarmEntry, run: AlarmRun, kind: str) -> EventOutcome:
         """The alarm loop's way in: an alarm event (or clear) for one object."""
         try:
             self.classes.get(entry.tenant, entry.class_name)
         except DohostError:
-            return EventResult(extra={"alarm_state": "gone"})  # class or tenant deleted
+            return EventOutcome(alarm_state="gone")  # class or tenant deleted
         oid = ObjectId(entry.object_id, entry.name)
         return await self.supervisor.deliver(
             entry.tenant, entry.class_name, oid, kind, run.info(), expect_alarm=run.scheduled_ms
@@ -350,21 +382,16 @@ class Host:
 
     # ------------------------------------------------------------------ events
 
-    def _resolve(self, cls: ClassRuntime, obj: str | ObjectId) -> ObjectId:
-        if isinstance(obj, ObjectId):
-            # Re-check the MAC: an id minted for another class or tenant is refused here.
-            return cls.verified_id(obj)
-        return cls.id_for_name(obj)
-
     async def fetch(
         self, tenant: str, class_name: str, obj: str | ObjectId, request: Request
     ) -> Response:
         """Deliver a fetch event to an object (by name or id) and return its response."""
-        check_name("tenant", tenant)
-        cls = self.classes.get(tenant, class_name)
-        oid = self._resolve(cls, obj)
+        return await self.fetch_object(self.resolve(tenant, class_name, obj), request)
+
+    async def fetch_object(self, ref: ObjectRef, request: Request) -> Response:
+        """`fetch` to an object already resolved (`resolve`)."""
         result = await self.supervisor.deliver(
-            tenant, class_name, oid, "fetch", encode_request(request)
+            ref.tenant, ref.cls.row.name, ref.oid, "fetch", encode_request(request), cls=ref.cls
         )
         if result.error is not None:
             raise result.error
@@ -372,21 +399,24 @@ class Host:
         return result.response
 
     async def fetch_upgrade(
-        self, tenant: str, class_name: str, obj: str | ObjectId, request: Request, ws_key: str
+        self, ref: ObjectRef, request: Request, ws_key: str
     ) -> Response | WsConnection:
         """Deliver a WebSocket upgrade request (a valid RFC 6455 handshake whose
         Sec-WebSocket-Key is `ws_key`) as a fetch event. Returns the accepted connection
         (serve it with its `serve` after writing the 101), or the guest's response when
         it did not accept."""
-        check_name("tenant", tenant)
-        cls = self.classes.get(tenant, class_name)
-        oid = self._resolve(cls, obj)
         result = await self.supervisor.deliver(
-            tenant, class_name, oid, "fetch", encode_request(request), ws_upgrade_key=ws_key
+            ref.tenant,
+            ref.cls.row.name,
+            ref.oid,
+            "fetch",
+            encode_request(request),
+            ws_upgrade_key=ws_key,
+            cls=ref.cls,
         )
         if result.error is not None:
             raise result.error
-        ws = result.extra.get("ws")
+        ws = result.ws
         if ws is not None and ws.accepted is not None:
             conn = self.websockets.take_accepted(ws.accepted.id)
             if conn is not None:
@@ -396,7 +426,7 @@ class Host:
 
     async def _deliver_ws(
         self, tenant: str, class_name: str, oid: ObjectId, kind: str, data: bytes
-    ) -> EventResult | None:
+    ) -> EventOutcome | None:
         """The WebSocket registry's way in: one ws_message/ws_close/ws_error event."""
         cls = self.classes.get(tenant, class_name)
         compiled = cls.compiled
@@ -414,9 +444,8 @@ class Host:
         """Delete an object (by name or id): its running and queued events finish, its
         activation is dropped and its storage deleted durably. Events that arrive
         meanwhile wait, then find an empty object."""
-        check_name("tenant", tenant)
-        cls = self.classes.get(tenant, class_name)
-        oid = self._resolve(cls, obj)
+        ref = self.resolve(tenant, class_name, obj)
+        cls, oid = ref.cls, ref.oid
         self.websockets.close_object(
             (tenant, class_name, oid.raw), CLOSE_GOING_AWAY, "the object was deleted"
         )

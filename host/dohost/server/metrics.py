@@ -21,7 +21,7 @@ from prometheus_client import (
 )
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
-from dohost.runtime.event import EventResult
+from dohost.runtime.event import EventOutcome
 
 if TYPE_CHECKING:
     from dohost.server.host import Host
@@ -139,7 +139,7 @@ class Metrics:
     # ---------------------------------------------------------------- observer hooks
 
     def event(
-        self, tenant: str, class_name: str, kind: str, result: EventResult, seconds: float
+        self, tenant: str, class_name: str, kind: str, result: EventOutcome, seconds: float
     ) -> None:
         c = self._for(tenant, class_name)
         c.events.inc()
@@ -154,14 +154,13 @@ class Metrics:
             c.sql_read.inc(result.sql_rows_read)
         if result.sql_rows_written:
             c.sql_written.inc(result.sql_rows_written)
-        if result.extra.get("activation_s"):
+        if result.activation_s:
             c.activations.inc()
-        calls = result.extra.get("calls")
-        if calls:
-            self.calls.labels(tenant, class_name).inc(calls)
-            for code, n in result.extra.get("call_failures", {}).items():
+        if result.calls:
+            self.calls.labels(tenant, class_name).inc(result.calls)
+            for code, n in result.call_failures:
                 self.call_failures.labels(tenant, class_name, code).inc(n)
-        if kind == "alarm" and result.extra.get("alarm_state") not in ("gone", "moved"):
+        if kind == "alarm" and result.alarm_state is None:
             self.alarm_runs.labels(tenant, class_name).inc()
             if result.error is not None and not result.alarm_replaced:
                 self.alarm_retries.labels(tenant, class_name).inc()

@@ -26,7 +26,7 @@ import contextlib
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
 import trio
@@ -36,7 +36,7 @@ from dohost.core.ids import ObjectId
 from dohost.core.limits import EventLimits
 from dohost.runtime import ws_imports
 from dohost.runtime.activation import Activation
-from dohost.runtime.event import EventResult, ObjectIdent, OffloadRequest, check_alarm
+from dohost.runtime.event import EventOutcome, ObjectIdent, OffloadRequest, check_alarm
 from dohost.server.calls import CallRouter, EventNode
 from dohost.server.tenant_limits import TenantLimits
 from dohost.storage.alarm_index import AlarmEntry
@@ -143,7 +143,7 @@ class SupervisorObserver(Protocol):
     loop thread; must be cheap and must not raise."""
 
     def event(
-        self, tenant: str, class_name: str, kind: str, result: EventResult, seconds: float
+        self, tenant: str, class_name: str, kind: str, result: EventOutcome, seconds: float
     ) -> None:
         """One event was delivered (`seconds`: from delivery to release, queueing,
         execution and the durable commit included)."""
@@ -243,15 +243,17 @@ class Supervisor:
         expect_alarm: int | None = None,
         parent: EventNode | None = None,
         ws_upgrade_key: str | None = None,
-    ) -> EventResult:
+        cls: ClassRuntime | None = None,
+    ) -> EventOutcome:
         """Run one event on an object and return its result once it may be released.
 
         kind is "fetch", "alarm" (only if the object's alarm is still `expect_alarm`:
-        otherwise result.extra["alarm_state"] says "gone" or "moved") or "alarm_clear"
+        otherwise the outcome's `alarm_state` says "gone" or "moved") or "alarm_clear"
         (drop that alarm without running guest code). `parent` is the calling event's
         node when the event is an object call (server/calls.py). kind may also be
         "ws_message", "ws_close" or "ws_error" (server/websockets.py); `ws_upgrade_key`
-        marks a fetch that may accept a WebSocket upgrade."""
+        marks a fetch that may accept a WebSocket upgrade. `cls`: the class as the
+        caller resolved it (looked up again if a deploy has replaced it since)."""
         if self.closing:
             raise DohostError(
                 Code.SHUTTING_DOWN, "the host is shutting down; retry on another instance"
@@ -274,7 +276,8 @@ class Supervisor:
             self._reset_slot(slot)
         slot.holder = EventNode(slot, parent)
         try:
-            cls = self._classes.get(tenant, class_name)
+            if cls is None or cls.superseded:  # the version current when the event starts
+                cls = self._classes.get(tenant, class_name)
             if slot.activation is None:
                 if self.resident + self.creating >= self.max_resident:
                     # An object call does not wait: its caller holds a slot, and a chain of
@@ -298,7 +301,7 @@ class Supervisor:
                 if result.offload:
                     if result.offload_cpu:  # a blocking import is no reason to stay away
                         self._heavy(slot)
-                    elif result.extra.get("offload_call"):  # (not heavy: it waits, not runs)
+                    elif result.offload_call:  # (not heavy: it waits, not runs)
                         slot.calls_until = trio.current_time() + HEAVY_FOR_S
                     self.stats.offloads += 1
                     result = None
@@ -332,16 +335,23 @@ class Supervisor:
             yielded = yielded or not result.ticket.done
             err = await wait_ticket(result.ticket)
             if err is not None:
-                if result.error is None:
+                error = result.error
+                if error is None:
                     self.stats.errors += 1
-                    result.error = DohostError(
+                    error = DohostError(
                         Code.STORAGE_ERROR, f"the event's writes were not stored: {err.message}"
                     )
                 self.stats.storage_failures += 1
                 self._reset_after_storage_failure(slot)
-                result.response = None
-                result.alarm_changed = result.alarm_replaced = False
-                result.extra.pop("ws", None)  # nothing of a failed event leaves the host
+                # Nothing of a failed event leaves the host.
+                result = replace(
+                    result,
+                    error=error,
+                    response=None,
+                    alarm_changed=False,
+                    alarm_replaced=False,
+                    ws=None,
+                )
         if (
             result.alarm_changed
             and result.alarm is not None
@@ -351,7 +361,7 @@ class Supervisor:
             self.on_alarm_committed(
                 AlarmEntry(tenant, class_name, oid.raw, slot.name, cls.row.storage, result.alarm)
             )
-        ws = result.extra.get("ws")
+        ws = result.ws
         if ws is not None and self.websockets is not None:
             self.websockets.apply(slot.key, oid, ws)
         if self.observer is not None:
@@ -404,7 +414,7 @@ class Supervisor:
         inline_ticks: int,
         expect_alarm: int | None = None,
         ws_upgrade_key: str | None = None,
-    ) -> EventResult:
+    ) -> EventOutcome:
         """Run an event with the slot lock held by the delivering task: on a worker
         thread, or (inline_ticks > 0) as an inline attempt on the loop thread."""
         try:
@@ -467,15 +477,16 @@ class Supervisor:
                 # instance with it (its constructor's writes rolled back) and the worker's
                 # run makes the activation that counts, as in the metrics.
                 self.stats.activations += 1
-            result.extra["activation_s"] = activation_s
+            if activation_s > 0.0:
+                result = replace(result, activation_s=activation_s)
             if act.broken:
                 slot.activation = None
                 self.resident -= 1
             return result
         except OffloadRequest as o:
-            return EventResult(offload=True, offload_cpu=o.cpu)
+            return EventOutcome(offload=True, offload_cpu=o.cpu)
         except DohostError as e:
-            return EventResult(error=e)
+            return EventOutcome(error=e)
 
     def _alarm_indexer(self, slot: ObjectSlot, backend: str) -> Callable[[int], None]:
         index = self.index_alarm

@@ -52,13 +52,13 @@ from dohost.core.websocket import (
 from dohost.runtime.ws_imports import WsClose, WsEvent, WsKey, WsSend
 
 if TYPE_CHECKING:
-    from dohost.runtime.event import EventResult
+    from dohost.runtime.event import EventOutcome
 
 log = logging.getLogger("dohost.websockets")
 
 # Delivers one WebSocket event (kind, CBOR input) to an object; None when the object's
 # class does not export that event (it is skipped without waking the object).
-Deliver = Callable[[str, str, ObjectId, str, bytes], Awaitable["EventResult | None"]]
+Deliver = Callable[[str, str, ObjectId, str, bytes], Awaitable["EventOutcome | None"]]
 
 RECV_BYTES = 65_536
 # After the host sends a close frame: how long the client has to answer before the TCP
