@@ -50,7 +50,7 @@ Attack = Callable[[trio.Event], Awaitable[None]]
 
 
 async def p99_during(
-    host: Host, attack: Attack, rounds: int = 3, settle: Callable[[], bool] | None = None
+    host: Host, attack: Attack, rounds: int = 5, settle: Callable[[], bool] | None = None
 ) -> tuple[list[float], list[float]]:
     """The quiet tenant's p99 per round, without and with `attack` running (it runs until
     the event it is given is set). `settle`, if given, is polled (bounded) before each

@@ -229,6 +229,9 @@ def serve() -> int:
     """The fork server's loop (see _Server). Single-threaded, so forking is safe."""
     import dohost.runtime.module_loader  # noqa: F401  (preload: each child starts warm)
 
+    with contextlib.suppress(OSError):
+        os.nice(19)  # below the host's loop and workers, as its children are
+
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     while True:
         sizes = _read_exact(stdin, 8)
