@@ -97,6 +97,10 @@ def _table(title: str | None, columns: list[str], rows: list[list[str]]) -> None
     Console(width=None if sys.stdout.isatty() else 10_000).print(table)
 
 
+def table(columns: list[str], rows: list[list[str]]) -> None:
+    _table(None, columns, rows)
+
+
 def _shown(data: bytes) -> str:
     """Bytes for a table cell: the text when it is printable UTF-8, else base64."""
     try:
@@ -305,10 +309,16 @@ def objects(class_name: str, url: str, token: str | None) -> None:
 @url_option
 @token_option
 def storage(class_name: str, obj: str, by_id: bool, url: str, token: str | None) -> None:
-    """Show the stored keys and values of OBJECT (read-only)."""
+    """Show the stored keys and values of OBJECT (read-only), and the tables of a
+    sqlite-backed class's object (its first 20 rows each; `dohost sql` for more)."""
     with connect(url, token) as client:
         rows = [[_shown(k), _shown(v)] for k, v in client.iter_storage(class_name, obj, by_id)]
+        backend = client.get_class(class_name).storage
     _table(None, ["key", "value"], rows)
+    if backend == "sqlite":
+        from dohost.cli_inspect import show_tables
+
+        show_tables(url, token, class_name, obj, by_id)
 
 
 @click.command("rm")

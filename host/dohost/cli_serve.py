@@ -101,6 +101,11 @@ def _parse_quota(text: str) -> object:
     help="With --processes > 1: seconds a node waits for the owner of a forwarded "
     "request before answering 503 owner_unavailable.",
 )
+@click.option(
+    "--access-log",
+    is_flag=True,
+    help="Print one line per event on stderr: method, path, object, status, duration, CPU.",
+)
 def serve(
     data_dir: Path,
     host: str,
@@ -115,6 +120,7 @@ def serve(
     ws_max_connections_per_object: int,
     processes: int | None,
     forward_timeout: float,
+    access_log: bool,
 ) -> None:
     """Serve the HTTP API (docs/http-api.md) for many tenants until SIGINT/SIGTERM."""
     from dohost.server.quotas import parse_quota_option
@@ -141,6 +147,7 @@ def serve(
         quotas=defaults,
         ws_max_message_bytes=ws_max_message_bytes,
         ws_max_connections_per_object=ws_max_connections_per_object,
+        access_log=access_log,
     )
     if processes is None:
         processes = 1

@@ -103,6 +103,9 @@ class Activation:
         # The tenant's log rate (server/tenant_limits.py): (tenant, bytes) -> write it?
         # A line it refuses is dropped (and counted there).
         self.log_gate: Callable[[str, int], bool] | None = None
+        # Guest log lines for server/tail.py; set after instantiation, so the lines of
+        # `_initialize` reach only the Python log.
+        self.on_log: Callable[[ObjectIdent, int, str], None] | None = None
 
         store = wasmtime.Store(compiled.engine)
         store.set_limits(
@@ -256,10 +259,39 @@ class Activation:
             return DohostError(
                 Code.CPU_LIMIT, f"exceeded the CPU time limit of {self.limits.cpu_ms} ms {where}"
             )
-        name = code.name.lower().replace("_", " ") if code is not None else "trap"
-        return DohostError(
-            Code.OBJECT_ERROR, f"wasm trap {where}: {name}: {_first_line(t.message)}"
-        )
+        name = code.name.lower().replace("_", " ") if code is not None else _trap_cause(t)
+        return DohostError(Code.OBJECT_ERROR, f"wasm trap {where}: {name}{_backtrace(t)}")
+
+
+MAX_FRAMES = 24  # of a trap's backtrace in its message (the innermost ones)
+
+
+def _trap_cause(t: wasmtime.Trap) -> str:
+    """The trap's own words (after "Caused by:"), for a trap without a trap code."""
+    lines = [ln.strip() for ln in t.message.splitlines() if ln.strip()]
+    if "Caused by:" in lines:
+        rest = lines[lines.index("Caused by:") + 1 :]
+        if rest:
+            return rest[0].removeprefix("wasm trap: ")
+    return _first_line(t.message)
+
+
+def _backtrace(t: wasmtime.Trap) -> str:
+    """`; wasm backtrace: handle_incr @0x1a2 <- on_fetch @0x2b0 <- dohost_fetch @0x2f1`,
+    innermost first, bounded: one line, so the error body, the log and the CLI keep it.
+    Functions without a name (a stripped module) show as func[index]."""
+    try:
+        frames = t.frames
+    except Exception:
+        return ""
+    parts = []
+    for f in frames[:MAX_FRAMES]:
+        name = f.func_name or f"func[{f.func_index}]"
+        parts.append(f"{name[:120]} @{f.module_offset:#x}")
+    if not parts:
+        return ""
+    more = f" <- ({len(frames) - MAX_FRAMES} more)" if len(frames) > MAX_FRAMES else ""
+    return "; wasm backtrace: " + " <- ".join(parts) + more
 
 
 def _first_line(text: str) -> str:

@@ -89,7 +89,14 @@ class ObjectIdent:
     name: str | None = None  # when the host knows it (object_info)
 
     def tag(self) -> str:
-        return f"{self.tenant}/{self.class_name}/{self.object_hex[:16]}"
+        """tenant/class/object: the object's name when known, else its id's first 16 hex."""
+        obj = self.name if self.name is not None else self.object_hex[:16]
+        return f"{self.tenant}/{self.class_name}/{obj}"
+
+    @property
+    def label(self) -> str:
+        """The object's name when known, else its whole id."""
+        return self.name if self.name is not None else self.object_hex
 
 
 AlarmState = Literal["gone", "moved"]
@@ -153,6 +160,8 @@ class EventHost(Protocol):
     ws_key: WsKey
     wall_ms: Callable[[], float]
     log_gate: Callable[[str, int], bool] | None  # the tenant's log rate (None: no limit)
+    # Each guest log line as it reaches the log (server/tail.py: `dohost tail`, `dev`).
+    on_log: Callable[[ObjectIdent, int, str], None] | None
 
     def set_deadline(self, ticks: int) -> None:
         """Arm the store's epoch deadline `ticks` from now."""
@@ -533,16 +542,14 @@ class Event:
         ident = self.host.ident
         extra = {"tenant": ident.tenant, "class_name": ident.class_name, "object": ident.object_hex}
         gate = self.host.log_gate
+        on_log = self.host.on_log
         for level, text in lines:
             if gate is not None and not gate(ident.tenant, len(text)):
                 continue  # over the tenant's log rate: dropped (and counted by the gate)
-            guest_log.log(
-                _LOG_LEVELS[level],
-                "[%s] %s",
-                ident.tag(),
-                text[:MAX_LOG_BYTES].decode("utf-8", "replace"),
-                extra=extra,
-            )
+            line = text[:MAX_LOG_BYTES].decode("utf-8", "replace")
+            if on_log is not None:
+                on_log(ident, level, line)
+            guest_log.log(_LOG_LEVELS[level], "[%s] %s", ident.tag(), line, extra=extra)
 
 
 def check_alarm(storage: ObjectStorage, kind: str, expect: int | None) -> EventOutcome | None:

@@ -215,8 +215,10 @@ class AlarmScheduler:
             log.exception("alarm delivery failed for %s/%s", p.entry.tenant, p.entry.class_name)
         finally:
             self._running.discard(key)
-            if key in self._pending:
-                self._wake.set()  # it was rescheduled while running: look again
+            # Look again: it may have been rescheduled while running, and a quiet loop
+            # applies the index removal of the alarm that just fired now, not when it
+            # next wakes (maybe an hour later; `dohost alarms` read the index meanwhile).
+            self._wake.set()
             self._changed.set()
             self._changed = trio.Event()
 

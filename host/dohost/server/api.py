@@ -19,6 +19,8 @@
     ANY    /v1/classes/{class}/ids/{id}/{path...}         tenant: the same, by id
     GET|POST /v1/tokens, GET|DELETE /v1/tokens/{id}, POST /v1/tokens/{id}/rotate
                                                           tenant: scoped tokens (api_tokens.py)
+    GET    /v1/tail, GET /v1/alarms                       tenant (api_dev.py)
+    POST   /v1/classes/{class}/objects/{name}/storage/sql tenant, read-only SQL (api_dev.py)
 
 A tenant sees only its own classes and objects: anything of another tenant answers
 exactly as if it did not exist (404); a scoped token sees other classes of its tenant
@@ -40,7 +42,7 @@ from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
 from dohost.core.token_scope import Scope
 from dohost.core.websocket import accept_token, handshake_key
-from dohost.server import api_admin, api_classes, api_tokens, node_routes, openapi
+from dohost.server import api_admin, api_classes, api_dev, api_tokens, node_routes, openapi
 from dohost.server.api_util import (
     ERROR_HEADER,
     JSON_TYPE,
@@ -197,6 +199,10 @@ class Api:
         if path == "/v1/tenants" or path.startswith("/v1/tenants/"):
             self._admin(req)
             return await api_admin.handle(self.state, req, path[len("/v1/tenants") :])
+        if path in api_dev.ROUTES:
+            principal = self._tenant(req, labels)
+            assert principal.tenant is not None
+            return await api_dev.handle(self.state, req, principal, path)
         if path.startswith("/v1/") or path == "/v1":
             # Unknown v1 routes still need a valid token, so they reveal nothing.
             self._principal(req)
@@ -315,6 +321,8 @@ class Api:
         rest = parts[6]
         if rest == "storage" and method == "GET":
             return await self._storage(req, tenant, class_name, oid)
+        if rest == "storage/sql" and method == "POST":
+            return await api_dev.sql(self.state, req, tenant, class_name, oid)
         return await self._fetch(req, ref, "/" + rest)
 
     # ---------------------------------------------------------------- object traffic

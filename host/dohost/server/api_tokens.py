@@ -60,9 +60,11 @@ def check_class_route(scope: Scope, req: HttpRequest) -> None:
     """Raise unless a `/v1/classes/{class}...` request is inside `scope`."""
     parts = req.path.split("/", 6)  # ['', 'v1', 'classes', class, kind, object, rest]
     object_traffic = len(parts) == 7 and parts[4] in ("objects", "ids")
+    method = req.method
     if object_traffic and parts[6] == "storage" and req.method == "GET":
         object_traffic = False  # the storage inspection route, not the object's own
-    method = req.method
+    if object_traffic and parts[6] == "storage/sql" and req.method == "POST":
+        object_traffic, method = False, "GET"  # read-only SQL inspection (api_dev.py)
     upgrade = req.header("upgrade")
     if upgrade is not None and upgrade.lower() == "websocket":
         method = "WEBSOCKET"  # a connection that writes both ways is never read-only

@@ -48,6 +48,7 @@ from dohost.server.deploy_queue import DeployQueue
 from dohost.server.executor import WorkerPool
 from dohost.server.startup import prepare_data_dir
 from dohost.server.supervisor import Supervisor
+from dohost.server.tail import TailHub, TailRecord
 from dohost.server.websockets import WebSockets, WsConnection
 from dohost.storage.alarm_index import AlarmEntry, AlarmIndex
 from dohost.storage.api import Durability
@@ -140,6 +141,7 @@ class Host:
         )
         self._max_module_bytes = max_module_bytes
         self._stack: contextlib.AsyncExitStack | None = None
+        self.tail = TailHub()  # live events and guest log lines (server/tail.py)
         self._drain_scope = trio.CancelScope()
         self.wall_ms: Callable[[], float] = wall_clock_ms or (lambda: time.time() * 1000.0)
         self._alarm_jitter = alarm_jitter or random.random
@@ -203,6 +205,10 @@ class Host:
             self.supervisor.wall_ms = self.wall_ms
             self.supervisor.calls.max_depth = self.max_call_depth
             stack.callback(self.supervisor.close_all)
+            self.tail.attach(trio.lowlevel.current_trio_token())
+            self.supervisor.on_log = lambda ident, level, text: self.tail.guest_line(
+                ident.tenant, ident.class_name, ident.label, level, text
+            )
             max_message, per_object, queue = self._ws_options
             self.websockets = WebSockets(
                 self._deliver_ws,
@@ -365,9 +371,13 @@ class Host:
         except DohostError:
             return EventOutcome(alarm_state="gone")  # class or tenant deleted
         oid = ObjectId(entry.object_id, entry.name)
-        return await self.supervisor.deliver(
+        t0 = time.perf_counter()
+        result = await self.supervisor.deliver(
             entry.tenant, entry.class_name, oid, kind, run.info(), expect_alarm=run.scheduled_ms
         )
+        if self.tail.active and kind == "alarm" and result.alarm_state is None:
+            self._tail_event("alarm", entry.tenant, entry.class_name, oid, None, result, t0)
+        return result
 
     def pending_alarms(
         self, tenant: str | None = None, class_name: str | None = None
@@ -390,9 +400,12 @@ class Host:
 
     async def fetch_object(self, ref: ObjectRef, request: Request) -> Response:
         """`fetch` to an object already resolved (`resolve`)."""
+        t0 = time.perf_counter()
         result = await self.supervisor.deliver(
             ref.tenant, ref.cls.row.name, ref.oid, "fetch", encode_request(request), cls=ref.cls
         )
+        if self.tail.active:
+            self._tail_event("request", ref.tenant, ref.cls.row.name, ref.oid, request, result, t0)
         if result.error is not None:
             raise result.error
         assert result.response is not None
@@ -405,6 +418,7 @@ class Host:
         Sec-WebSocket-Key is `ws_key`) as a fetch event. Returns the accepted connection
         (serve it with its `serve` after writing the 101), or the guest's response when
         it did not accept."""
+        t0 = time.perf_counter()
         result = await self.supervisor.deliver(
             ref.tenant,
             ref.cls.row.name,
@@ -414,6 +428,8 @@ class Host:
             ws_upgrade_key=ws_key,
             cls=ref.cls,
         )
+        if self.tail.active:
+            self._tail_event("request", ref.tenant, ref.cls.row.name, ref.oid, request, result, t0)
         if result.error is not None:
             raise result.error
         ws = result.ws
@@ -423,6 +439,40 @@ class Host:
                 return conn
         assert result.response is not None
         return result.response
+
+    def _tail_event(
+        self,
+        kind: str,
+        tenant: str,
+        class_name: str,
+        oid: ObjectId,
+        request: Request | None,
+        result: EventOutcome,
+        t0: float,
+    ) -> None:
+        """One event's record for `dohost tail` / `dohost dev` (only while someone reads)."""
+        err = result.error
+        status = result.response.status if result.response is not None else 0
+        if err is not None:
+            status = err.code.http_status
+        path = ""
+        if request is not None:
+            path = request.path + (f"?{request.query}" if request.query else "")
+        self.tail.publish(
+            TailRecord(
+                kind,
+                tenant,
+                class_name,
+                oid.name if oid.name is not None else oid.hex,
+                time.time() * 1000,
+                method=request.method if request is not None else "",
+                path=path,
+                status=status,
+                duration_ms=(time.perf_counter() - t0) * 1000,
+                cpu_ms=result.cpu_s * 1000,
+                error=str(err) if err is not None else "",
+            )
+        )
 
     async def _deliver_ws(
         self, tenant: str, class_name: str, oid: ObjectId, kind: str, data: bytes

@@ -31,6 +31,7 @@ from dohost.server.http_types import (
     HttpRequest,
     HttpResponse,
     ServerLimits,
+    StreamResponse,
     UpgradeResponse,
 )
 
@@ -457,6 +458,9 @@ class _Connection:
                     request.path,
                 )
                 response = _INTERNAL_ERROR
+            if isinstance(response, StreamResponse):
+                await self._send_streamed(response, request.method == "HEAD")
+                return
             self.served += 1
             # Bytes after an upgrade request belong to the other protocol, so plain HTTP
             # cannot go on after declining it.
@@ -595,6 +599,38 @@ class _Connection:
             return
         while await self._recv():
             pass
+
+    async def _send_streamed(self, response: StreamResponse, is_head: bool) -> None:
+        """Send a chunked body as `produce` writes it; close the connection after it.
+        Server shutdown ends the stream (it would otherwise hold the drain)."""
+        head = _encode_response(
+            HttpResponse(response.status, [*response.headers, ("connection", "close")]),
+            False,
+            False,
+            False,
+        )[0]
+        head = head.replace(b"Content-Length: 0\r\n", b"Transfer-Encoding: chunked\r\n", 1)
+        await self._send(head)
+        if is_head:
+            return
+
+        async def write(data: bytes) -> None:
+            if data:
+                await self._send(b"%x\r\n" % len(data), data + b"\r\n")
+                self.phase = _BUSY
+                self.deadline = _NEVER
+
+        async with trio.open_nursery() as nursery:
+
+            async def stop_at_shutdown() -> None:
+                await self._server._shutdown.wait()
+                nursery.cancel_scope.cancel()
+
+            nursery.start_soon(stop_at_shutdown)
+            await response.produce(write)
+            nursery.cancel_scope.cancel()
+        await self._send(b"0\r\n\r\n")
+        await self._close_after_response()
 
     async def _upgrade(self, response: UpgradeResponse) -> None:
         try:

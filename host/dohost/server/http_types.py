@@ -21,6 +21,8 @@ __all__ = [
     "HttpRequest",
     "HttpResponse",
     "ServerLimits",
+    "StreamResponse",
+    "StreamWriter",
     "UpgradeHandler",
     "UpgradeResponse",
 ]
@@ -99,6 +101,20 @@ class UpgradeResponse(HttpResponse):
     # be written, the request turned out not to be an upgrade), so the handler can let go
     # of what it set up for the new protocol.
     on_abandon: Callable[[], None] | None = field(default=None, kw_only=True)
+
+
+StreamWriter = Callable[[bytes], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class StreamResponse(HttpResponse):
+    """A response whose body is produced over time (`dohost tail`): the server writes
+    `status` and `headers` with `Transfer-Encoding: chunked`, then awaits
+    `produce(write)`; each `write(data)` sends one chunk (waiting, under the send
+    timeout, while the client does not read). The connection closes after the stream,
+    which ends when `produce` returns or the server shuts down."""
+
+    produce: Callable[[StreamWriter], Awaitable[None]] = field(kw_only=True)
 
 
 Handler = Callable[[HttpRequest], Awaitable[HttpResponse]]

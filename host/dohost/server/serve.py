@@ -34,8 +34,9 @@ from dohost.server.http_server import serve_http
 from dohost.server.http_types import ServerLimits
 from dohost.server.node import NodeContext, NodeRole, watch_parent
 from dohost.server.quotas import Quotas
-from dohost.server.startup import listen_error, prepare_data_dir
+from dohost.server.startup import listen_error_of, prepare_data_dir
 from dohost.server.state import ServerState
+from dohost.server.tail import TailRecord
 from dohost.server.tenancy import load_admin_token, remove_orphan_tenant_dirs
 
 log = logging.getLogger("dohost.serve")
@@ -54,6 +55,7 @@ class ServeConfig:
     ws_max_message_bytes: int = 1024 * 1024
     ws_max_connections_per_object: int = 32_768
     node: NodeRole | None = None  # one node of `--processes N` (server/parent.py)
+    access_log: bool = False  # one line per event on stderr (server/tail.py)
 
 
 async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -74,6 +76,8 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
     )
     node = NodeContext(config.node) if config.node is not None else None
     async with host:
+        if config.access_log:
+            host.tail.add_listener(_access_log)
         if node is None:
             # (The parent of `--processes N` does this before any node starts.)
             known = {row.name for row in host.system.tenants()}
@@ -127,10 +131,7 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
                         )
                     )
                 except BaseException as e:
-                    failed = _os_error_in(e)
-                    if failed is None:
-                        raise
-                    raise listen_error(failed, config.host, config.port) from None
+                    raise listen_error_of(e, config.host, config.port) from None
                 url = _url(bound)
                 print(f"dohost listening on {url}", flush=True)
                 if node is None:
@@ -146,16 +147,9 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
         print("dohost stopped", file=sys.stderr, flush=True)
 
 
-def _os_error_in(e: BaseException) -> OSError | None:
-    """The OSError of a failed listen, also inside trio's exception groups."""
-    if isinstance(e, OSError):
-        return e
-    if isinstance(e, BaseExceptionGroup):
-        for x in e.exceptions:
-            found = _os_error_in(x)
-            if found is not None:
-                return found
-    return None
+def _access_log(record: TailRecord) -> None:
+    if record.kind != "log":
+        print(record.line(), file=sys.stderr, flush=True)
 
 
 def print_admin_line(config: ServeConfig, admin_source: str) -> None:

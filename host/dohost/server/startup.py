@@ -19,6 +19,24 @@ from dohost.core.errors import Code, DohostError
 _LISTEN_STATE = "0A"  # TCP_LISTEN in /proc/net/tcp
 
 
+def listen_error_of(e: BaseException, host: str, port: int) -> BaseException:
+    """What a failed start of an HTTP listener should raise: the one-line error of the
+    OSError inside (also inside trio's exception groups), else the exception itself."""
+    failed = _os_error_in(e)
+    return e if failed is None else listen_error(failed, host, port)
+
+
+def _os_error_in(e: BaseException) -> OSError | None:
+    if isinstance(e, OSError):
+        return e
+    if isinstance(e, BaseExceptionGroup):
+        for x in e.exceptions:
+            found = _os_error_in(x)
+            if found is not None:
+                return found
+    return None
+
+
 def listen_error(exc: OSError, host: str, port: int) -> DohostError:
     """The error for a failed listen on (host, port)."""
     where = f"{host}:{port}"

@@ -214,6 +214,8 @@ class Supervisor:
         self.wall_ms: Callable[[], float] = lambda: time.time() * 1000.0
         self.wrap_storage: WrapStorage | None = None
         self.observer: SupervisorObserver | None = None
+        # Each guest log line with the object it came from (server/tail.py), any thread.
+        self.on_log: Callable[[ObjectIdent, int, str], None] | None = None
         # Object-to-object calls (server/calls.py): routing, chains, deadlock checks.
         self.calls = CallRouter(self)
         # WebSockets (server/websockets.py): the host's connection registry. Activations
@@ -463,6 +465,7 @@ class Supervisor:
                 if self.index_alarm is not None:
                     act.on_alarm_set = self._alarm_indexer(slot, cls.row.storage)
                 act.on_call = self.calls.hook(slot)
+                act.on_log = self.on_log
                 act.ws_host = self.websockets
                 act.ws_key = slot.key
                 slot.activation = act
