@@ -149,52 +149,15 @@ def run(
     sys.exit(trio.run(go))
 
 
-@cli.command()
-@data_dir_option
-@click.option("--tenant", default=None, help="Only this tenant's alarms.")
-@click.option("--class", "class_name", default=None, help="Only this class's alarms.")
-def alarms(data_dir: Path, tenant: str | None, class_name: str | None) -> None:
-    """List pending alarms of a data directory: object, due time, retry count."""
-    import datetime
-
-    from rich.console import Console
-    from rich.table import Table
-
-    from dohost.storage.alarm_index import AlarmIndex
-
-    path = data_dir / "alarms.db"
-    if not path.exists():
-        _fail(
-            f"{Code.NOT_FOUND.code}: no alarm index in {data_dir} (not a dohost data "
-            "directory, or no alarm was ever set); pass --data-dir the server's --data"
-        )
-    index = AlarmIndex(path)
-    try:
-        entries = index.entries(tenant, class_name)
-    finally:
-        index.close()
-    table = Table("tenant", "class", "object id", "name", "due (UTC)", "due ms", "retries")
-    for e in entries:
-        when = datetime.datetime.fromtimestamp(e.next_ms / 1000, datetime.UTC)
-        table.add_row(
-            e.tenant,
-            e.class_name,
-            e.object_id.hex(),
-            e.name if e.name is not None else "",
-            when.isoformat(timespec="milliseconds"),
-            str(e.next_ms),
-            str(e.retry_count),
-        )
-    Console(width=200).print(table)
-    click.echo(f"{len(entries)} pending alarm{'s' if len(entries) != 1 else ''}")
-
-
 def _register_commands() -> None:
+    from dohost import cli_dev, cli_inspect
     from dohost.cli_client import register
     from dohost.cli_serve import serve
 
     cli.add_command(serve)
     register(cli)
+    cli_dev.register(cli)
+    cli_inspect.register(cli)
 
 
 _register_commands()

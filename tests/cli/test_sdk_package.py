@@ -1,0 +1,50 @@
+"""The guest SDKs ship inside the package: a build of the package holds them as plain
+files, and `dohost init` + `dohost build` work from that build alone (no checkout)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_package_build_carries_the_sdks_and_builds_a_project_with_them(tmp_path: Path) -> None:
+    lib = tmp_path / "lib"
+    r = subprocess.run(
+        [sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py",
+         "--build-lib", str(lib)],
+        cwd=ROOT, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    sdk = lib / "dohost" / "sdk"
+    for f in ("c/dohost.h", "c/json.c", "c/README.md", "zig/dohost.zig", "rust/src/lib.rs",
+              "assemblyscript/assembly/index.ts", "assemblyscript/package.json"):  # fmt: skip
+        assert (sdk / f).is_file() and not (sdk / f).is_symlink(), f
+    assert not (sdk / "assemblyscript" / "node_modules").exists()
+    assert not list(sdk.rglob("*.wasm"))
+    # Only that build on the path, from a directory far from the checkout.
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DOHOST_")}
+    env["PYTHONPATH"] = str(lib)
+    env.setdefault("ZIG_GLOBAL_CACHE_DIR", str(ROOT / ".zig-cache" / "global"))
+    work = tmp_path / "work"
+    work.mkdir()
+
+    def dohost(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-I", "-c", "import sys; sys.path.insert(0, sys.argv.pop(1)); "
+             "from dohost.cli import main; main()", str(lib), *args],
+            cwd=cwd, capture_output=True, text=True, timeout=600, env=env,
+        )  # fmt: skip
+
+    where = dohost("sdk", "c", cwd=work)
+    assert where.stdout.strip() == str((sdk / "c").resolve()), where.stderr
+    assert dohost("init", "pkg", "--lang", "c", cwd=work).returncode == 0
+    built = dohost("build", cwd=work / "pkg")
+    assert built.returncode == 0, built.stderr
+    assert (
+        str(sdk / "c") in " ".join(built.stderr.split()) or (work / "pkg/build/pkg.wasm").exists()
+    )
+    assert (work / "pkg" / "build" / "pkg.wasm").read_bytes()[:4] == b"\0asm"
