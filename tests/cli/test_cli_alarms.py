@@ -31,10 +31,10 @@ async def test_lists_pending_alarms(tmp_path: Path) -> None:
         oid = host.id_from_name("acme", "k", "room-1").hex
     r = alarms("--data-dir", str(data))
     assert r.returncode == 0, r.stderr
-    assert "room-1" in r.stdout and oid[:16] in r.stdout and str(due) in r.stdout
+    assert "room-1" in r.stdout and oid in r.stdout
     assert "2100-01-01T00:00:00.000" in r.stdout and "2 pending alarms" in r.stdout
     r = alarms("--data-dir", str(data), "--tenant", "acme", "--class", "k")
-    assert "1 pending alarm" in r.stdout and str(due + 1) not in r.stdout
+    assert "1 pending alarm" in r.stdout and "00:00:00.001" not in r.stdout
     r = alarms("--data-dir", str(data), "--tenant", "nobody")
     assert "0 pending alarms" in r.stdout
 

@@ -253,3 +253,26 @@ def test_serve_access_log_prints_one_line_per_event(tmp_path: Path) -> None:
         assert "quiet" not in s.stderr()  # guest log lines are not access log lines
     finally:
         assert s.stop() == 0
+
+
+def test_scoped_tokens_inspect_only_their_classes(server: ServerProcess) -> None:
+    t = server.new_tenant()
+    with server.client(t) as c:
+        assert c.put("/v1/classes/booking?storage=sqlite", content=BOOKING()).status_code == 201
+        assert c.put("/v1/classes/kv", content=KVTEST()).status_code == 201
+        scoped = c.post("/v1/tokens", json={"classes": ["booking"], "read_only": True}).json()
+        objects_only = c.post("/v1/tokens", json={"objects_only": True}).json()
+    sql = {"sql": "SELECT count(*) FROM tables"}
+    with server.client(scoped["token"]) as c:
+        # Read-only SQL is reading: a read-only token may inspect its class.
+        r = c.post("/v1/classes/booking/objects/x/storage/sql", json=sql)
+        assert r.status_code == 200, r.text
+        assert c.get("/v1/alarms?class=booking").status_code == 200
+        assert c.get("/v1/alarms").json()["error"]["code"] == "forbidden"  # name the class
+        assert c.get("/v1/alarms?class=kv").json()["error"]["code"] == "unknown_class"
+        r = c.post("/v1/classes/kv/objects/x/storage/sql", json=sql)
+        assert r.json()["error"]["code"] == "unknown_class"
+    with server.client(objects_only["token"]) as c:
+        assert c.get("/v1/alarms").json()["error"]["code"] == "forbidden"
+        r = c.post("/v1/classes/booking/objects/x/storage/sql", json=sql)
+        assert r.json()["error"]["code"] == "forbidden"
