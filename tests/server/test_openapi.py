@@ -36,7 +36,8 @@ SHAPES = [
     "/v1/classes/counter/objects/o", "/v1/classes/counter/objects/o/storage",
     "/v1/classes/counter/objects/o/incr", "/v1/classes/counter/objects/o/a/b",
     "/v1/classes/counter/ids/{id}", "/v1/classes/counter/ids/{id}/storage",
-    "/v1/classes/counter/ids/{id}/incr",
+    "/v1/classes/counter/ids/{id}/incr", "/v1/classes/counter/objects/o/storage/sql",
+    "/v1/classes/counter/ids/{id}/storage/sql", "/v1/alarms", "/v1/tail",
 ]  # fmt: skip
 
 
@@ -50,6 +51,8 @@ def body_for(method: str, shape: str, n: int) -> bytes:
         ("POST", "/v1/tokens"): {"classes": ["counter"], "expires_in_s": 60},
         ("POST", "/v1/classes/counter/rollback"): {"version": 1},
         ("POST", "/v1/classes/counter/rename"): {"to": f"renamed-{n}"},
+        ("POST", "/v1/classes/counter/objects/o/storage/sql"): {"sql": "SELECT 1 AS one"},
+        ("POST", "/v1/classes/counter/ids/{id}/storage/sql"): {"sql": "SELECT 1 AS one"},
     }
     found = bodies.get((method, shape))
     return json.dumps(found).encode() if found is not None else b""
@@ -72,7 +75,10 @@ class Env:
             await self.call("POST", "/v1/tenants", ADMIN_TOKEN, json.dumps({"name": t}).encode())
         )
         token = made["token"]
-        assert (await self.call("PUT", "/v1/classes/counter", token, COUNTER)).status == 201
+        # The SQL inspection route answers only for a sqlite-backed class.
+        storage = "sqlite" if shape.endswith("/storage/sql") else "kv"
+        deploy = await self.call("PUT", f"/v1/classes/counter?storage={storage}", token, COUNTER)
+        assert deploy.status == 201
         assert (await self.call("POST", "/v1/classes/counter/objects/o/incr", token)).status == 200
         oid = json_of(await self.call("GET", "/v1/classes/counter/objects/o", token))["id"]
         tok = json_of(await self.call("POST", "/v1/tokens", token, b"{}"))["id"]

@@ -103,6 +103,31 @@ SCHEMAS: dict[str, Any] = {
     "NewId": obj({"id": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}),
     "ObjectRef": obj({"class": STR, "id": STR, "name": NULL_STR}),
     "ObjectDeleted": obj({"class": STR, "id": STR, "deleted": {"const": True}}),
+    "SqlResult": obj(
+        {
+            "class": STR,
+            "id": STR,
+            "columns": {"type": "array", "items": STR},
+            "rows": {"type": "array", "items": {"type": "array"}},
+            "truncated": BOOL,
+        }
+    ),
+    "Alarms": obj(
+        {
+            "alarms": {
+                "type": "array",
+                "items": obj(
+                    {
+                        "class": STR,
+                        "id": STR,
+                        "name": NULL_STR,
+                        "due_ms": INT,
+                        "retry_count": INT,
+                    }
+                ),
+            }
+        }
+    ),
     "StoragePage": obj(
         {
             "class": STR,
@@ -247,6 +272,14 @@ def _object_routes(kind: str, param: dict[str, Any]) -> dict[str, Any]:
                 ],
             ),
         },
+        base + "/storage/sql": {
+            "post": op(
+                "A read-only SQL query on a sqlite-backed object (POST only)",
+                _json_response("SqlResult", "The rows (at most 1,000)"),
+                params=params,
+                body=json_body(obj({"sql": STR}, {"params": {"type": "array"}})),
+            ),
+        },
         base + "/{path}": fetch,
     }
 
@@ -336,6 +369,28 @@ def _paths() -> dict[str, Any]:
         },
         "/v1/classes": {
             "get": op("List classes", _json_response("ClassList", "Classes")),
+        },
+        "/v1/alarms": {
+            "get": op(
+                "The tenant's pending alarms, earliest first",
+                _json_response("Alarms", "Pending alarms"),
+                params=[query("class", STR, "Only this class")],
+            ),
+        },
+        "/v1/tail": {
+            "get": op(
+                "A live stream of the tenant's events and guest log lines",
+                {
+                    "description": "One JSON record per line; an empty line every 15 s",
+                    "content": {"application/x-ndjson": {"schema": {}}},
+                },
+                params=[
+                    query("class", STR, "Only this class"),
+                    query("object", STR, "Only this object (name or id)"),
+                    query("status", STR, "ok, error, or one HTTP status"),
+                    query("logs", {"enum": ["0", "1"]}, "0: events only"),
+                ],
+            ),
         },
         "/v1/classes/{class}": {
             "get": op("A class", _json_response("Class", "The class"), params=[CLASS]),
