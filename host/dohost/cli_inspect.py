@@ -80,7 +80,7 @@ def _local_alarms(
     """The alarm index of a data directory. A running server applies the removal of a
     fired alarm within moments; the index may still name an alarm whose event never
     committed (it is a superset), which the server's own list never shows."""
-    from dohost.storage.alarm_index import AlarmIndex
+    from dohost.storage.alarm_index import read_entries
 
     path = data_dir / "alarms.db"
     if not path.exists():
@@ -88,11 +88,8 @@ def _local_alarms(
             f"{Code.NOT_FOUND.code}: no alarm index in {data_dir} (not a dohost data "
             "directory, or no alarm was ever set); pass --data-dir the server's --data"
         )
-    index = AlarmIndex(path)
-    try:
-        entries = index.entries(tenant, class_name)
-    finally:
-        index.close()
+    # Read-only: safe beside a server that holds the data set (its lock is not taken).
+    entries = read_entries(path, tenant, class_name)
     return [
         {
             "tenant": e.tenant,

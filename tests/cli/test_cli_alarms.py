@@ -6,6 +6,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import trio
+
 from dohost import Host, Request
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -46,3 +48,18 @@ def test_not_a_data_directory(tmp_path: Path) -> None:
         and r.stderr.startswith("error: not_found: no alarm index")
         and "Traceback" not in r.stderr
     )
+
+
+async def test_lists_alarms_beside_the_host_that_holds_the_data_set(tmp_path: Path) -> None:
+    """Read-only: works while a host holds the data set lock, and changes nothing."""
+    data = tmp_path / "data"
+    due = 4_102_444_800_000
+    async with Host(data, durability="os") as host:
+        await host.deploy("acme", "k", (ROOT / "tests/fixtures/build/kvtest.wasm").read_bytes())
+        await host.fetch("acme", "k", "room-1", Request("POST", "/alarm_set", f"ms={due}"))
+        r = await trio.to_thread.run_sync(alarms, "--data", str(data))
+        assert r.returncode == 0, r.stderr
+        assert "room-1" in r.stdout and "1 pending alarm" in r.stdout
+        # the host goes on using its index
+        await host.fetch("acme", "k", "room-2", Request("POST", "/alarm_set", f"ms={due + 1}"))
+        assert len(host.pending_alarms()) == 2

@@ -25,7 +25,7 @@ import contextlib
 import heapq
 import logging
 import random
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 
 import trio
@@ -69,8 +69,12 @@ class AlarmScheduler:
         *,
         jitter: Callable[[], float] = random.random,
         max_concurrent: int = 512,
+        owns: Callable[[AlarmEntry], bool] | None = None,
     ) -> None:
+        """`owns` says whether this node serves an entry's object: the index is shared
+        by every node of a data set, and each loads only the alarms of its partitions."""
         self._index = index
+        self._owns = owns
         self._deliver = deliver
         self._wall_ms = wall_ms
         self._jitter = jitter
@@ -103,6 +107,21 @@ class AlarmScheduler:
 
     def cancel(self, key: AlarmKey) -> None:
         self._pending.pop(key, None)
+
+    def load(self, entries: Iterable[AlarmEntry]) -> None:
+        """Schedule index entries (at start, and for partitions claimed later); an
+        object already pending keeps what it has (a newer commit scheduled it)."""
+        for entry in entries:
+            if entry.key not in self._pending and entry.key not in self._running:
+                self._schedule_at(entry, AlarmRun(entry.due_ms, entry.retry_count), entry.next_ms)
+
+    def unload(self, which: Callable[[AlarmEntry], bool]) -> None:
+        """Forget pending alarms of objects this node no longer serves (their index
+        entries stay, for the new owner). A delivery already running finishes."""
+        for key in [k for k, p in self._pending.items() if which(p.entry)]:
+            del self._pending[key]
+        for held in self._held.values():
+            held[:] = [p for p in held if not which(p.entry)]
 
     def pending(self) -> list[tuple[AlarmEntry, AlarmRun, int]]:
         held = [p for ps in self._held.values() for p in ps]
@@ -165,8 +184,8 @@ class AlarmScheduler:
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         # Overdue entries come first (the index is ordered by next_ms) and fire at once.
-        for entry in self._index.entries():
-            self._schedule_at(entry, AlarmRun(entry.due_ms, entry.retry_count), entry.next_ms)
+        owns = self._owns
+        self.load(e for e in self._index.entries() if owns is None or owns(e))
         task_status.started()
         async with trio.open_nursery() as nursery:
             while True:
@@ -234,6 +253,8 @@ class AlarmScheduler:
 
     async def _fire_one(self, p: _Pending) -> None:
         entry, run = p.entry, p.run
+        if self._owns is not None and not self._owns(entry):
+            return  # its partition moved to another node, which loaded it from the index
         result = await self._deliver(entry, run, "alarm")
         state = result.alarm_state
         if state == "gone":

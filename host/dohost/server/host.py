@@ -15,9 +15,10 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import logging
+import os
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -31,6 +32,7 @@ from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId, new_unique_id
 from dohost.core.limits import EventLimits
 from dohost.core.names import check_name
+from dohost.core.partitions import DEFAULT_PARTITIONS, partition_of
 from dohost.core.websocket import (
     CLOSE_GOING_AWAY,
     DEFAULT_MAX_CONNECTIONS_PER_OBJECT,
@@ -52,8 +54,11 @@ from dohost.server.tail import TailHub, TailRecord
 from dohost.server.websockets import WebSockets, WsConnection
 from dohost.storage.alarm_index import AlarmEntry, AlarmIndex
 from dohost.storage.api import Durability
+from dohost.storage.dataset_lock import DataSetLock
 from dohost.storage.fsutil import Fsync, sync_data
 from dohost.storage.manager import StorageManager
+from dohost.storage.ownership_local import LocalOwnership
+from dohost.storage.partition_count import partition_count
 from dohost.storage.system_db import SystemDb
 
 log = logging.getLogger("dohost.host")
@@ -115,6 +120,10 @@ class Host:
         ws_max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
         ws_max_connections_per_object: int = DEFAULT_MAX_CONNECTIONS_PER_OBJECT,
         ws_send_queue_bytes: int | None = None,
+        dataset_lock: DataSetLock | None = None,
+        ownership: LocalOwnership | None = None,
+        partitions: int = DEFAULT_PARTITIONS,
+        program: str | None = None,
     ) -> None:
         """`wall_clock_ms` (milliseconds since the epoch) is what guests' `now_ms` and the
         alarm loop read; tests pass one tied to trio's MockClock. `alarm_jitter` returns
@@ -125,7 +134,16 @@ class Host:
         WebSockets: `ws_max_message_bytes` (either direction; a larger incoming message
         fails the connection with 1009), `ws_max_connections_per_object`
         (`limit_exceeded` beyond), `ws_send_queue_bytes` (unsent bytes a client may leave
-        unread before it is closed with 1008; default twice the message limit + 64 KiB)."""
+        unread before it is closed with 1008; default twice the message limit + 64 KiB).
+
+        Ownership (ARCHITECTURE.md, "One owner per object"): the Host takes the data set
+        lock (`DATA/dohost.lock`; DATA_IN_USE if another program holds it) unless a
+        `dataset_lock` is given (a node of `serve --processes N` passes the one its
+        parent holds). With `ownership=None` it claims every partition itself; given an
+        ownership backend it serves only the partitions that backend holds (and those
+        claimed later with `claim`), and refuses other objects with NOT_OWNER.
+        `partitions` is the count a new data set gets (`DATA/PARTITIONS`); `program`
+        what the lock file names as holder (default: this process's command line)."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise DohostError(Code.INVALID_ARGUMENT, "durability must be 'fsync' or 'os'")
         self.data_dir = Path(data_dir)
@@ -154,6 +172,13 @@ class Host:
         )
         self._storage_vfs = storage_vfs
         self._storage_fsync = storage_fsync or sync_data
+        self._dataset_lock = dataset_lock
+        self._ownership = ownership
+        self._partitions_default = partitions
+        self._program = program
+        # partition -> epoch this Host serves: held, fenced in open storage, alarms loaded.
+        self._serving: dict[int, int] = {}
+        self.partitions = 0  # the data set's count, known once open
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -162,6 +187,14 @@ class Host:
         stack = contextlib.AsyncExitStack()
         await stack.__aenter__()
         try:
+            if self._dataset_lock is None:
+                lock = DataSetLock.acquire(self.data_dir, self._program)
+                stack.callback(lock.release)
+            self.partitions = partition_count(
+                self.data_dir, self._partitions_default, self._storage_fsync
+            )
+            self.ownership = self._open_ownership(stack)
+            self._serving = self.ownership.held()
             self.system = SystemDb(self.data_dir)
             stack.callback(self.system.close)
             settings = EngineSettings()
@@ -186,6 +219,7 @@ class Host:
                 shards_per_tenant=self._kv_shards,
                 vfs=self._storage_vfs,
                 fsync=self._storage_fsync,
+                claims=self.ownership,
             )
             stack.callback(self.storage.close)
             self.deploys = DeployQueue()
@@ -203,6 +237,7 @@ class Host:
                 max_resident=self.max_resident,
             )
             self.supervisor.wall_ms = self.wall_ms
+            self.supervisor.check_owner = self._check_owner
             self.supervisor.calls.max_depth = self.max_call_depth
             stack.callback(self.supervisor.close_all)
             self.tail.attach(trio.lowlevel.current_trio_token())
@@ -223,7 +258,11 @@ class Host:
             if class_lifecycle.finish_renames(self.system, self.storage, self.alarm_index):
                 log.warning("finished class renames that a stop had interrupted")
             self.alarms = AlarmScheduler(
-                self.alarm_index, self._deliver_alarm, self.wall_ms, jitter=self._alarm_jitter
+                self.alarm_index,
+                self._deliver_alarm,
+                self.wall_ms,
+                jitter=self._alarm_jitter,
+                owns=lambda e: self._owns_raw(e.object_id),
             )
             self.tenant_limits = self.supervisor.tenant_limits
             self.alarms.tenant_limits = self.tenant_limits
@@ -242,6 +281,32 @@ class Host:
             raise
         self._stack = stack
         return self
+
+    def _open_ownership(self, stack: contextlib.AsyncExitStack) -> LocalOwnership:
+        """The given backend (its count must be the data set's), or this Host's own,
+        holding every partition."""
+        given = self._ownership
+        if given is not None:
+            if given.count != self.partitions:
+                raise DohostError(
+                    Code.INVALID_ARGUMENT,
+                    f"the ownership backend has {given.count} partitions but the data set "
+                    f"{self.data_dir} has {self.partitions}",
+                )
+            return given
+        own = LocalOwnership(
+            self.data_dir, f"host-{os.getpid()}", self.partitions, durability=self.durability
+        )
+        stack.callback(own.close)
+        got = own.claim(range(self.partitions))
+        if len(got) != self.partitions:
+            # Only possible if another program broke the data set lock.
+            raise DohostError(
+                Code.DATA_IN_USE,
+                f"{self.data_dir}: {self.partitions - len(got)} partitions are held by "
+                "another program; stop it, or use another --data",
+            )
+        return own
 
     async def _drain(self) -> None:
         """Finish in-flight events (bounded), then let the stack close everything."""
@@ -271,6 +336,76 @@ class Host:
         stack, self._stack = self._stack, None
         if stack is not None:
             await stack.__aexit__(exc_type, exc, tb)
+
+    # ------------------------------------------------------------------ ownership
+
+    def partition_of(self, oid: ObjectId | bytes) -> int:
+        """The partition of an object id (the data set's count is fixed)."""
+        raw = oid.raw if isinstance(oid, ObjectId) else oid
+        return partition_of(raw, self.partitions)
+
+    def owns(self, oid: ObjectId | bytes) -> bool:
+        """Whether this Host serves the object's partition now."""
+        return self._owns_raw(oid.raw if isinstance(oid, ObjectId) else oid)
+
+    def _owns_raw(self, raw: bytes) -> bool:
+        return partition_of(raw, self.partitions) in self._serving
+
+    def serving(self) -> dict[int, int]:
+        """partition -> epoch of every partition this Host serves."""
+        return dict(self._serving)
+
+    def _check_owner(self, oid: ObjectId) -> None:
+        """Raise NOT_OWNER unless this Host serves the object (every event passes here,
+        in the supervisor: fetches, calls, alarms, WebSocket messages)."""
+        p = partition_of(oid.raw, self.partitions)
+        if p not in self._serving:
+            raise DohostError(
+                Code.NOT_OWNER,
+                f"this node does not own partition {p} (object {oid.raw.hex()[:16]}...)",
+            )
+
+    async def claim(self, partitions: Iterable[int], wait: float = 0.0) -> dict[int, int]:
+        """Claim partitions on the running Host (waiting up to `wait` s for a previous
+        owner to let go) and start serving those obtained: their claims are fenced in
+        the open storage, their alarms loaded. Returns partition -> epoch of what this
+        Host now serves of `partitions`."""
+        wanted = list(partitions)
+        got = await trio.to_thread.run_sync(lambda: self.ownership.claim(wanted, wait))
+        new = {p: e for p, e in got.items() if self._serving.get(p) != e}
+        if new:
+            refused = await trio.to_thread.run_sync(self.storage.fence, new)
+            for p in refused:
+                log.warning("partition %d: a newer claim exists in the storage; not serving", p)
+                new.pop(p)
+                got.pop(p)
+            if refused:
+                await trio.to_thread.run_sync(self.ownership.release, refused)
+            self._serving.update(new)
+            ps = set(new)
+            entries = await trio.to_thread.run_sync(self.alarm_index.entries)
+            self.alarms.load(e for e in entries if self.partition_of(e.object_id) in ps)
+        return got
+
+    async def release(self, partitions: Iterable[int]) -> None:
+        """Stop serving partitions and give up their claims: new events for their
+        objects are refused (NOT_OWNER) at once; running and queued ones finish and
+        their commits complete; then their activations are dropped, their alarms
+        unloaded, and the claims released."""
+        ps = {p for p in partitions if p in self._serving}
+        if not ps:
+            return
+        for p in ps:
+            del self._serving[p]
+        self.alarms.unload(lambda e: self.partition_of(e.object_id) in ps)
+        for slot in self.supervisor.slots():
+            if self.partition_of(slot.object_id.raw) in ps:
+                self.websockets.close_object(
+                    slot.key, CLOSE_GOING_AWAY, "the object moved to another node"
+                )
+                async with self.supervisor.forget(slot.tenant, slot.class_name, slot.object_id):
+                    pass
+        await trio.to_thread.run_sync(self.ownership.release, sorted(ps))
 
     # ------------------------------------------------------------------ classes
 
@@ -496,6 +631,7 @@ class Host:
         meanwhile wait, then find an empty object."""
         ref = self.resolve(tenant, class_name, obj)
         cls, oid = ref.cls, ref.oid
+        self._check_owner(oid)
         self.websockets.close_object(
             (tenant, class_name, oid.raw), CLOSE_GOING_AWAY, "the object was deleted"
         )

@@ -1,6 +1,7 @@
 """`dohost serve`: the multi-tenant HTTP server over one data directory.
 
-Start: create the data directory and the admin token (`DATA/admin.token`, mode 0600,
+Start: take the data set lock (`DATA/dohost.lock`: a second program on the same data
+directory stops here with `data_in_use`), create the data directory and the admin token (`DATA/admin.token`, mode 0600,
 unless `DOHOST_ADMIN_TOKEN` is set), open the `Host`, remove the directories of tenants
 deleted before the last stop, attach tenancy, quotas and metrics, listen, and print the
 URL as one line on stdout (so scripts and tests can read the port chosen for `--port 0`).
@@ -38,6 +39,7 @@ from dohost.server.startup import listen_error_of, prepare_data_dir
 from dohost.server.state import ServerState
 from dohost.server.tail import TailRecord
 from dohost.server.tenancy import load_admin_token, remove_orphan_tenant_dirs
+from dohost.storage.dataset_lock import DataSetLock
 
 log = logging.getLogger("dohost.serve")
 
@@ -61,6 +63,15 @@ class ServeConfig:
 async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run the server until SIGINT/SIGTERM (or cancellation)."""
     prepare_data_dir(config.data_dir)
+    # The data set lock first: a second server must not even write the admin token.
+    lock = DataSetLock.acquire(config.data_dir)
+    try:
+        await _serve_locked(config, lock, task_status)
+    finally:
+        lock.release()
+
+
+async def _serve_locked(config: ServeConfig, lock: DataSetLock, task_status: Any) -> None:
     admin_token, admin_source = load_admin_token(config.data_dir)
     defaults = replace(Quotas(), **config.quotas)
     limits = EventLimits(cpu_ms=defaults.cpu_ms, response_bytes=config.max_body_bytes)
@@ -73,6 +84,7 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
         shutdown_timeout=config.grace_s,
         ws_max_message_bytes=config.ws_max_message_bytes,
         ws_max_connections_per_object=config.ws_max_connections_per_object,
+        dataset_lock=lock,
     )
     node = NodeContext(config.node) if config.node is not None else None
     async with host:

@@ -212,6 +212,9 @@ class Supervisor:
         self.on_alarm_committed: Callable[[AlarmEntry], None] | None = None
         # The wall clock guests' now_ms reads (ms since the epoch); injectable for tests.
         self.wall_ms: Callable[[], float] = lambda: time.time() * 1000.0
+        # Ownership (set by the host): raises NOT_OWNER for an object whose partition
+        # this node does not serve, before any slot is made for it.
+        self.check_owner: Callable[[ObjectId], None] | None = None
         self.wrap_storage: WrapStorage | None = None
         self.observer: SupervisorObserver | None = None
         # Each guest log line with the object it came from (server/tail.py), any thread.
@@ -260,6 +263,8 @@ class Supervisor:
             raise DohostError(
                 Code.SHUTTING_DOWN, "the host is shutting down; retry on another instance"
             )
+        if self.check_owner is not None:
+            self.check_owner(oid)  # NOT_OWNER: the object's partition is served elsewhere
         t_start = time.perf_counter() if self.observer is not None else 0.0
         slot = self._slot(tenant, class_name, oid)
         yielded = False  # did this call let other tasks run? (see the end)
@@ -338,7 +343,12 @@ class Supervisor:
             err = await wait_ticket(result.ticket)
             if err is not None:
                 error = result.error
-                if error is None:
+                if err.code is Code.FENCED:
+                    # Another node owns the object now: say so, whatever the event did.
+                    if error is None:
+                        self.stats.errors += 1
+                    error = err
+                elif error is None:
                     self.stats.errors += 1
                     error = DohostError(
                         Code.STORAGE_ERROR, f"the event's writes were not stored: {err.message}"

@@ -204,21 +204,40 @@ class AlarmIndex:
     def entries(self, tenant: str | None = None, class_name: str | None = None) -> list[AlarmEntry]:
         """Every entry, earliest first (optionally of one tenant / class)."""
         self.flush_removals()
-        q = (
-            "SELECT tenant, class, object_id, name, backend, due_ms, next_ms, retry_count"
-            " FROM alarms"
-        )
-        args: list[str] = []
-        conds = []
-        if tenant is not None:
-            conds.append("tenant=?")
-            args.append(tenant)
-        if class_name is not None:
-            conds.append("class=?")
-            args.append(class_name)
-        if conds:
-            q += " WHERE " + " AND ".join(conds)
-        q += " ORDER BY next_ms, tenant, class, object_id"
         with self._lock:
-            rows = self._db.execute(q, args).fetchall()
-        return [AlarmEntry(*r) for r in rows]  # type: ignore[arg-type]
+            return _entries(self._db, tenant, class_name)
+
+
+def _entries(conn: apsw.Connection, tenant: str | None, class_name: str | None) -> list[AlarmEntry]:
+    q = "SELECT tenant, class, object_id, name, backend, due_ms, next_ms, retry_count FROM alarms"
+    args: list[str] = []
+    conds = []
+    if tenant is not None:
+        conds.append("tenant=?")
+        args.append(tenant)
+    if class_name is not None:
+        conds.append("class=?")
+        args.append(class_name)
+    if conds:
+        q += " WHERE " + " AND ".join(conds)
+    q += " ORDER BY next_ms, tenant, class, object_id"
+    rows = conn.execute(q, args).fetchall()
+    return [AlarmEntry(*r) for r in rows]  # type: ignore[arg-type]
+
+
+def read_entries(
+    path: Path, tenant: str | None = None, class_name: str | None = None
+) -> list[AlarmEntry]:
+    """The entries of an alarm index, read through a read-only connection: safe beside a
+    running host (WAL readers never block its writers, nor write anything)."""
+    try:
+        conn = apsw.Connection(str(path), flags=apsw.SQLITE_OPEN_READONLY)
+    except apsw.CantOpenError as e:
+        raise DohostError(Code.NOT_FOUND, f"cannot open {path}: {e}") from e
+    try:
+        conn.setbusytimeout(5000)
+        return _entries(conn, tenant, class_name)
+    except apsw.Error as e:
+        raise DohostError(Code.STORAGE_ERROR, f"cannot read {path}: {e}") from e
+    finally:
+        conn.close()

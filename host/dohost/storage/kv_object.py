@@ -41,6 +41,7 @@ from dohost.core.limits import (
     EventLimits,
 )
 from dohost.storage.api import CommitTicket, ListOptions, ListResult, storage_error
+from dohost.storage.fencing import NO_FENCE
 from dohost.storage.kv_shard import KvShard
 from dohost.storage.list_range import KeyRange, collect
 from dohost.storage.validate import (
@@ -87,6 +88,7 @@ class KvObjectStorage:
         "_created_ms",
         "_event_clear",
         "_event_start_bytes",
+        "_fence",
         "_last_ticket",
         "_list_max_bytes",
         "_list_max_entries",
@@ -115,8 +117,11 @@ class KvObjectStorage:
         cache_max_bytes: int = DEFAULT_CACHE_BYTES,
         list_max_entries: int = LIST_MAX_ENTRIES,
         list_max_bytes: int = LIST_MAX_BYTES,
+        fence: tuple[int, int] = NO_FENCE,
     ) -> None:
+        """`fence`: (partition, epoch) every write set carries (storage/fencing.py)."""
         self._shard = shard
+        self._fence = fence
         self._oid = object_id
         self._class = class_name
         self._name = name
@@ -501,6 +506,8 @@ class KvObjectStorage:
             writer=self._writer,
             update_registry=self._used != self._registered_bytes,
             alarm=ALARM_UNCHANGED if self._alarm_undo is None else self._alarm,
+            partition=self._fence[0],
+            epoch=self._fence[1],
         )
         self._alarm_undo = None
         self._registered_bytes = self._used

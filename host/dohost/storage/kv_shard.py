@@ -39,6 +39,7 @@ import apsw
 
 from dohost.core.errors import DohostError
 from dohost.storage.api import CommitTicket, Durability, storage_error
+from dohost.storage.fencing import Claims, claim_lost, fenced
 from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path, sync_data
 from dohost.storage.write_set import ALARM_UNCHANGED, WriteSet
 
@@ -58,7 +59,14 @@ _SCHEMA = (
     # each object's one alarm (the host-wide alarm index is only a superset of these)
     "CREATE TABLE IF NOT EXISTS alarms(object_id BLOB PRIMARY KEY, due_ms INTEGER NOT NULL)"
     " WITHOUT ROWID",
+    # the largest claim epoch that has touched each partition (storage/fencing.py)
+    "CREATE TABLE IF NOT EXISTS fence(partition INTEGER PRIMARY KEY, epoch INTEGER NOT NULL)",
 )
+_FENCE_RAISE = (
+    "INSERT INTO fence(partition, epoch) VALUES(?,?) ON CONFLICT(partition)"
+    " DO UPDATE SET epoch=excluded.epoch WHERE excluded.epoch > fence.epoch"
+)
+_FENCE_GET = "SELECT epoch FROM fence WHERE partition=?"
 _ALARM_GET = "SELECT due_ms FROM alarms WHERE object_id=?"
 _ALARM_SET = "INSERT OR REPLACE INTO alarms(object_id, due_ms) VALUES(?,?)"
 _ALARM_DELETE = "DELETE FROM alarms WHERE object_id=?"
@@ -128,6 +136,30 @@ class ShardStats:
     fsync_seconds: float = 0.0
 
 
+class _FenceRequest:
+    """A fence write handed to the committer thread (`KvShard.fence`)."""
+
+    def __init__(self, epochs: dict[int, int]) -> None:
+        self.epochs = epochs
+        self._done = threading.Event()
+        self._result: list[int] = []
+        self._error: BaseException | None = None
+
+    def run(self, shard: KvShard) -> None:
+        try:
+            self._result = shard._write_fences(self.epochs)
+        except BaseException as e:
+            self._error = e
+        self._done.set()
+
+    def wait(self, timeout: float | None) -> list[int]:
+        if not self._done.wait(timeout):
+            raise TimeoutError("the fence write did not complete in time")
+        if self._error is not None:
+            raise self._error
+        return self._result
+
+
 class KvShard:
     """One shard file: thread-safe reads, writes through the committer thread."""
 
@@ -140,7 +172,10 @@ class KvShard:
         fsync: Fsync = sync_data,
         max_batch_write_sets: int = 4096,
         max_batch_bytes: int = 64 * 1024 * 1024,
+        claims: Claims | None = None,
     ) -> None:
+        """With `claims`, every write set is fenced (storage/fencing.py): the shard
+        writes the epochs of the partitions held at open, before any read."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise ValueError(f"unknown durability {durability!r}")
         self.path = os.path.abspath(path)
@@ -166,6 +201,11 @@ class KvShard:
         self._readers: list[Any] = []
         self._wal_fd: int | None = None
         self._wal_ino = -1
+        self._claims = claims
+        self._fence: dict[int, int] = {}  # fence rows as last read (see _check_fence)
+        self._fence_version = -1  # PRAGMA data_version when _fence was read
+        self._fence_requests: list[_FenceRequest] = []
+        self.refused: list[int] = []  # partitions whose fence at open found a newer epoch
 
         ensure_dir(self._dir, fsync)
         is_new = not os.path.exists(self.path)
@@ -180,6 +220,8 @@ class KvShard:
             if is_new and durability == Durability.FSYNC:
                 fsync_path(self.path, fsync)
                 fsync_dir(self._dir, fsync)
+            if claims is not None:
+                self.refused = self._write_fences(claims.held(), sync=False)
             self._sync_wal()  # the schema, and the directory entry of a new WAL file
         except (apsw.Error, OSError, DohostError) as e:
             db = getattr(self, "_db", None)
@@ -388,11 +430,16 @@ class KvShard:
     def _run(self) -> None:
         while True:
             with self._cv:
-                while not self._queue and not self._closing:
+                while not self._queue and not self._fence_requests and not self._closing:
                     self._cv.wait()
-                if not self._queue:
+                fences, self._fence_requests = self._fence_requests, []
+                if not self._queue and not fences:
                     return  # closing, and everything queued was committed
-                batch = self._take_batch()
+                batch = self._take_batch() if self._queue else []
+            for req in fences:
+                req.run(self)
+            if not batch:
+                continue
             try:
                 self._commit(batch)
             except BaseException as e:  # never leave a ticket hanging, never die silently
@@ -471,7 +518,22 @@ class KvShard:
     def _apply_batch(self, live: list[WriteSet]) -> None:
         db = self._db
         db.execute("BEGIN IMMEDIATE")
+        claims = self._claims
+        valid = True
+        if claims is not None:
+            # Fence rows change only by a commit, ours (cached as written) or another
+            # process's (which changes data_version): re-read them only then.
+            version = db.execute("PRAGMA data_version").fetchone()[0]
+            if version != self._fence_version:
+                self._fence.clear()
+                self._fence_version = version
+            valid = claims.valid()
         for ws in live:
+            if ws.partition >= 0 and claims is not None:
+                if ws.writer.error is None:  # (an earlier write set of its writer failed)
+                    ws.writer.error = self._check_fence(ws, claims, valid)
+                if ws.writer.error is not None:
+                    continue
             oid = ws.object_id
             if ws.clear or ws.drop:
                 db.execute(_DELETE_ROWS, (oid,))
@@ -502,6 +564,51 @@ class KvShard:
                     _UPSERT_OBJECT, (oid, ws.class_name, ws.name, ws.bytes_after, ws.created_ms)
                 )
         db.execute("COMMIT")
+
+    def _check_fence(self, ws: WriteSet, claims: Claims, valid: bool) -> DohostError | None:
+        """(Committer, inside the batch's write transaction.) FENCED unless this node
+        still holds the write set's claim and the shard's fence is still its epoch."""
+        p, epoch = ws.partition, ws.epoch
+        if not valid or claims.epoch_of(p) != epoch:
+            return claim_lost(p, epoch)
+        stored = self._fence.get(p)
+        if stored is None:
+            row = self._db.execute(_FENCE_GET, (p,)).fetchone()
+            if row is not None:
+                stored = self._fence[p] = int(row[0])
+        return None if stored == epoch else fenced(p, epoch, stored)
+
+    def _write_fences(self, epochs: dict[int, int], sync: bool = True) -> list[int]:
+        """(Committer connection.) Raise the fence of each partition to its epoch,
+        unless a larger one is stored; returns the partitions so refused."""
+        if not epochs:
+            return []
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.executemany(_FENCE_RAISE, list(epochs.items()))
+            stored = dict(db.execute("SELECT partition, epoch FROM fence").fetchall())
+            db.execute("COMMIT")
+            if sync:
+                self._sync_wal()
+        except (apsw.Error, OSError) as e:
+            self._rollback()
+            raise storage_error(f"cannot write the fence of kv shard {self.path}: {e}") from e
+        self._fence = stored
+        self._fence_version = db.execute("PRAGMA data_version").fetchone()[0]
+        return sorted(p for p, e in epochs.items() if stored.get(p) != e)
+
+    def fence(self, epochs: dict[int, int], timeout: float | None = None) -> list[int]:
+        """Write newly claimed partitions' epochs into this shard (through the
+        committer, after what is queued); returns the partitions refused because a
+        newer epoch is stored. Blocking."""
+        req = _FenceRequest(epochs)
+        with self._cv:
+            if self._closing:
+                raise self._closed_error()
+            self._fence_requests.append(req)
+            self._cv.notify()
+        return req.wait(timeout)
 
     def _heal(self) -> None:
         """After a failed fsync: make every committed write durable another way, and if

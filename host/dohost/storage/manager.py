@@ -32,6 +32,7 @@ from dohost.core.errors import Code, DohostError
 from dohost.core.limits import LIST_MAX_BYTES, LIST_MAX_ENTRIES, EventLimits
 from dohost.core.names import check_name
 from dohost.storage.api import Backend, Durability, ListOptions, ListResult
+from dohost.storage.fencing import NO_FENCE, Claims, epoch_for
 from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, sync_data, write_file_durably
 from dohost.storage.kv_object import DEFAULT_CACHE_BYTES, KvObjectStorage
 from dohost.storage.kv_shard import KvShard, ObjectRow
@@ -109,7 +110,11 @@ class StorageManager:
         fsync: Fsync = sync_data,
         list_max_entries: int = LIST_MAX_ENTRIES,
         list_max_bytes: int = LIST_MAX_BYTES,
+        claims: Claims | None = None,
     ) -> None:
+        """With `claims` (an ownership backend), every object's writes are fenced by
+        the epoch of its partition's claim (storage/fencing.py), and opening an object
+        whose partition is not held fails with NOT_OWNER."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise ValueError(f"unknown durability {durability!r}")
         if shards_per_tenant < 1:
@@ -131,6 +136,7 @@ class StorageManager:
         )
         self._flusher = WalFlusher(durability, fsync=fsync)
         self._closed = False
+        self.claims = claims
 
     # ---------------------------------------------------------------------- paths
 
@@ -186,7 +192,11 @@ class StorageManager:
             shard = self._shards.get((tenant, index))
             if shard is None:
                 path = os.path.join(self.kv_dir(tenant), f"shard-{index}.db")
-                shard = KvShard(path, self.durability, vfs=self._vfs, fsync=self._fsync)
+                shard = KvShard(
+                    path, self.durability, vfs=self._vfs, fsync=self._fsync, claims=self.claims
+                )
+                if shard.refused:
+                    _log.warning("%s: newer claims exist for partitions %s", path, shard.refused)
                 self._shards[(tenant, index)] = shard
             return shard
 
@@ -218,6 +228,7 @@ class StorageManager:
         check_name("class", class_name)
         check_object_id(object_id)
         _check_backend(backend)
+        fence = NO_FENCE if self.claims is None else epoch_for(self.claims, object_id)
         obj: AnyObjectStorage
         if backend == Backend.KV:
             shard = self._shard_for(tenant, object_id, create=True)
@@ -231,6 +242,7 @@ class StorageManager:
                 cache_max_bytes=self._cache_max,
                 list_max_entries=self._list_max_entries,
                 list_max_bytes=self._list_max_bytes,
+                fence=fence,
             )
         else:
             obj = SqliteObjectStorage(
@@ -244,6 +256,8 @@ class StorageManager:
                 fsync=self._fsync,
                 list_max_entries=self._list_max_entries,
                 list_max_bytes=self._list_max_bytes,
+                fence=fence,
+                claims=self.claims,
             )
         with self._lock:
             self._live[(tenant, class_name, object_id)] = obj
@@ -357,11 +371,14 @@ class StorageManager:
                 Code.INVALID_ARGUMENT,
                 f"object {object_id.hex()} is active; end its activation before deleting it",
             )
+        fence = NO_FENCE if self.claims is None else epoch_for(self.claims, object_id)
         if backend == Backend.KV:
             shard = self._shard_for(tenant, object_id, create=False)
             if shard is None:
                 return
             ws = WriteSet(
+                partition=fence[0],
+                epoch=fence[1],
                 object_id=object_id,
                 class_name=class_name,
                 name=None,
@@ -448,6 +465,20 @@ class StorageManager:
                 shutil.rmtree(os.path.join(parent, name), ignore_errors=True)
 
     # ---------------------------------------------------------------------- lifecycle
+
+    def fence(self, epochs: dict[int, int]) -> list[int]:
+        """Newly claimed partitions: write their epochs into every open kv shard
+        (shards opened later write them at open), before any object of them is read.
+        Returns the partitions refused because a newer epoch is stored somewhere.
+        (sqlite objects fence themselves when opened.) Blocking."""
+        with self._lock:
+            # Under the lock: a shard opening now either is listed here or reads the
+            # claims (already updated by the caller) when it opens.
+            shards = list(self._shards.values())
+        refused: set[int] = set()
+        for shard in shards:
+            refused.update(shard.fence(epochs))
+        return sorted(refused)
 
     def flush(self, timeout: float | None = None) -> None:
         """Block until every commit handed over so far has resolved."""

@@ -32,6 +32,7 @@ import apsw
 from dohost.core.errors import Code, DohostError
 from dohost.core.limits import LIST_MAX_BYTES, LIST_MAX_ENTRIES, EventLimits
 from dohost.storage.api import CommitTicket, Durability, ListOptions, ListResult, storage_error
+from dohost.storage.fencing import NO_FENCE, Claims, claim_lost, fenced
 from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path, sync_data
 from dohost.storage.list_range import KeyRange, collect
 from dohost.storage.sql_exec import GuestSql, SqlResult, SqlValue, TransactionLost
@@ -52,6 +53,13 @@ SCHEMA = (
     "CREATE TABLE IF NOT EXISTS _dohost_alarm("
     " id INTEGER PRIMARY KEY CHECK (id = 0), due_ms INTEGER NOT NULL)",
 )
+# The largest claim epoch that has opened this object (storage/fencing.py).
+_FENCE_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS _dohost_fence("
+    " id INTEGER PRIMARY KEY CHECK (id = 0), partition INTEGER NOT NULL, epoch INTEGER NOT NULL)"
+)
+_FENCE_GET = "SELECT epoch FROM _dohost_fence WHERE id=0"
+_FENCE_SET = "INSERT OR REPLACE INTO _dohost_fence(id, partition, epoch) VALUES(0,?,?)"
 META_SELECT = "SELECT object_id, class, name, created_ms, kv_bytes FROM _dohost_meta WHERE id=0"
 _META_INSERT = (
     "INSERT OR IGNORE INTO _dohost_meta(id, object_id, class, name, created_ms, kv_bytes)"
@@ -103,8 +111,14 @@ class SqliteObjectStorage:
         fsync: Fsync = sync_data,
         list_max_entries: int = LIST_MAX_ENTRIES,
         list_max_bytes: int = LIST_MAX_BYTES,
+        fence: tuple[int, int] = NO_FENCE,
+        claims: Claims | None = None,
     ) -> None:
+        """`fence`: (partition, epoch) of the claim this activation writes under, and
+        `claims` the backend that holds it (storage/fencing.py); none: no fencing."""
         self.path = os.path.abspath(path)
+        self._fence = fence if claims is not None else NO_FENCE
+        self._claims = claims
         self.wal_path = self.path + "-wal"
         self._oid = object_id
         self._class = class_name
@@ -195,6 +209,8 @@ class SqliteObjectStorage:
                 if self._name is not None:
                     conn.execute(_META_NAME, (self._name,))
                 self._used = _int(conn, "SELECT kv_bytes FROM _dohost_meta")
+                if self._fence[0] >= 0:
+                    self._write_fence(conn)
                 if self._flusher.failed(self.wal_path) is not None:
                     self._heal(conn)
             except BaseException:
@@ -211,6 +227,30 @@ class SqliteObjectStorage:
         self._conn = conn
         self._event_start_bytes = self._used
         return conn
+
+    def _write_fence(self, conn: Any) -> None:
+        """(At open, before any read of the object.) Raise the object's fence to this
+        activation's epoch; FENCED if a newer owner has already opened it."""
+        p, epoch = self._fence
+        conn.execute(_FENCE_SCHEMA)
+        row = conn.execute(_FENCE_GET).fetchone()
+        stored = None if row is None else int(row[0])
+        if stored is not None and stored > epoch:
+            raise fenced(p, epoch, stored)
+        if stored != epoch:
+            conn.execute(_FENCE_SET, (p, epoch))
+
+    def _check_fence(self, conn: Any) -> DohostError | None:
+        """(Inside the event's write transaction, before COMMIT.) FENCED unless this
+        node still holds the claim and the object's fence is still its epoch."""
+        p, epoch = self._fence
+        claims = self._claims
+        assert claims is not None
+        if not claims.valid() or claims.epoch_of(p) != epoch:
+            return claim_lost(p, epoch)
+        row = conn.execute(_FENCE_GET).fetchone()
+        stored = None if row is None else int(row[0])
+        return None if stored == epoch else fenced(p, epoch, stored)
 
     def _heal(self, conn: Any) -> None:
         """The last fsync of this object's WAL failed, so which of its frames reached the
@@ -494,6 +534,12 @@ class SqliteObjectStorage:
         conn = self._conn
         wrote = conn.txn_state() == apsw.SQLITE_TXN_WRITE
         try:
+            if wrote and self._fence[0] >= 0:
+                refused = self._check_fence(conn)
+                if refused is not None:
+                    self.rollback_event()
+                    self._broken = refused
+                    return CommitTicket.failed(refused)
             if wrote and self._used != self._event_start_bytes:
                 conn.execute(_META_BYTES, (self._used,))
             conn.execute("COMMIT")

@@ -48,6 +48,11 @@ class WriteSet:
     # The object's alarm once applied: a time, None (deleted), or ALARM_UNCHANGED.
     alarm: int | _Unchanged | None = ALARM_UNCHANGED
     drop: bool = False  # delete the object entirely, registry row included
+    # The object's partition and the epoch of the claim it was written under: the
+    # committer refuses it (FENCED) unless the shard's fence still holds that epoch.
+    # -1: written without claims (no fencing).
+    partition: int = -1
+    epoch: int = 0
     ticket: CommitTicket = field(default_factory=CommitTicket)
 
     def payload_bytes(self) -> int:
