@@ -38,6 +38,20 @@ def free_port(first: int, tries: int = 100) -> int:
     raise SystemExit(f"dev_server: no free port in {first}-{first + tries - 1}")
 
 
+def refuse_data_in_use(data: Path) -> None:
+    """A second `make run` on a data set that a server already serves must not start
+    another server (on the next port) over it: say who holds it, and stop. (Probing the
+    lock, not reading the pid in its file: a stale file of a killed server is no reason
+    to refuse. The server takes the lock itself a moment later.)"""
+    from dohost.core.errors import DohostError
+    from dohost.storage.dataset_lock import DataSetLock
+
+    try:
+        DataSetLock.acquire(data, "make run (checking the data set)").release()
+    except DohostError as e:
+        raise SystemExit(f"dev_server: error: {e}") from None
+
+
 def start_server(data: Path, port: int, processes: int = 1) -> tuple[subprocess.Popen[bytes], str]:
     proc = subprocess.Popen(
         [
@@ -120,6 +134,7 @@ def main() -> int:
     args = ap.parse_args()
     data = args.data.resolve()
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    refuse_data_in_use(data)
     port = free_port(args.port)
     proc, url = start_server(data, port, args.processes)
     try:

@@ -64,6 +64,7 @@ from dohost.storage.system_db import SystemDb
 log = logging.getLogger("dohost.host")
 
 DEFAULT_MAX_MODULE_BYTES = 32 * 1024 * 1024
+CLAIMS_CHECK_S = 0.25  # how often a Host checks that its partition locks still stand
 
 
 @dataclass(frozen=True)
@@ -179,6 +180,7 @@ class Host:
         # partition -> epoch this Host serves: held, fenced in open storage, alarms loaded.
         self._serving: dict[int, int] = {}
         self.partitions = 0  # the data set's count, known once open
+        self.claims_broken = False  # set by _watch_claims: serve nothing any more
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -274,6 +276,7 @@ class Host:
             self._nursery = nursery
             self.websockets.background = nursery
             nursery.start_soon(self.supervisor.reaper)
+            nursery.start_soon(self._watch_claims)
             await nursery.start(self.alarms.run)
             stack.push_async_callback(self._drain)
         except BaseException:
@@ -360,10 +363,33 @@ class Host:
         in the supervisor: fetches, calls, alarms, WebSocket messages)."""
         p = partition_of(oid.raw, self.partitions)
         if p not in self._serving:
+            if self.claims_broken:
+                raise DohostError(
+                    Code.FENCED,
+                    f"this node's claims on {self.data_dir} were broken (its partition lock "
+                    "file was replaced or removed); it serves nothing until restarted",
+                )
             raise DohostError(
                 Code.NOT_OWNER,
                 f"this node does not own partition {p} (object {oid.raw.hex()[:16]}...)",
             )
+
+    async def _watch_claims(self) -> None:
+        """Background: once the claims no longer stand (`valid()`: the lock file was
+        replaced or removed), serve nothing. Commits check this themselves before each
+        batch; this stops reads too, within one period, at no cost per event."""
+        while True:
+            await trio.sleep(CLAIMS_CHECK_S)
+            if not self.claims_broken and not self.ownership.valid():
+                log.error(
+                    "the partition claims of %s were broken (%s replaced or removed): "
+                    "serving nothing until restarted",
+                    self.data_dir,
+                    self.ownership.lock_path,
+                )
+                self.claims_broken = True
+                self._serving.clear()
+                self.alarms.unload(lambda _e: True)
 
     async def claim(self, partitions: Iterable[int], wait: float = 0.0) -> dict[int, int]:
         """Claim partitions on the running Host (waiting up to `wait` s for a previous
