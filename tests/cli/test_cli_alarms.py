@@ -57,7 +57,7 @@ async def test_lists_alarms_beside_the_host_that_holds_the_data_set(tmp_path: Pa
     async with Host(data, durability="os") as host:
         await host.deploy("acme", "k", (ROOT / "tests/fixtures/build/kvtest.wasm").read_bytes())
         await host.fetch("acme", "k", "room-1", Request("POST", "/alarm_set", f"ms={due}"))
-        r = await trio.to_thread.run_sync(alarms, "--data", str(data))
+        r = await trio.to_thread.run_sync(alarms, "--data-dir", str(data))
         assert r.returncode == 0, r.stderr
         assert "room-1" in r.stdout and "1 pending alarm" in r.stdout
         # the host goes on using its index

@@ -37,7 +37,7 @@ def dohost(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]
 
 def run_counter(data: Path) -> subprocess.CompletedProcess[str]:
     return dohost(
-        "run", str(COUNTER), "--object", "a", "--data", str(data), "--path", "/incr", "-X", "POST",
+        "run", str(COUNTER), "--object", "a", "--data-dir", str(data), "--path", "/incr", "-X", "POST",
         "--durability", "os",
     )  # fmt: skip
 
@@ -50,7 +50,7 @@ def assert_refused(r: subprocess.CompletedProcess[str], data: Path, holder: str)
     line = lines[0]
     assert line.startswith(f"error: data_in_use: {data} is used by pid "), line
     assert holder in line, line
-    assert "talk to it with 'dohost call', or use another --data" in line
+    assert "talk to it with 'dohost call', or give this command another data directory" in line
 
 
 @contextmanager
@@ -59,7 +59,7 @@ def stopped_run(data: Path) -> Iterator[int]:
     stopped (SIGSTOP) as soon as the lock file names it. Killed at the end."""
     proc = subprocess.Popen(
         [sys.executable, "-m", "dohost.cli", "run", str(CPU_BURN), "--object", "a",
-         "--data", str(data), "--durability", "os"],
+         "--data-dir", str(data), "--durability", "os"],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         cwd=ROOT,

@@ -50,7 +50,7 @@ def test_second_acquire_is_refused_with_the_holder_named(tmp_path: Path) -> None
         assert "\n" not in msg
         assert str(data) in msg
         assert f"pid {os.getpid()} (dohost serve --data ./data --port 8080)" in msg
-        assert "dohost call" in msg and "another --data" in msg
+        assert "dohost call" in msg and "another data directory" in msg
     finally:
         lock.release()
     # released: the next program gets it, and the file now names it

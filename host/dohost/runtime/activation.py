@@ -243,8 +243,8 @@ class Activation:
             # A guest that gives up because the host's storage failed under it (an import
             # answered storage_error) failed through no fault of its own: report the cause,
             # so clients see storage_error rather than object_error (a guest bug).
-            failed_storage = last is not None and last[0] is Code.STORAGE_ERROR
-            code = Code.STORAGE_ERROR if failed_storage else Code.OBJECT_ERROR
+            cause = last[0] if last is not None else None
+            code = cause if cause in (Code.STORAGE_ERROR, Code.FENCED) else Code.OBJECT_ERROR
             raise DohostError(code, f"{what} returned {r}{detail}")
 
     def _trap_error(self, ev: Event, t: wasmtime.Trap, where: str) -> DohostError | OffloadRequest:

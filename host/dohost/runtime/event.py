@@ -73,6 +73,7 @@ _LOG_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
 _MAX_LOG_LINES = 1000  # per event; more are dropped
 _OFFLOAD = "offload"  # the trap reason of Event.offload()
 _INTERNAL = ABI_STATUS[Code.INTERNAL]
+_STORAGE_ERROR = ABI_STATUS[Code.STORAGE_ERROR]
 
 # Called on the caller's worker thread with the target, the checked request and the
 # alarm time this call's commit made durable (None if it changed no alarm); blocks until
@@ -446,6 +447,11 @@ class Event:
         reported as `internal`, naming it)."""
         status = ABI_STATUS.get(code)
         if status is None:
+            if code is Code.FENCED:
+                # A newer owner opened the object's storage under this event: the guest
+                # sees a storage failure, the event reports `fenced` (activation.py).
+                self.last_err = (code, message)
+                return _STORAGE_ERROR
             self.last_err = (Code.INTERNAL, f"{code.code}: {message}")
             return _INTERNAL
         self.last_err = (code, message)
