@@ -31,9 +31,7 @@ async def fetch_text(host: Host, tenant: str, method: str) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("storage", ["kv", "sqlite"])
-async def test_a_server_whose_claim_was_taken_commits_nothing(
-    tmp_path: Path, storage: str
-) -> None:
+async def test_a_server_whose_claim_was_taken_commits_nothing(tmp_path: Path, storage: str) -> None:
     data = tmp_path / "data"
     server = ServerProcess(data)
     try:
