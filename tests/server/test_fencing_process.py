@@ -58,7 +58,9 @@ async def test_a_server_whose_claim_was_taken_commits_nothing(tmp_path: Path, st
                     r = c.post("/v1/classes/counter/objects/x/incr")
                     assert r.status_code == 503, r.text
                     assert error_code(r) == "fenced"
-                # Its reads stop too, once it has noticed (checked every 0.25 s).
+                # Its reads stop too: at once where the read needs the storage (a sqlite
+                # object reopened after the reset meets the newer fence), else once the
+                # server has noticed its broken claims (checked every 0.25 s).
                 deadline = time.monotonic() + 10
                 while True:
                     r = c.get("/v1/classes/counter/objects/x/")
@@ -72,7 +74,6 @@ async def test_a_server_whose_claim_was_taken_commits_nothing(tmp_path: Path, st
                 assert await fetch_text(taker, tenant, "GET") == (200, "4")
                 assert await fetch_text(taker, tenant, "POST") == (200, "5")
         assert server.stop() == 0
-        assert "claims" in server.stderr() and "broken" in server.stderr()
         async with Host(data, durability="os") as after:
             assert await fetch_text(after, tenant, "GET") == (200, "5")
     finally:
