@@ -42,6 +42,7 @@ from dohost.server.forward import (
     splice,
 )
 from dohost.server.http_types import HttpRequest, HttpResponse, UpgradeResponse
+from dohost.storage.ownership_local import LocalOwnership
 
 log = logging.getLogger("dohost.node")
 
@@ -49,6 +50,23 @@ OWNER_POLL_S = 0.05
 CALL_PATH = "/_node/call"
 METRICS_PATH = "/_node/metrics"
 CALL_HEADER = "x-dohost-call"
+
+
+def claim_static_partitions(data_dir: Path, role: NodeRole, durability: str) -> LocalOwnership:
+    """Claim this node's partitions under static placement (blocking: waits up to
+    `owner_wait_s` for a previous holder, e.g. this node's last incarnation, to let go).
+    Raises OWNER_UNAVAILABLE if some stay held by another process."""
+    own = LocalOwnership(data_dir, f"node-{role.index}", role.partitions, durability=durability)
+    mine = [p for p in range(role.partitions) if static_owner(p, role.count) == role.index]
+    got = own.claim(mine, wait=role.owner_wait_s)
+    if len(got) != len(mine):
+        own.close()
+        raise DohostError(
+            Code.OWNER_UNAVAILABLE,
+            f"node {role.index} could not claim {len(mine) - len(got)} of its partitions "
+            f"within {role.owner_wait_s:g} s: another process holds them",
+        )
+    return own
 
 
 def socket_path(run_dir: Path, node: int) -> Path:

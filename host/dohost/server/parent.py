@@ -41,6 +41,8 @@ from dohost.server.serve import ServeConfig, _url, print_admin_line
 from dohost.server.shared_state import SharedState, shared_path
 from dohost.server.startup import listen_error, prepare_data_dir
 from dohost.server.tenancy import load_admin_token, remove_orphan_tenant_dirs
+from dohost.storage.dataset_lock import DataSetLock
+from dohost.storage.partition_count import partition_count
 from dohost.storage.system_db import SystemDb
 
 log = logging.getLogger("dohost.parent")
@@ -110,10 +112,23 @@ class Parent:
         self.procs: dict[int, trio.Process] = {}
         self.restarts = 0
         self.lock_fd: int | None = None
+        self.partitions = DEFAULT_PARTITIONS  # the data set's, read at start
 
     async def run(self, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> int:
         config = self.config
         prepare_data_dir(config.data_dir)
+        # Held until every node has stopped; the nodes inherit it (pass_fds), so no
+        # other program takes the data set while any of them lives.
+        lock = DataSetLock.acquire(config.data_dir)
+        try:
+            return await self._run_locked(lock, task_status)
+        finally:
+            lock.release()
+
+    async def _run_locked(self, lock: DataSetLock, task_status: Any) -> int:
+        config = self.config
+        self.lock_fd = lock.fileno()
+        self.partitions = partition_count(config.data_dir)
         _, admin_source = load_admin_token(config.data_dir)
         self.run_dir.mkdir(mode=0o700, exist_ok=True)
         os.chmod(self.run_dir, 0o700)
@@ -158,7 +173,7 @@ class Parent:
             index,
             self.processes,
             self.run_dir,
-            DEFAULT_PARTITIONS,
+            self.partitions,
             self.forward_timeout_s,
             self.owner_wait_s,
             self.lock_fd,

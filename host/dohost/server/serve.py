@@ -33,13 +33,14 @@ from dohost.server.api import Api
 from dohost.server.host import Host
 from dohost.server.http_server import serve_http
 from dohost.server.http_types import ServerLimits
-from dohost.server.node import NodeContext, NodeRole, watch_parent
+from dohost.server.node import NodeContext, NodeRole, claim_static_partitions, watch_parent
 from dohost.server.quotas import Quotas
 from dohost.server.startup import listen_error_of, prepare_data_dir
 from dohost.server.state import ServerState
 from dohost.server.tail import TailRecord
 from dohost.server.tenancy import load_admin_token, remove_orphan_tenant_dirs
 from dohost.storage.dataset_lock import DataSetLock
+from dohost.storage.ownership_local import LocalOwnership
 
 log = logging.getLogger("dohost.serve")
 
@@ -63,15 +64,34 @@ class ServeConfig:
 async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
     """Run the server until SIGINT/SIGTERM (or cancellation)."""
     prepare_data_dir(config.data_dir)
-    # The data set lock first: a second server must not even write the admin token.
-    lock = DataSetLock.acquire(config.data_dir)
+    # The data set lock first: a second server must not even write the admin token. A
+    # node of `--processes N` checks the one its parent holds and passed down instead.
+    role = config.node
+    if role is not None and role.lock_fd is not None:
+        lock = DataSetLock.inherited(config.data_dir, role.lock_fd)
+    else:
+        lock = DataSetLock.acquire(config.data_dir)
     try:
-        await _serve_locked(config, lock, task_status)
+        ownership = None
+        if role is not None:
+            ownership = await trio.to_thread.run_sync(
+                claim_static_partitions, config.data_dir, role, config.durability
+            )
+        try:
+            await _serve_locked(config, lock, ownership, task_status)
+        finally:
+            if ownership is not None:
+                ownership.close()
     finally:
         lock.release()
 
 
-async def _serve_locked(config: ServeConfig, lock: DataSetLock, task_status: Any) -> None:
+async def _serve_locked(
+    config: ServeConfig,
+    lock: DataSetLock,
+    ownership: LocalOwnership | None,
+    task_status: Any,
+) -> None:
     admin_token, admin_source = load_admin_token(config.data_dir)
     defaults = replace(Quotas(), **config.quotas)
     limits = EventLimits(cpu_ms=defaults.cpu_ms, response_bytes=config.max_body_bytes)
@@ -85,6 +105,7 @@ async def _serve_locked(config: ServeConfig, lock: DataSetLock, task_status: Any
         ws_max_message_bytes=config.ws_max_message_bytes,
         ws_max_connections_per_object=config.ws_max_connections_per_object,
         dataset_lock=lock,
+        ownership=ownership,
     )
     node = NodeContext(config.node) if config.node is not None else None
     async with host:

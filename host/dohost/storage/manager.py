@@ -357,10 +357,19 @@ class StorageManager:
             return collect(rows, rng.limit, self._list_max_entries, self._list_max_bytes)
 
     def delete_object(
-        self, tenant: str, class_name: str, object_id: bytes, backend: str = Backend.KV
+        self,
+        tenant: str,
+        class_name: str,
+        object_id: bytes,
+        backend: str = Backend.KV,
+        *,
+        unfenced: bool = False,
     ) -> None:
         """Delete every key of an object, its registry row and (sqlite) its file; returns
-        once that is durable. The object must have no live activation."""
+        once that is durable. The object must have no live activation. `unfenced`: for
+        deleting a whole class or tenant, whatever partitions its objects are in (the
+        class has left the registry first); otherwise the object's partition must be
+        held (NOT_OWNER) and the delete is fenced like any commit."""
         self._check_open()
         check_name("class", class_name)
         check_object_id(object_id)
@@ -371,7 +380,7 @@ class StorageManager:
                 Code.INVALID_ARGUMENT,
                 f"object {object_id.hex()} is active; end its activation before deleting it",
             )
-        fence = NO_FENCE if self.claims is None else epoch_for(self.claims, object_id)
+        fence = NO_FENCE if self.claims is None or unfenced else epoch_for(self.claims, object_id)
         if backend == Backend.KV:
             shard = self._shard_for(tenant, object_id, create=False)
             if shard is None:
