@@ -11,6 +11,8 @@ Pure logic: the claim itself (a kernel lock, an etcd key) lives in storage/ and 
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from dohost.core.errors import Code, DohostError
 
 DEFAULT_PARTITIONS = 4096
@@ -36,3 +38,26 @@ def static_owner(partition: int, nodes: int) -> int:
     shares one data set: round-robin, so every node gets an equal share of partitions
     and each node's share is spread evenly over the id space."""
     return partition % nodes
+
+
+def progressions(partitions: Iterable[int]) -> list[tuple[int, int, int]]:
+    """Distinct partitions, sorted, as arithmetic runs (first, last, step), so that a
+    claim or a fence of many partitions is a few SQL statements, not one per partition:
+    every partition of a data set is one run, and so is each node's share under static
+    placement. [0, 1, 2, 3] -> [(0, 3, 1)]; [1, 3, 5, 9] -> [(1, 5, 2), (9, 9, 1)]."""
+    ps = sorted(set(partitions))
+    if len(ps) > 2 and ps == list(range(ps[0], ps[-1] + 1, ps[1] - ps[0])):
+        return [(ps[0], ps[-1], ps[1] - ps[0])]  # the common case, at C speed
+    out: list[tuple[int, int, int]] = []
+    i = 0
+    while i < len(ps):
+        if i + 1 == len(ps):
+            out.append((ps[i], ps[i], 1))
+            break
+        step = ps[i + 1] - ps[i]
+        j = i + 1
+        while j + 1 < len(ps) and ps[j + 1] - ps[j] == step:
+            j += 1
+        out.append((ps[i], ps[j], step))
+        i = j + 1
+    return out

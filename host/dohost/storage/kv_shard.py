@@ -38,6 +38,7 @@ from typing import Any, NamedTuple
 import apsw
 
 from dohost.core.errors import DohostError
+from dohost.core.partitions import progressions
 from dohost.storage.api import CommitTicket, Durability, storage_error
 from dohost.storage.fencing import Claims, claim_lost, fenced
 from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path, sync_data
@@ -62,9 +63,16 @@ _SCHEMA = (
     # the largest claim epoch that has touched each partition (storage/fencing.py)
     "CREATE TABLE IF NOT EXISTS fence(partition INTEGER PRIMARY KEY, epoch INTEGER NOT NULL)",
 )
+# Raise the fence of an arithmetic run of partitions (first, last, step) to one epoch,
+# never lowering it; then find the partitions of the run it did not reach (newer epochs).
 _FENCE_RAISE = (
-    "INSERT INTO fence(partition, epoch) VALUES(?,?) ON CONFLICT(partition)"
-    " DO UPDATE SET epoch=excluded.epoch WHERE excluded.epoch > fence.epoch"
+    "WITH RECURSIVE s(p) AS (SELECT ?1 UNION ALL SELECT p + ?3 FROM s WHERE p + ?3 <= ?2)"
+    " INSERT INTO fence(partition, epoch) SELECT p, ?4 FROM s WHERE true"
+    " ON CONFLICT(partition) DO UPDATE SET epoch=excluded.epoch WHERE excluded.epoch > fence.epoch"
+)
+_FENCE_REFUSED = (
+    "SELECT partition FROM fence"
+    " WHERE partition BETWEEN ?1 AND ?2 AND (partition - ?1) % ?3 = 0 AND epoch != ?4"
 )
 _FENCE_GET = "SELECT epoch FROM fence WHERE partition=?"
 _ALARM_GET = "SELECT due_ms FROM alarms WHERE object_id=?"
@@ -584,19 +592,25 @@ class KvShard:
         if not epochs:
             return []
         db = self._db
+        by_epoch: dict[int, list[int]] = {}
+        for p, e in epochs.items():
+            by_epoch.setdefault(e, []).append(p)
+        runs = [(*run, e) for e, ps in by_epoch.items() for run in progressions(ps)]
+        refused: list[int] = []
         try:
             db.execute("BEGIN IMMEDIATE")
-            db.executemany(_FENCE_RAISE, list(epochs.items()))
-            stored = dict(db.execute("SELECT partition, epoch FROM fence").fetchall())
+            for run in runs:
+                db.execute(_FENCE_RAISE, run)
+            for run in runs:
+                refused.extend(p for (p,) in db.execute(_FENCE_REFUSED, run))
             db.execute("COMMIT")
             if sync:
                 self._sync_wal()
         except (apsw.Error, OSError) as e:
             self._rollback()
             raise storage_error(f"cannot write the fence of kv shard {self.path}: {e}") from e
-        self._fence = stored
-        self._fence_version = db.execute("PRAGMA data_version").fetchone()[0]
-        return sorted(p for p, e in epochs.items() if stored.get(p) != e)
+        self._fence.clear()  # read again as commits need them
+        return sorted(refused)
 
     def fence(self, epochs: dict[int, int], timeout: float | None = None) -> list[int]:
         """Write newly claimed partitions' epochs into this shard (through the

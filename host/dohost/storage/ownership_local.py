@@ -37,7 +37,7 @@ from pathlib import Path
 import apsw
 
 from dohost.core.errors import Code, DohostError
-from dohost.core.partitions import check_partition_count
+from dohost.core.partitions import check_partition_count, progressions
 from dohost.storage.api import Durability
 
 LOCK_FILE = "partitions.lock"
@@ -52,16 +52,18 @@ _SCHEMA = (
     " partition INTEGER PRIMARY KEY, epoch INTEGER NOT NULL,"
     " node TEXT, pid INTEGER, claimed_ms INTEGER)"
 )
-# One statement per run of consecutive partitions: a first claim of 4,096 partitions is
-# two statements, not 4,096.
+# One statement per arithmetic run of partitions (first, last, step): a first claim of
+# 4,096 partitions, or of one node's share under static placement, is two statements.
 _CLAIM_RUN = (
-    "WITH RECURSIVE s(p) AS (SELECT ?1 UNION ALL SELECT p + 1 FROM s WHERE p < ?2)"
+    "WITH RECURSIVE s(p) AS (SELECT ?1 UNION ALL SELECT p + ?3 FROM s WHERE p + ?3 <= ?2)"
     " INSERT INTO partitions(partition, epoch, node, pid, claimed_ms)"
-    " SELECT p, 1, ?3, ?4, ?5 FROM s WHERE true"
+    " SELECT p, 1, ?4, ?5, ?6 FROM s WHERE true"
     " ON CONFLICT(partition) DO UPDATE SET epoch = epoch + 1, node = excluded.node,"
     " pid = excluded.pid, claimed_ms = excluded.claimed_ms"
 )
-_EPOCHS_OF_RUN = "SELECT partition, epoch FROM partitions WHERE partition BETWEEN ? AND ?"
+_RUN_WHERE = " WHERE partition BETWEEN ?1 AND ?2 AND (partition - ?1) % ?3 = 0"
+_EPOCH_RANGE_OF_RUN = "SELECT min(epoch), max(epoch) FROM partitions" + _RUN_WHERE
+_EPOCHS_OF_RUN = "SELECT partition, epoch FROM partitions" + _RUN_WHERE
 _RELEASE_RUN = (
     "UPDATE partitions SET node = NULL, pid = NULL"
     " WHERE partition BETWEEN ? AND ? AND node = ? AND pid = ?"
@@ -201,12 +203,18 @@ class LocalOwnership:
         now = time.time_ns() // 1_000_000
         out: dict[int, int] = {}
         pid = os.getpid()
+        prog = progressions(p for lo, hi in got for p in range(lo, hi + 1))
         try:
             with self._db:
-                for lo, hi in got:
-                    self._db.execute(_CLAIM_RUN, (lo, hi, self.node_name, pid, now))
-                for lo, hi in got:
-                    for p, epoch in self._db.execute(_EPOCHS_OF_RUN, (lo, hi)):
+                for lo, hi, step in prog:
+                    self._db.execute(_CLAIM_RUN, (lo, hi, step, self.node_name, pid, now))
+                for lo, hi, step in prog:
+                    row = self._db.execute(_EPOCH_RANGE_OF_RUN, (lo, hi, step)).fetchone()
+                    least, most = row if row is not None else (None, None)
+                    if least is not None and least == most:  # the common case: one epoch
+                        out.update(dict.fromkeys(range(lo, hi + 1, step), int(least)))
+                        continue
+                    for p, epoch in self._db.execute(_EPOCHS_OF_RUN, (lo, hi, step)):
                         out[int(p)] = int(epoch)
         except apsw.Error as e:
             raise DohostError(
