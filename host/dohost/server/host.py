@@ -63,6 +63,11 @@ from dohost.storage.system_db import SystemDb
 
 log = logging.getLogger("dohost.host")
 
+
+def _no_fsync(_fd: int) -> None:
+    """(Durability.OS) Files survive a process crash without an fsync."""
+
+
 DEFAULT_MAX_MODULE_BYTES = 32 * 1024 * 1024
 CLAIMS_CHECK_S = 0.25  # how often a Host checks that its partition locks still stand
 
@@ -193,7 +198,9 @@ class Host:
                 lock = DataSetLock.acquire(self.data_dir, self._program)
                 stack.callback(lock.release)
             self.partitions = partition_count(
-                self.data_dir, self._partitions_default, self._storage_fsync
+                self.data_dir,
+                self._partitions_default,
+                self._storage_fsync if self.durability == Durability.FSYNC else _no_fsync,
             )
             self.ownership = self._open_ownership(stack)
             self._serving = self.ownership.held()

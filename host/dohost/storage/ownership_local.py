@@ -81,8 +81,11 @@ class Owner:
 
 def runs(partitions: Iterable[int]) -> list[tuple[int, int]]:
     """Sorted distinct partitions as inclusive runs: [0,1,2,5] -> [(0,2),(5,5)]."""
+    ps = sorted(set(partitions))
+    if ps and ps[-1] - ps[0] + 1 == len(ps):
+        return [(ps[0], ps[-1])]  # one run (every partition, at start): at C speed
     out: list[tuple[int, int]] = []
-    for p in sorted(set(partitions)):
+    for p in ps:
         if out and out[-1][1] == p - 1:
             out[-1] = (out[-1][0], p)
         else:
