@@ -97,9 +97,26 @@ def decode(data: bytes) -> Any:
     return value
 
 
+def read_head(data: bytes, pos: int) -> tuple[int, int, int]:
+    """The head of the item at `pos`: (major type, argument, position after the head).
+
+    The one head reader: the decoder below uses it, and so do the readers that walk a
+    known shape without building a tree (core/envelopes.py's response reader,
+    storage/sql_exec.py's parameters). For major type 7 (simple values, floats) the
+    argument is the additional information itself; a float's bytes are the caller's to
+    read. Raises CborError on truncated input, an indefinite length or reserved
+    additional information."""
+    if pos >= len(data):
+        raise CborError("truncated CBOR")
+    ib = data[pos]
+    major, info = ib >> 5, ib & 0x1F
+    if info < 24 or major == 7:  # small arguments are the common case: no call
+        return major, info, pos + 1
+    arg, pos = _read_arg(data, pos + 1, info)
+    return major, arg, pos
+
+
 def _read_arg(data: bytes, pos: int, info: int) -> tuple[int, int]:
-    if info < 24:
-        return info, pos
     n = len(data)
     if info == 24:
         if pos + 1 > n:
@@ -125,15 +142,9 @@ def _read_arg(data: bytes, pos: int, info: int) -> tuple[int, int]:
 def _decode_at(data: bytes, pos: int, depth: int) -> tuple[Any, int]:
     if depth > MAX_DEPTH:
         raise CborError(f"CBOR nested deeper than {MAX_DEPTH}")
-    if pos >= len(data):
-        raise CborError("truncated CBOR")
-    ib = data[pos]
-    major, info = ib >> 5, ib & 0x1F
-    pos += 1
+    major, arg, pos = read_head(data, pos)
     if major == 7:
-        return _decode_simple(data, pos, info)
-    # Small arguments are the common case (short strings, small maps): skip the call.
-    arg, pos = (info, pos) if info < 24 else _read_arg(data, pos, info)
+        return _decode_simple(data, pos, arg)
     if major == 0:
         return arg, pos
     if major == 3 or major == 2:

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from dohost.core import cbor
-from dohost.core.cbor import CborError, encode_head
+from dohost.core.cbor import CborError, encode_head, read_head
 
 # Headers the host owns: a guest cannot set them on its response.
 HOP_BY_HOP = frozenset(
@@ -152,26 +152,9 @@ class _Unusual(Exception):
 
 def _fast_str(data: bytes, pos: int, major: int) -> tuple[bytes, int]:
     """A definite-length byte (2) or text (3) string at pos: (raw bytes, next pos)."""
-    ib = data[pos]
-    if ib >> 5 != major:
-        raise _Unusual
-    info = ib & 0x1F
-    pos += 1
-    if info < 24:
-        n = info
-    elif info == 24:
-        n = data[pos]
-        pos += 1
-    elif info == 25:
-        n = (data[pos] << 8) | data[pos + 1]
-        pos += 2
-    elif info == 26:
-        n = int.from_bytes(data[pos : pos + 4], "big")
-        pos += 4
-    else:
-        raise _Unusual
+    m, n, pos = read_head(data, pos)
     end = pos + n
-    if end > len(data):
+    if m != major or end > len(data):
         raise _Unusual
     return data[pos:end], end
 
@@ -179,31 +162,21 @@ def _fast_str(data: bytes, pos: int, major: int) -> tuple[bytes, int]:
 def _decode_response_fast(data: bytes) -> Response:
     """The common response shape, read without building a generic CBOR tree: a small map
     with text keys "status" (uint), "headers" (pairs of short text) and "body" (bytes or
-    text). Anything else raises _Unusual and the general decoder (and its errors) takes
-    over, so both paths accept and refuse exactly the same inputs."""
-    ib = data[0]
-    if ib >> 5 != 5 or (ib & 0x1F) > 3:
+    text). Anything else raises _Unusual (or CborError) and the general decoder (and its
+    errors) takes over, so both paths accept and refuse exactly the same inputs."""
+    major, count, pos = read_head(data, 0)
+    if major != 5 or count > 3:
         raise _Unusual
-    pos = 1
     status, headers, body = 200, [], b""
     seen = set()
-    for _ in range(ib & 0x1F):
+    for _ in range(count):
         key, pos = _fast_str(data, pos, 3)
         if key in seen:
             raise _Unusual
         seen.add(key)
         if key == b"status":
-            sb = data[pos]
-            if sb >> 5 != 0:
-                raise _Unusual
-            info = sb & 0x1F
-            if info < 24:
-                status, pos = info, pos + 1
-            elif info == 24:
-                status, pos = data[pos + 1], pos + 2
-            elif info == 25:
-                status, pos = (data[pos + 1] << 8) | data[pos + 2], pos + 3
-            else:
+            major, status, pos = read_head(data, pos)
+            if major != 0:
                 raise _Unusual
         elif key == b"body":
             major = data[pos] >> 5
@@ -212,11 +185,10 @@ def _decode_response_fast(data: bytes) -> Response:
                 raw.decode("utf-8")  # must be valid text, as the general path checks
             body = raw
         elif key == b"headers":
-            hb = data[pos]
-            if hb >> 5 != 4 or (hb & 0x1F) >= 24:
+            major, pairs, pos = read_head(data, pos)
+            if major != 4 or pairs >= 24:
                 raise _Unusual
-            pos += 1
-            for _ in range(hb & 0x1F):
+            for _ in range(pairs):
                 if data[pos] != 0x82:
                     raise _Unusual
                 kraw, pos = _fast_str(data, pos + 1, 3)
@@ -240,7 +212,7 @@ def decode_response(data: bytes) -> Response:
     """Decode and check a guest's response; malformed input raises CborError."""
     try:
         return _decode_response_fast(data)
-    except (_Unusual, IndexError, UnicodeDecodeError):
+    except (_Unusual, CborError, IndexError, UnicodeDecodeError):
         pass
     m = cbor.decode(data)
     if not isinstance(m, dict):

@@ -322,37 +322,7 @@ class Event:
         ws = self.ws
         if ws is not None and not ws.has_effects():
             ws = None
-        calls = self.calls
-        if calls is None:
-            return EventOutcome(
-                response,
-                ticket,
-                None,
-                time.thread_time() - self.cpu_t0,
-                self.reads,
-                self.writes,
-                self.sql_rows_read,
-                self.sql_rows_written,
-                self.alarm_changed,
-                self.alarm_due,
-                ws=ws,
-            )
-        return EventOutcome(
-            response,
-            ticket,
-            None,
-            time.thread_time() - self.cpu_t0,
-            self.reads,
-            self.writes,
-            self.sql_rows_read,
-            self.sql_rows_written,
-            self.alarm_changed,
-            self.alarm_due,
-            ws=ws,
-            calls=calls.made,
-            call_failures=tuple(calls.failed.items()),
-            offload_call=calls.offloaded,
-        )
+        return self._outcome(response, ticket, None, self.alarm_changed, self.alarm_due, ws)
 
     def fail(self, err: DohostError) -> EventOutcome:
         """The event failed: roll back its writes. The outcome carries `err`, or the
@@ -369,23 +339,7 @@ class Event:
             err = self.fatal
             if ticket is None:
                 ticket = self.commit_failure
-        calls = self.calls or CallState()
-        return EventOutcome(
-            None,
-            ticket,
-            err,
-            time.thread_time() - self.cpu_t0,
-            self.reads,
-            self.writes,
-            self.sql_rows_read,
-            self.sql_rows_written,
-            alarm_changed=kept is not None,
-            alarm=kept,
-            alarm_replaced=kept is not None,
-            calls=calls.made,
-            call_failures=tuple(calls.failed.items()),
-            offload_call=calls.offloaded,
-        )
+        return self._outcome(None, ticket, err, kept is not None, kept, None)
 
     def abandon(self, cpu: bool) -> EventOutcome:
         """An inline attempt stops (`cpu`: its budget ran out): nothing of it escapes."""
@@ -397,6 +351,34 @@ class Event:
             offload_cpu=cpu,
             offload_call=self.calls is not None and self.calls.offloaded,
             cpu_s=time.thread_time() - self.cpu_t0,
+        )
+
+    def _outcome(
+        self,
+        response: Response | None,
+        ticket: CommitTicket | None,
+        error: DohostError | None,
+        alarm_changed: bool,
+        alarm: int | None,
+        ws: WsEvent | None,
+    ) -> EventOutcome:
+        """The outcome of a finished or failed event: what it did, and its counters."""
+        calls = self.calls
+        return EventOutcome(
+            response,
+            ticket,
+            error,
+            time.thread_time() - self.cpu_t0,
+            self.reads,
+            self.writes,
+            self.sql_rows_read,
+            self.sql_rows_written,
+            alarm_changed,
+            alarm,
+            alarm_replaced=error is not None and alarm_changed,
+            ws=ws,
+            calls=calls.made if calls is not None else 0,
+            call_failures=tuple(calls.failed.items()) if calls is not None else (),
         )
 
     def rollback(self) -> None:

@@ -64,14 +64,18 @@ def kv_delete(ev: Event, kptr: int, klen: int) -> int:
     return 1 if existed else 0
 
 
+def _check_count(n: int, items: str) -> None:
+    if n > MAX_KEYS_PER_CALL:
+        raise DohostError(
+            Code.TOO_MANY_KEYS, f"{n} {items} in one call; the limit is {MAX_KEYS_PER_CALL}"
+        )
+
+
 def _key_list(ev: Event, ptr: int, n: int, what: str) -> list[bytes]:
     keys = ev.decode(ptr, n, what)
     if not isinstance(keys, list) or not all(isinstance(k, bytes) for k in keys):
         raise DohostError(Code.BAD_ENCODING, f"{what}: expected a CBOR array of byte strings")
-    if len(keys) > MAX_KEYS_PER_CALL:
-        raise DohostError(
-            Code.TOO_MANY_KEYS, f"{len(keys)} keys in one call; the limit is {MAX_KEYS_PER_CALL}"
-        )
+    _check_count(len(keys), "keys")
     return keys
 
 
@@ -95,11 +99,7 @@ def kv_put_many(ev: Event, ptr: int, n: int) -> int:
         raise DohostError(
             Code.BAD_ENCODING, "kv_put_many: expected a CBOR map of byte strings to byte strings"
         )
-    if len(entries) > MAX_KEYS_PER_CALL:
-        raise DohostError(
-            Code.TOO_MANY_KEYS,
-            f"{len(entries)} entries in one call; the limit is {MAX_KEYS_PER_CALL}",
-        )
+    _check_count(len(entries), "entries")
     ev.storage.put_many(entries)
     ev.writes += len(entries)
     return 0

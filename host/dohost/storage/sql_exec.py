@@ -110,26 +110,8 @@ def _simple_params(data: bytes) -> tuple[SqlValue, ...] | None:
     pos, end = 1, len(data)
     try:
         for _ in range(head - 0x80):
-            ib = data[pos]
-            major, info = ib >> 5, ib & 0x1F
-            pos += 1
+            major, arg, pos = cbor.read_head(data, pos)
             if major <= 3:
-                if info < 24:
-                    arg = info
-                elif info == 24:
-                    arg = data[pos]
-                    pos += 1
-                elif info == 25:
-                    arg = int.from_bytes(data[pos : pos + 2], "big")
-                    pos += 2
-                elif info == 26:
-                    arg = int.from_bytes(data[pos : pos + 4], "big")
-                    pos += 4
-                elif info == 27:
-                    arg = int.from_bytes(data[pos : pos + 8], "big")
-                    pos += 8
-                else:
-                    return None
                 if major == 0:
                     if arg > _I64_MAX:
                         return None
@@ -144,17 +126,17 @@ def _simple_params(data: bytes) -> tuple[SqlValue, ...] | None:
                         return None
                     pos += arg
                     out.append(chunk.decode("utf-8") if major == 3 else chunk)
-            elif ib == 0xF6:
+            elif major == 7 and arg == 22:  # null
                 out.append(None)
-            elif ib == 0xFB:
+            elif major == 7 and arg == 27:  # double
                 out.append(_F64(data, pos)[0])
                 pos += 8
-            elif ib == 0xFA:
+            elif major == 7 and arg == 26:  # single
                 out.append(_F32(data, pos)[0])
                 pos += 4
             else:
                 return None
-    except (IndexError, UnicodeDecodeError, struct.error):
+    except (cbor.CborError, IndexError, UnicodeDecodeError, struct.error):
         return None
     if pos != end:
         return None
