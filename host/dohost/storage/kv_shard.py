@@ -42,6 +42,7 @@ from dohost.core.partitions import progressions
 from dohost.storage.api import CommitTicket, Durability, storage_error
 from dohost.storage.fencing import Claims, claim_lost, fenced
 from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path, sync_data
+from dohost.storage.wal_heal import heal_wal
 from dohost.storage.write_set import ALARM_UNCHANGED, WriteSet
 
 _log = logging.getLogger(__name__)
@@ -625,24 +626,14 @@ class KvShard:
         return req.wait(timeout)
 
     def _heal(self) -> None:
-        """After a failed fsync: make every committed write durable another way, and if
-        that succeeds, accept writes again.
-
-        A failed fsync leaves unknown which WAL frames reached the disk (Linux may even
-        mark the failed pages clean), so another fsync of the WAL proves nothing about
-        them. A TRUNCATE checkpoint instead copies every committed frame into the database
-        file (SQLite syncs the WAL before and the database after, through the VFS), then
-        empties the WAL; our own fsync of the database and of the WAL then proves the
-        device takes writes again. This is what a restart would give (its recovery reads
-        the same WAL), without stopping the host. Failures leave the shard broken, to be
-        tried again before the next batch."""
+        """After a failed fsync: make every committed write durable another way
+        (storage/wal_heal.py), and if that succeeds, accept writes again. Failures (or a
+        reader holding an old snapshot) leave the shard broken, to be tried again before
+        the next batch."""
+        durable = self.durability == Durability.FSYNC
         try:
-            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0]
-            if busy:
-                return  # a reader held an old snapshot past the busy timeout: next batch
-            if self.durability == Durability.FSYNC:
-                fsync_path(self.path, self._fsync)
-            self._sync_wal()
+            if not heal_wal(self._db, self.path, self._fsync if durable else None, self._sync_wal):
+                return
         except (apsw.Error, OSError) as e:
             _log.warning("kv shard %s is still broken: %s", self.path, e)
             return

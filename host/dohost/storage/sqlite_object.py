@@ -38,6 +38,7 @@ from dohost.storage.list_range import KeyRange, collect
 from dohost.storage.sql_exec import GuestSql, SqlResult, SqlValue, TransactionLost
 from dohost.storage.validate import check_count, check_entry, check_key, quota_exceeded
 from dohost.storage.wal_flusher import WalFlusher
+from dohost.storage.wal_heal import heal_wal
 
 _log = logging.getLogger(__name__)
 
@@ -253,28 +254,26 @@ class SqliteObjectStorage:
         return None if stored == epoch else fenced(p, epoch, stored)
 
     def _heal(self, conn: Any) -> None:
-        """The last fsync of this object's WAL failed, so which of its frames reached the
-        disk is unknown (Linux may even mark the failed pages clean: another fsync of the
-        WAL proves nothing). Copy every committed frame into the database file with a
-        TRUNCATE checkpoint (SQLite syncs through the VFS), fsync the database and the
-        emptied WAL ourselves, and only then let the flusher accept this path again. A
-        restart would give no more (its recovery reads the same WAL). Raises STORAGE_ERROR
-        while it cannot; the next open tries again."""
-        busy, _, _ = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()[0]
-        if busy:
-            raise storage_error(
-                "this object's last fsync failed and its WAL could not be checkpointed "
-                "(another connection reads it); retry"
-            )
-        try:
-            fsync_path(self.path, self._fsync)
+        """The last fsync of this object's WAL failed: make every committed write durable
+        another way (storage/wal_heal.py), and only then let the flusher accept this path
+        again. Raises STORAGE_ERROR while it cannot; the next open tries again."""
+
+        def sync_wal() -> None:
             if os.path.exists(self.wal_path):
                 fsync_path(self.wal_path, self._fsync)
+
+        try:
+            healed = heal_wal(conn, self.path, self._fsync, sync_wal)
         except OSError as e:
             raise storage_error(
                 f"this object's last fsync failed and fsync still fails ({e}); it accepts "
                 "no writes until the storage works again"
             ) from e
+        if not healed:
+            raise storage_error(
+                "this object's last fsync failed and its WAL could not be checkpointed "
+                "(another connection reads it); retry"
+            )
         self._flusher.recovered(self.wal_path)
         _log.warning("%s healed after a failed fsync: writing again", self.path)
 
