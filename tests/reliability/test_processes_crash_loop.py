@@ -21,6 +21,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import sys
 import threading
 import time
@@ -91,7 +92,7 @@ def client(url: str, token: str, seed: int, book: Book, stop: threading.Event) -
                 # The connection broke (its node was killed): the increment may have run.
                 with book.lock:
                     book.unknown[name] += 1
-                    book.errors[type(e).__name__] += 1
+                    book.errors[f"{type(e).__name__}: {str(e)[:60]}"] += 1
                 c.close()
                 c = httpx.Client(base_url=url, headers=headers, timeout=30.0)
                 continue
@@ -110,6 +111,15 @@ def client(url: str, token: str, seed: int, book: Book, stop: threading.Event) -
                         book.unknown[name] += 1
     finally:
         c.close()
+
+
+def node_listens(server: ServerProcess, node: int) -> bool:
+    with socket.socket(socket.AF_UNIX) as s:
+        try:
+            s.connect(str(server.data_dir / "run" / f"node-{node}.sock"))
+        except OSError:
+            return False
+    return True
 
 
 def run_crash_loop(tmp_path: Path, kills: int) -> None:
@@ -135,8 +145,10 @@ def run_crash_loop(tmp_path: Path, kills: int) -> None:
             assert len(pids) == 2, f"nodes: {pids}\n{server.stderr()[-3000:]}"
             node = rng.randrange(2)
             os.kill(pids[node], signal.SIGKILL)
-            # The parent restarts it: a new pid for that node (bounded).
+            # The parent restarts it: a new pid for that node, listening on its Unix
+            # socket again (bounded); then the next kill may take either node.
             wait_until(lambda n=node, old=pids[node]: node_pids(server).get(n, old) != old, 30)
+            wait_until(lambda n=node: node_listens(server, n), 60)
             restarts += 1
         time.sleep(1.0)  # load on the last restarted node
         stop.set()

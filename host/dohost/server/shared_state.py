@@ -139,12 +139,15 @@ class SharedState:
         self._warn_full()
         return None
 
-    def take_token(self, tenant: str, rate: float, capacity: int, now: float) -> float | None:
-        """The shared token bucket of a tenant: 0.0 if a request may go ahead, else the
-        seconds until one could; None when the table is full (count locally)."""
+    def take_tokens(
+        self, tenant: str, rate: float, capacity: int, now: float, want: int
+    ) -> tuple[int, float | None]:
+        """Take up to `want` tokens from the tenant's shared bucket: (tokens taken, None)
+        when at least one was, (0, seconds until one is) when none is left, and (0, None)
+        when the table is full (the caller counts locally)."""
         off = self._rate_slot(tenant_key(tenant))
         if off is None:
-            return None
+            return 0, None
         mm, fd = self._mm, self._fd
         fcntl.lockf(fd, fcntl.LOCK_EX, RATE_SLOT, off)
         try:
@@ -152,12 +155,12 @@ class SharedState:
             if tokens < 0.0:
                 tokens, stamp = float(capacity), now
             tokens = min(float(capacity), tokens + max(0.0, now - stamp) * rate)
-            if tokens >= 1.0:
-                _RATE.pack_into(mm, off, key, tokens - 1.0, now)
-                return 0.0
-            _RATE.pack_into(mm, off, key, tokens, now)
+            got = min(want, int(tokens))
+            _RATE.pack_into(mm, off, key, tokens - got, now)
+            if got:
+                return got, None
             wait_s: float = (1.0 - tokens) / rate
-            return wait_s
+            return 0, wait_s
         finally:
             fcntl.lockf(fd, fcntl.LOCK_UN, RATE_SLOT, off)
 
@@ -172,16 +175,25 @@ class SharedState:
         self._mm[base : base + SLOTS * USAGE_SLOT] = bytes(SLOTS * USAGE_SLOT)
 
     def _usage_slot(self, node: int, key: int, claim: bool) -> int | None:
+        """The offset of a tenant's slot in a node's region. Remembers where the probe
+        ended, also when the slot is not there yet (the first free slot: where that
+        node would claim it), so later lookups read one slot."""
+        mm = self._mm
         known = self._usage_slots.get((node, key))
         if known is not None:
-            return known
-        mm, base = self._mm, self._region(node)
+            found = _U64.unpack_from(mm, known)[0]
+            if found == key:
+                return known
+            if found == 0 and not claim:
+                return None
+        base = self._region(node)
         with self._lock:
             for i in range(SLOTS):
                 off = base + ((key + i) % SLOTS) * USAGE_SLOT
                 found = _U64.unpack_from(mm, off)[0]
                 if found == 0:
                     if not claim:
+                        self._usage_slots[(node, key)] = off
                         return None
                     _USAGE.pack_into(mm, off, key, 0, 0)
                     found = key
