@@ -170,7 +170,14 @@ def latency(server: Server, samples: int) -> dict[str, float]:
                 t0 = time.perf_counter()
                 c.get(path.format(name))
                 times[kind].append(time.perf_counter() - t0)
-        return {k: statistics.median(v) * 1e6 for k, v in times.items()}
+        out = {k: statistics.median(v) * 1e6 for k, v in times.items()}
+        # CPU per request of each kind, one kind at a time (the server's whole tree).
+        for kind, name in kinds.items():
+            cpu0 = tree_cpu_s(server.proc.pid)
+            for _ in range(samples):
+                c.get(path.format(name))
+            out[f"{kind} cpu"] = (tree_cpu_s(server.proc.pid) - cpu0) / samples * 1e6
+        return out
     finally:
         c.close()
 
@@ -220,12 +227,20 @@ def main() -> None:
         print(f"{'':<18} 2 vs 1: {ratio:.2f}x")
     one = results[1]["latency"]["on owner"]
     two = results[2]["latency"]
-    print(f"\nlatency c=1, GET / (p50 us, {args.samples} samples each)")
-    print(f"  --processes 1:               {one:8.1f}")
-    print(f"  --processes 2, on owner:     {two['on owner']:8.1f}  ({two['on owner'] / one:.2f}x)")
+    one_cpu = results[1]["latency"]["on owner cpu"]
+    print(f"\nc=1, GET / ({args.samples} samples each): p50 us, server CPU us/req")
+    print(f"  --processes 1:               {one:8.1f}  {one_cpu:8.1f}")
+    print(
+        f"  --processes 2, on owner:     {two['on owner']:8.1f}  {two['on owner cpu']:8.1f}"
+        f"  ({two['on owner'] / one:.2f}x latency)"
+    )
     if "forwarded" in two:
         extra = two["forwarded"] - two["on owner"]
-        print(f"  --processes 2, forwarded:    {two['forwarded']:8.1f}  (+{extra:.1f} us)")
+        extra_cpu = two["forwarded cpu"] - two["on owner cpu"]
+        print(
+            f"  --processes 2, forwarded:    {two['forwarded']:8.1f}  {two['forwarded cpu']:8.1f}"
+            f"  (+{extra:.1f} us latency, +{extra_cpu:.1f} us CPU)"
+        )
 
 
 if __name__ == "__main__":

@@ -15,8 +15,11 @@ from pathlib import Path
 
 import httpx
 import pytest
+import trio
 from api_helpers import ServerProcess, error_code
 from multi_helpers import client_on_node, node_pids, owned_names, wait_until
+from test_websockets import Client
+from wsproto.events import CloseConnection
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "tests" / "fixtures" / "build"
@@ -253,3 +256,45 @@ def test_object_calls_reach_the_owner_and_refuse_cross_node_cycles(
         )
         r = c.post(f"/v1/classes/call/objects/{b}/chain?hops=call:{a},call:{owners[1][1]}")
         assert r.text == "end", r.text
+
+
+async def _stream_on_node(port: int, node: int) -> trio.SocketStream:
+    """A TCP connection the kernel gave to `node` (asked with a keep-alive /healthz)."""
+    for _ in range(200):
+        stream = await trio.open_tcp_stream("127.0.0.1", port)
+        await stream.send_all(b"GET /healthz HTTP/1.1\r\nhost: t\r\n\r\n")
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += await stream.receive_some(65536)
+        head, _, body = data.partition(b"\r\n\r\n")
+        length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+        while len(body) < length:
+            body += await stream.receive_some(65536)
+        if f"x-dohost-node: {node}\r\n".encode() in head:
+            return stream
+        await stream.aclose()
+    raise AssertionError(f"no connection landed on node {node}")
+
+
+async def test_a_websocket_to_another_nodes_object_is_spliced_through(
+    server: ServerProcess,
+) -> None:
+    token = server.new_tenant("ws")
+    deploy(server, token, "ws", "wstest.wasm")
+    owners = owned_names(server, token, "ws", 10, path="/inits")
+    room, owner = owners[1][0], 1
+    port = int(server.url.rsplit(":", 1)[1])
+    direct, relayed = Client(), Client()
+    await direct.connect(port, f"/v1/classes/ws/objects/{room}/ws", token,
+                         await _stream_on_node(port, owner))  # fmt: skip
+    await relayed.connect(port, f"/v1/classes/ws/objects/{room}/ws", token,
+                          await _stream_on_node(port, 1 - owner))  # fmt: skip
+    assert direct.rejected is None and relayed.rejected is None
+    assert await relayed.ask("echo:through node 0") == "through node 0"
+    # One object, one set of connections: a broadcast from either reaches both.
+    assert await relayed.ask("bcast::hello") == "hello"
+    assert await relayed.recv() == "sent 2"
+    assert await direct.recv() == "hello"
+    assert await direct.ask("list") == await relayed.ask("list")
+    got = await relayed.ask("close:4001")
+    assert isinstance(got, CloseConnection) and got.code == 4001
