@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -55,13 +56,27 @@ durability_option = click.option(
 )
 
 
+def _log_level(verbose: int) -> int:
+    return logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+
+
+def _more_verbose(ctx: click.Context, param: click.Parameter, value: int) -> None:
+    """`-v` after a subcommand (`dohost serve -v`) means what it means before it."""
+    if value:
+        root = logging.getLogger()
+        root.setLevel(min(root.level, _log_level(value)))
+
+
+VERBOSE_HELP = "Log more (-v info, -vv debug); also after the subcommand."
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.option("-v", "--verbose", count=True, help="Log more (-v info, -vv debug).")
+@click.option("-v", "--verbose", count=True, help=VERBOSE_HELP)
+@click.version_option(package_name="dohost", message="dohost %(version)s")
 def cli(verbose: int) -> None:
     """dohost: durable objects compiled to WebAssembly, on your machine."""
-    level = logging.WARNING if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     logging.basicConfig(
-        level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
+        level=_log_level(verbose), format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
 
 
@@ -158,6 +173,51 @@ def _register_commands() -> None:
     register(cli)
     cli_dev.register(cli)
     cli_inspect.register(cli)
+    for path, cmd in _walk(cli, ()):
+        if path:
+            cmd.short_help = SUMMARIES.get(" ".join(path), cmd.short_help)
+            cmd.params.append(
+                click.Option(
+                    ["-v", "--verbose"],
+                    count=True,
+                    expose_value=False,
+                    callback=_more_verbose,
+                    help=VERBOSE_HELP,
+                )
+            )
+
+
+# What `dohost --help` (and a group's --help) lists: one line each, whole at 80 columns.
+SUMMARIES = {
+    "alarms": "List your pending alarms.",
+    "call": "Send a request to an object and print its body.",
+    "class": "Versions, rollback, rename and deletion of a class.",
+    "class rename": "Rename a class, keeping its objects and ids.",
+    "class rollback": "Deploy an earlier version again.",
+    "dev": "Serve a project; rebuild and redeploy on every save.",
+    "id": "Print a new unique object id, or an object's id.",
+    "init": "Create a project (C, Zig, Rust or AssemblyScript).",
+    "rm": "Delete an object's storage and alarm (asks first).",
+    "run": "Deliver one event to an object in an embedded host.",
+    "serve": "Serve the HTTP API for many tenants.",
+    "sql": "Run a read-only SQL query on an object.",
+    "storage": "Show an object's stored keys, values and tables.",
+    "tail": "Follow a server's events and guest log lines.",
+    "tenant quotas": "Show or change a tenant's quotas.",
+    "tenant rm": "Delete a tenant and all its data (asks first).",
+    "tenant token": "Give a tenant a new token.",
+    "token": "Mint, list, rotate and revoke scoped tokens.",
+    "token rotate": "Give a scoped token a new secret.",
+}
+
+
+def _walk(
+    cmd: click.Command, path: tuple[str, ...]
+) -> Iterator[tuple[tuple[str, ...], click.Command]]:
+    yield path, cmd
+    if isinstance(cmd, click.Group):
+        for name, sub in cmd.commands.items():
+            yield from _walk(sub, (*path, name))
 
 
 _register_commands()

@@ -13,11 +13,13 @@ failure is one line on stderr, `error: <code>: <message>`, and exit status 1.
 from __future__ import annotations
 
 import base64
+import dataclasses
+import json
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
@@ -57,7 +59,67 @@ def connect(url: str, token: str | None, *, admin: bool = False) -> Iterator[Cli
     except TransportError as e:
         fail(f"cannot_reach: {e}: is `dohost serve` running there? (--url or DOHOST_URL)")
     except ClientError as e:
-        fail(str(e))
+        fail(str(e) + _did_you_mean(e, url, token))
+
+
+def _did_you_mean(e: Exception, url: str, token: str | None) -> str:
+    """For `unknown_class`: the closest class name this token can see, if one is close."""
+    import difflib
+    import re
+
+    from dohost.client import ApiError, Client, ClientError
+
+    if not isinstance(e, ApiError) or e.code != "unknown_class":
+        return ""
+    m = re.search(r"no class named '([^']*)'", e.message)
+    if m is None:
+        return ""
+    try:
+        with Client(url, token) as client:
+            names = [c.name for c in client.list_classes()]
+    except ClientError:
+        return ""
+    close = difflib.get_close_matches(m.group(1), names, n=1, cutoff=0.6)
+    return f"; did you mean {close[0]!r}?" if close else ""
+
+
+def confirm(what: str, name: str, yes: bool) -> None:
+    """Destructive commands ask first: type the name (a terminal), or pass --yes."""
+    if yes:
+        return
+    if not sys.stdin.isatty():
+        raise click.UsageError(
+            f"deleting {what} {name} deletes all its data: pass --yes to confirm"
+        )
+    typed = click.prompt(
+        f"This deletes {what} {name} and ALL its data. Type {name!r} to confirm",
+        default="",
+        show_default=False,
+    )
+    if typed != name:
+        fail("aborted: the name did not match; nothing was deleted")
+
+
+def human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:,.0f} {unit}" if unit == "B" else f"{n:,.1f} {unit}"
+        n /= 1024
+    raise AssertionError
+
+
+def human_count(n: float) -> str:
+    return f"{n:,.0f}" if float(n).is_integer() else f"{n:,}"
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=str))
+
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON, not a table.")
+yes_option = click.option(
+    "-y", "--yes", is_flag=True, help="Do not ask for confirmation (needed when not a terminal)."
+)
 
 
 def run(url: str, token: str | None, op: Callable[[Client], T], *, admin: bool = False) -> T:
@@ -136,31 +198,38 @@ def tenant_create(name: str, url: str, token: str | None) -> None:
 
 
 @tenant.command("ls")
+@json_option
 @url_option
 @admin_token_option
-def tenant_ls(url: str, token: str | None) -> None:
+def tenant_ls(as_json: bool, url: str, token: str | None) -> None:
     """List tenants with their classes and usage."""
+    tenants = run(url, token, lambda c: c.list_tenants(), admin=True)
+    if as_json:
+        echo_json({"tenants": [dataclasses.asdict(t) for t in tenants]})
+        return
     rows = []
-    for t in run(url, token, lambda c: c.list_tenants(), admin=True):
+    for t in tenants:
         q = t.quotas
         rows.append(
             [
                 t.name,
                 ", ".join(t.classes) or "-",
-                f"{t.objects}/{q['objects']}",
-                f"{t.storage_bytes}/{q['storage_bytes']}",
-                f"{q['requests_per_s']:g}",
+                f"{human_count(t.objects)} of {human_count(q['objects'])}",
+                f"{human_bytes(t.storage_bytes)} of {human_bytes(q['storage_bytes'])}",
+                human_count(q["requests_per_s"]),
             ]
         )
-    _table(None, ["tenant", "classes", "objects", "storage bytes", "req/s"], rows)
+    _table(None, ["tenant", "classes", "objects", "storage", "req/s"], rows)
 
 
 @tenant.command("rm")
 @click.argument("name")
+@yes_option
 @url_option
 @admin_token_option
-def tenant_rm(name: str, url: str, token: str | None) -> None:
-    """Delete tenant NAME with all its classes, objects and data."""
+def tenant_rm(name: str, yes: bool, url: str, token: str | None) -> None:
+    """Delete tenant NAME with all its classes, objects and data (asks first)."""
+    confirm("tenant", name, yes)
     run(url, token, lambda c: c.delete_tenant(name), admin=True)
     click.echo(f"deleted tenant {name}")
 
@@ -171,7 +240,13 @@ def tenant_rm(name: str, url: str, token: str | None) -> None:
 @click.command()
 @click.argument("class_name", metavar="CLASS")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
-@click.option("--storage", type=click.Choice(["kv", "sqlite"]), default="kv", show_default=True)
+@click.option(
+    "--storage",
+    type=click.Choice(["kv", "sqlite"]),
+    default="kv",
+    show_default=True,
+    help="Storage backend, chosen at the first deploy: kv, or sqlite (SQL, one database each).",
+)
 @click.option(
     "--deferred",
     is_flag=True,
@@ -213,13 +288,17 @@ def deploy(
 
 
 @click.command()
+@json_option
 @url_option
 @token_option
-def classes(url: str, token: str | None) -> None:
+def classes(as_json: bool, url: str, token: str | None) -> None:
     """List the deployed classes."""
+    found = run(url, token, lambda c: c.list_classes())
+    if as_json:
+        echo_json({"classes": [dataclasses.asdict(c) for c in found]})
+        return
     rows = [
-        [c.name, str(c.version), c.storage, str(c.size), c.sha256[:16]]
-        for c in run(url, token, lambda c: c.list_classes())
+        [c.name, str(c.version), c.storage, human_bytes(c.size or 0), c.sha256[:16]] for c in found
     ]
     _table(None, ["class", "version", "storage", "bytes", "sha256"], rows)
 
@@ -290,15 +369,17 @@ def call(
 
 @click.command()
 @click.argument("class_name", metavar="CLASS")
+@json_option
 @url_option
 @token_option
-def objects(class_name: str, url: str, token: str | None) -> None:
+def objects(class_name: str, as_json: bool, url: str, token: str | None) -> None:
     """List the objects of CLASS that have stored something."""
     with connect(url, token) as client:
-        rows = [
-            [o.id, o.name if o.name is not None else "-", str(o.bytes)]
-            for o in client.iter_objects(class_name)
-        ]
+        found = list(client.iter_objects(class_name))
+    if as_json:
+        echo_json({"objects": [dataclasses.asdict(o) for o in found]})
+        return
+    rows = [[o.id, o.name if o.name is not None else "-", human_bytes(o.bytes)] for o in found]
     _table(None, ["id", "name", "bytes"], rows)
 
 
@@ -325,12 +406,30 @@ def storage(class_name: str, obj: str, by_id: bool, url: str, token: str | None)
 @click.argument("class_name", metavar="CLASS")
 @click.argument("obj", metavar="OBJECT")
 @id_option
+@yes_option
 @url_option
 @token_option
-def rm(class_name: str, obj: str, by_id: bool, url: str, token: str | None) -> None:
-    """Delete OBJECT of CLASS: its storage and its activation."""
-    oid = run(url, token, lambda c: c.delete_object(class_name, obj, by_id))
+def rm(class_name: str, obj: str, by_id: bool, yes: bool, url: str, token: str | None) -> None:
+    """Delete OBJECT of CLASS: its storage, alarm and activation (asks first)."""
+    with connect(url, token) as client:
+        ref = client.get_object(class_name, obj, by_id)
+        if not _has_stored(client, class_name, ref.id):
+            fail(
+                f"not_found: {class_name} object {obj} has stored nothing: nothing to delete "
+                f"(`dohost objects {class_name}` lists those that have)"
+            )
+        confirm(f"{class_name} object", obj, yes)
+        oid = client.delete_object(class_name, obj, by_id)
     click.echo(f"deleted {class_name} object {obj} ({oid[:16]}…)")
+
+
+def _has_stored(client: Client, class_name: str, object_id: str) -> bool:
+    """Whether the object is in the class's listing (objects that stored something):
+    the page that starts right before its id."""
+    before = int(object_id, 16) - 1
+    after = f"{before:064x}" if before >= 0 else None
+    page = client.list_objects(class_name, limit=1, after=after)
+    return bool(page.objects) and page.objects[0].id == object_id
 
 
 def register(group: click.Group) -> None:

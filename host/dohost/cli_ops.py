@@ -16,11 +16,17 @@ from __future__ import annotations
 import datetime
 import json
 import re
-import sys
 
 import click
 
-from dohost.cli_client import _table, admin_token_option, fail, run, token_option, url_option
+from dohost.cli_client import (
+    _table,
+    admin_token_option,
+    confirm,
+    run,
+    token_option,
+    url_option,
+)
 
 DURATION = re.compile(r"^(\d+(?:\.\d+)?)([smhd]?)$")
 UNIT_S = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -256,19 +262,7 @@ def class_rename(class_name: str, new_name: str, url: str, token: str | None) ->
 @token_option
 def class_rm(class_name: str, yes: bool, url: str, token: str | None) -> None:
     """Delete CLASS with every object's storage and alarm (asks first)."""
-    if not yes:
-        if not sys.stdin.isatty():
-            raise click.UsageError(
-                f"deleting class {class_name} deletes all its objects: pass --yes to confirm"
-            )
-        typed = click.prompt(
-            f"This deletes class {class_name} and ALL its objects' data. "
-            "Type the class name to confirm",
-            default="",
-            show_default=False,
-        )
-        if typed != class_name:
-            fail("aborted: the name did not match; nothing was deleted")
+    confirm("class", class_name, yes)
     n = run(url, token, lambda c: c.delete_class(class_name))
     click.echo(f"deleted class {class_name} and {n} object{'s' if n != 1 else ''}")
 

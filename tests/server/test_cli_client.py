@@ -77,12 +77,14 @@ def test_round_trip_as_a_user_types_it(server: ServerProcess) -> None:
     assert ok(dohost("call", "counter", by_id[0], "--id", env=me)) == "42"
     assert "counter" in ok(dohost("classes", env=me))
 
-    assert ok(dohost("rm", "counter", "room-1", env=me)).startswith("deleted counter object room-1")
+    assert ok(dohost("rm", "counter", "room-1", "--yes", env=me)).startswith(
+        "deleted counter object room-1"
+    )
     objects = ok(dohost("objects", "counter", env=me))
     assert "room-1" not in objects and "room 2" in objects
     assert ok(dohost("call", "counter", "room-1", env=me)) == "0"
 
-    assert ok(dohost("tenant", "rm", "acme", env=admin)) == "deleted tenant acme\n"
+    assert ok(dohost("tenant", "rm", "acme", "--yes", env=admin)) == "deleted tenant acme\n"
     err = one_line_error(dohost("objects", "counter", env=me))
     assert err == "error: unauthorized: unknown token"
 
@@ -112,7 +114,7 @@ def test_flags_override_the_environment_and_failures_are_one_line(
         (["objects", "counter", "--url", "http://127.0.0.1:1", "--token", "x"], "error: cannot_reach: cannot reach http://127.0.0.1:1"),
         (["tenant", "ls", *me], "error: unauthorized: this route needs the admin token"),
         (["tenant", "create", "beta", *admin], "error: already_exists: tenant 'beta' already exists"),
-        (["tenant", "rm", "nobody", *admin], "error: unknown_tenant: no tenant named 'nobody'"),
+        (["tenant", "rm", "nobody", "--yes", *admin], "error: unknown_tenant: no tenant named 'nobody'"),
     ]  # fmt: skip
     for args, start in cases:
         line = one_line_error(dohost(*args, env={}))
