@@ -35,6 +35,7 @@ EVERY_KEY = {
     "ws_max_connections_per_object": "100",  # underscores work as well as dashes
     "processes": "1",
     "forward-timeout": "10.0",
+    "access-log": "true",
 }
 
 
