@@ -102,7 +102,7 @@ def test_the_file_configures_the_server_and_flags_win(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("prot = 80\n", "key 'prot': not a serve setting (known: cpu-ms, data,"),
+        ("prot = 80\n", "key 'prot': not a serve setting (known: access-log, cpu-ms, data,"),
         ('port = "eighty"\n', "key 'port': 'eighty' is not a valid integer"),
         ("port = 70000\n", "key 'port': 70000 is not in the range 0<=x<=65535"),
         ("port = true\n", "key 'port': must be a single integer range value"),
