@@ -1,0 +1,133 @@
+"""The built wheel, installed in a fresh venv, gives a working `dohost run` and `dohost
+serve` (run from outside the checkout, so nothing comes from the source tree).
+
+To stay fast the wheel is installed with --no-deps and the fresh venv finds the
+dependencies (wasmtime, trio, apsw, ...) through a .pth line naming this checkout's
+venv's site-packages. That path is appended after the venv's own site-packages and is not
+processed as a site dir, so the checkout's editable install of dohost is not active
+there: `dohost` resolves to the wheel (asserted). The wheel's declared dependencies are
+checked against pyproject.toml, so a real `pip install` would fetch the same ones."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import sys
+import sysconfig
+import threading
+import tomllib
+import zipfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+COUNTER = ROOT / "samples" / "counter" / "counter.wasm"
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-w", str(out), "-q"],
+        check=True,
+        capture_output=True,
+        timeout=600,
+    )
+    (found,) = out.glob("dohost-*.whl")
+    return found
+
+
+@pytest.fixture(scope="module")
+def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    v = tmp_path_factory.mktemp("venv") / "v"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(v)], check=True, timeout=120)
+    purelib = Path(
+        subprocess.check_output(
+            [
+                str(v / "bin" / "python"),
+                "-c",
+                "import sysconfig; print(sysconfig.get_paths()['purelib'])",
+            ],
+            text=True,
+        ).strip()
+    )
+    (purelib / "_checkout_deps.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    subprocess.run(
+        [sys.executable, "-m", "pip", "--python", str(v / "bin" / "python"), "install", "-q",
+         "--no-deps", "--no-index", str(wheel)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )  # fmt: skip
+    yield v
+
+
+def test_the_wheel_declares_what_pyproject_declares(wheel: Path) -> None:
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    with zipfile.ZipFile(wheel) as z:
+        names = z.namelist()
+        meta = z.read(next(n for n in names if n.endswith(".dist-info/METADATA"))).decode()
+        entry = z.read(next(n for n in names if n.endswith("entry_points.txt"))).decode()
+    requires = [
+        line[len("Requires-Dist: ") :]
+        for line in meta.splitlines()
+        if line.startswith("Requires-Dist: ") and "extra ==" not in line
+    ]
+    assert sorted(requires) == sorted(d.split("#")[0].strip() for d in project["dependencies"])
+    assert "License-Expression: Apache-2.0" in meta
+    assert any(n.endswith("licenses/LICENSE") for n in names)
+    assert "dohost/py.typed" in names and "dohost/server/openapi.py" in names
+    assert "dohost = dohost.cli:main" in entry
+    assert not any(n.startswith(("tests/", "bench/", "samples/")) for n in names)
+
+
+def test_dohost_run_from_the_installed_wheel(venv: Path, tmp_path: Path) -> None:
+    where = subprocess.check_output(
+        [str(venv / "bin" / "python"), "-c", "import dohost; print(dohost.__file__)"],
+        text=True,
+        cwd=tmp_path,
+    )
+    assert where.startswith(str(venv)), where  # the wheel's copy, not the checkout's
+    r = subprocess.run(
+        [str(venv / "bin" / "dohost"), "run", str(COUNTER), "--object", "x", "-X", "POST",
+         "--path", "/incr", "--data-dir", str(tmp_path / "d"), "--durability", "os"],
+        capture_output=True, text=True, timeout=120, cwd=tmp_path,
+    )  # fmt: skip
+    assert (r.returncode, r.stdout) == (0, "1"), r.stderr
+
+
+def test_dohost_serve_from_the_installed_wheel(venv: Path, tmp_path: Path) -> None:
+    proc = subprocess.Popen(
+        [str(venv / "bin" / "dohost"), "serve", "--port", "0", "--data", str(tmp_path / "s"),
+         "--durability", "os"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+    )  # fmt: skip
+    try:
+        line: list[bytes] = []
+        t = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        t.start()
+        t.join(60)
+        m = re.search(rb"http://\S+", line[0]) if line else None
+        assert m is not None, "no URL printed"
+        url = m.group(0).decode()
+        token = (tmp_path / "s" / "admin.token").read_text().strip()
+        with httpx.Client(base_url=url, timeout=30) as c:
+            assert c.get("/healthz").json() == {"status": "ok"}
+            assert c.get("/v1/openapi.json").json()["openapi"] == "3.1.0"
+            r = c.post(
+                "/v1/tenants", json={"name": "w"}, headers={"authorization": f"Bearer {token}"}
+            )
+            me = {"authorization": f"Bearer {r.json()['token']}"}
+            assert (
+                c.put("/v1/classes/counter", content=COUNTER.read_bytes(), headers=me).status_code
+                == 201
+            )
+            assert c.post("/v1/classes/counter/objects/a/incr", headers=me).text == "1"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err
