@@ -35,7 +35,7 @@ EVERY_KEY = {
     "ws_max_connections_per_object": "100",  # underscores work as well as dashes
     "processes": "1",
     "forward-timeout": "10.0",
-    "access-log": "true",
+    "access-log": "true",  # a flag: true or false
 }
 
 
@@ -55,6 +55,7 @@ def test_every_serve_flag_is_a_config_key(tmp_path: Path) -> None:
     assert set(loaded) == {p.name for p in serve.params if p.name not in ("config", "help")}
     assert loaded["quotas"] == ["objects=7", "requests_per_s=50.5"]
     assert loaded["data_dir"] == Path("DATA") and loaded["port"] == 0
+    assert loaded["access_log"] is True
 
 
 def start(args: list[str], cwd: Path) -> tuple[subprocess.Popen[bytes], str]:
@@ -103,6 +104,7 @@ def test_the_file_configures_the_server_and_flags_win(tmp_path: Path) -> None:
     ("text", "expected"),
     [
         ("prot = 80\n", "key 'prot': not a serve setting (known: access-log, cpu-ms, data,"),
+        ('access-log = "yes"\n', "key 'access-log': must be true or false"),
         ('port = "eighty"\n', "key 'port': 'eighty' is not a valid integer"),
         ("port = 70000\n", "key 'port': 70000 is not in the range 0<=x<=65535"),
         ("port = true\n", "key 'port': must be a single integer range value"),
