@@ -28,8 +28,11 @@ guests: venv
 	tools/install_toolchains.sh
 	$(PY) tools/build_guests.py
 
-run: build
-	$(PY) tools/dev_server.py
+# `run` builds quietly (one line per step; errors in full), then prints what matters.
+run: venv
+	@tools/install_toolchains.sh > .toolchains.log 2>&1 || { cat .toolchains.log; exit 1; }
+	@$(PY) tools/build_guests.py --quiet
+	@$(PY) tools/dev_server.py
 
 # The tests that go through a real `dohost serve` run again with two node processes.
 SERVE_TESTS = tests/server/test_api_serve.py tests/server/test_api_tenancy.py \

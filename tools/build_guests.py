@@ -383,6 +383,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("names", nargs="*", help="build only these guests")
     parser.add_argument("--force", action="store_true", help="rebuild even if up to date")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="one summary line instead of one per guest"
+    )
     args = parser.parse_args(argv)
 
     # WAT first: it needs only wasmtime, so fixtures build even without a C compiler.
@@ -409,10 +412,13 @@ def main(argv: list[str] | None = None) -> int:
             print(f"build_guests: {e}", file=sys.stderr)
             return 1
         size = (ROOT / guest.output).stat().st_size
-        print(f"built {guest.output} ({size} bytes)")
+        if not args.quiet:
+            print(f"built {guest.output} ({size} bytes)")
         built += 1
     if built == 0:
         print("build_guests: everything up to date")
+    elif args.quiet:
+        print(f"build_guests: built {built} guest{'s' if built != 1 else ''}")
     return 0
 
 

@@ -7,7 +7,10 @@ from __future__ import annotations
 
 import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,13 +26,13 @@ pytestmark = pytest.mark.skipif(
 )
 
 
-def test_two_pages_chat_through_the_room(tmp_path: Path) -> None:
-    from playwright.sync_api import expect, sync_playwright
-
+@contextmanager
+def chat_server(tmp_path: Path) -> Iterator[tuple[Any, str, str]]:
+    """`dohost serve` with the chat-room class, a welcome message in room lobby, and the
+    page's URL as `make run` prints it: (server, tenant token, page URL)."""
     sys.path.insert(0, str(ROOT / "tests" / "server"))
     from api_helpers import ServerProcess
 
-    assert CHROMIUM is not None
     server = ServerProcess(tmp_path / "data")
     try:
         token = server.new_tenant()
@@ -48,7 +51,20 @@ def test_two_pages_chat_through_the_room(tmp_path: Path) -> None:
         # As a user opens it (`make run` prints this URL): a page load cannot carry an
         # Authorization header, so the scoped token rides in the URL and the page passes
         # it on to its WebSocket.
-        page_url = f"{server.url}/v1/classes/chat-room/objects/lobby/?access_token={link_token}"
+        yield (
+            server,
+            token,
+            (f"{server.url}/v1/classes/chat-room/objects/lobby/?access_token={link_token}"),
+        )
+    finally:
+        assert server.stop() == 0
+
+
+def test_two_pages_chat_through_the_room(tmp_path: Path) -> None:
+    from playwright.sync_api import expect, sync_playwright
+
+    assert CHROMIUM is not None
+    with chat_server(tmp_path) as (server, token, page_url):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         with sync_playwright() as pw:
             browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
@@ -88,5 +104,33 @@ def test_two_pages_chat_through_the_room(tmp_path: Path) -> None:
             r = c.get("/v1/classes/chat-room/objects/lobby/messages")
             texts = [m["text"] for m in r.json()["messages"]]
             assert texts == ["welcome", "hello from ann", "hi ann <b>not bold</b>"]
-    finally:
-        assert server.stop() == 0
+
+
+def test_the_page_works_at_phone_width(tmp_path: Path) -> None:
+    """390 px wide (a phone): the whole form fits, the Send button is inside the window
+    and sends."""
+    from playwright.sync_api import expect, sync_playwright
+
+    assert CHROMIUM is not None
+    with chat_server(tmp_path) as (_server, _token, page_url), sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True)
+        context.set_default_timeout(WAIT_MS)
+        page = context.new_page()
+        page.goto(page_url)
+        expect(page.locator("#status")).to_have_text("connected", timeout=WAIT_MS)
+        for sel in ("#name", "#text", "button"):
+            box = page.locator(sel).bounding_box()
+            assert box is not None and box["x"] >= 0 and box["x"] + box["width"] <= 390, (sel, box)
+        button = page.locator("button").bounding_box()
+        assert button is not None and button["width"] >= 40  # not squeezed to nothing
+        assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no sideways scroll
+        page.fill("#name", "pat")
+        page.fill("#text", "from a phone")
+        page.click("button")
+        expect(page.locator("#log li", has_text="from a phone")).to_have_count(1)
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / "chat-room-390px.png"
+        page.screenshot(path=str(shot))
+        print(f"screenshot: {shot}")
+        browser.close()
