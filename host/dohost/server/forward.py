@@ -236,10 +236,12 @@ async def _send_all(sock: socket.socket, data: bytes) -> None:
 async def _recv(conn: _Conn) -> bytes:
     sock = conn.sock
     while True:
+        # Wait first: an answer is never there the moment a request has been sent, and
+        # a failed recv would cost a syscall and an exception per exchange.
+        await trio.lowlevel.wait_readable(sock)
         try:
             data = sock.recv(RECV_SIZE)
         except BlockingIOError:
-            await trio.lowlevel.wait_readable(sock)
             continue
         except OSError as e:
             raise OwnerLost(f"the connection failed: {e.strerror or e}") from None
