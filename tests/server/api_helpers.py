@@ -20,7 +20,7 @@ from dohost.server.http_types import HttpRequest, HttpResponse
 
 ROOT = Path(__file__).resolve().parents[2]
 ADMIN_TOKEN = "test-admin-token-" + "x" * 16
-START_TIMEOUT_S = 60.0
+START_TIMEOUT_S = 120.0  # two node processes start slowly on a loaded 2-core machine
 STOP_TIMEOUT_S = 60.0
 
 
