@@ -167,9 +167,11 @@ def run(
 def _register_commands() -> None:
     from dohost import cli_dev, cli_inspect
     from dohost.cli_client import register
+    from dohost.cli_replica import restore
     from dohost.cli_serve import serve
 
     cli.add_command(serve)
+    cli.add_command(restore)
     register(cli)
     cli_dev.register(cli)
     cli_inspect.register(cli)

@@ -53,6 +53,7 @@ changes = st.builds(
     clear=st.booleans(),
     drop=st.booleans(),
     alarm=st.just(ALARM_UNCHANGED) | st.none() | ms,
+    committed_ms=ms,
 )
 segments = st.builds(
     Segment,

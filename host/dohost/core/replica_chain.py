@@ -104,7 +104,9 @@ def _on_chain(chain: list[Span], pos: Position) -> bool:
 class RestorePlan:
     snapshot: Position | None  # load this snapshot first (None: start empty)
     snapshot_key: str | None
-    segments: list[Position]  # then replay these, in order (stop at the first past --at)
+    # then replay these, in order (with --at: their changes committed at or before it;
+    # the first change committed after it ends the replay)
+    segments: list[Position]
     # The last position of the history: (newest epoch, its last contiguous seq), what the
     # next owner's start record names. None when no owner ever started.
     end: Position | None
@@ -116,7 +118,7 @@ def plan_restore(
 ) -> RestorePlan:
     """What to read to rebuild the partition: its newest state, or (with `at_ms`) the
     newest snapshot taken at or before `at_ms` and the segments after it (the caller
-    stops replaying at the first segment committed after `at_ms`)."""
+    stops replaying at the first change committed after `at_ms`)."""
     p = listing.partition
     chain_snaps = {pos: t for pos, t in listing.snapshots.items() if _on_chain(chain, pos)}
     usable = [pos for pos, t in chain_snaps.items() if at_ms is None or t <= at_ms]

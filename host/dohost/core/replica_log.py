@@ -135,6 +135,9 @@ class ObjectChange:
     name: str | None
     created_ms: int
     puts: tuple[tuple[bytes, bytes | None], ...] = ()  # None deletes the key
+    # Wall-clock time of the local commit: point-in-time restore applies the changes
+    # committed at or before --at (one segment may hold several commits).
+    committed_ms: int = 0
     clear: bool = False  # every row of the object deleted before `puts`
     drop: bool = False  # the object deleted entirely (rows, registry, alarm)
     alarm: Alarm = ALARM_UNCHANGED
@@ -151,11 +154,12 @@ class ObjectChange:
             flags,
             [[k, v] for k, v in self.puts],
             alarm,
+            self.committed_ms,
         ]
 
     @staticmethod
     def decode(v: Any) -> ObjectChange:
-        tenant, class_name, oid, name, created, flags, puts, alarm = _list(v, 8)
+        tenant, class_name, oid, name, created, flags, puts, alarm, committed = _list(v, 9)
         flags = _int(flags, 3)
         alarm_list = _list(alarm)
         if len(alarm_list) > 1:
@@ -172,6 +176,7 @@ class ObjectChange:
             clear=bool(flags & 1),
             drop=bool(flags & 2),
             alarm=_opt(alarm_list[0], _int) if alarm_list else ALARM_UNCHANGED,
+            committed_ms=_int(committed),
         )
 
 
@@ -180,7 +185,7 @@ class Segment:
     partition: int
     epoch: int
     seq: int
-    committed_ms: int  # wall-clock time of the commit (point-in-time restore compares it)
+    committed_ms: int  # the newest commit time of its changes
     changes: tuple[ObjectChange, ...]
 
 

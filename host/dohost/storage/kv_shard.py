@@ -31,7 +31,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Generator
+from collections.abc import Callable, Generator
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
@@ -182,9 +182,12 @@ class KvShard:
         max_batch_write_sets: int = 4096,
         max_batch_bytes: int = 64 * 1024 * 1024,
         claims: Claims | None = None,
+        on_commit: Callable[[list[WriteSet]], None] | None = None,
     ) -> None:
         """With `claims`, every write set is fenced (storage/fencing.py): the shard
-        writes the epochs of the partitions held at open, before any read."""
+        writes the epochs of the partitions held at open, before any read.
+        `on_commit` is called on the committer thread with each batch's write sets
+        once they are durable (replication, replica/replicator.py); it must be quick."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise ValueError(f"unknown durability {durability!r}")
         self.path = os.path.abspath(path)
@@ -196,6 +199,7 @@ class KvShard:
         self._fsync = fsync
         self._max_batch = max_batch_write_sets
         self._max_batch_bytes = max_batch_bytes
+        self._on_commit = on_commit
 
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
@@ -523,6 +527,13 @@ class KvShard:
             if err is not None:
                 self.stats.failed_write_sets += 1
             ws.ticket.resolve(err)
+        if self._on_commit is not None and error is None:
+            done = [ws for ws in live if ws.writer.error is None]
+            if done:
+                try:
+                    self._on_commit(done)
+                except Exception:
+                    _log.exception("the commit hook of %s failed", self.path)
 
     def _apply_batch(self, live: list[WriteSet]) -> None:
         db = self._db

@@ -16,6 +16,7 @@ cannot move objects away from their rows.
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import re
@@ -23,6 +24,7 @@ import shutil
 import threading
 import time
 import weakref
+from collections.abc import Callable
 from contextlib import closing
 from dataclasses import dataclass
 from heapq import merge
@@ -95,6 +97,18 @@ def _check_backend(backend: str) -> None:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class RestoredKvObject:
+    """A whole kv object as a restore rebuilt it (`StorageManager.write_restored_kv`)."""
+
+    object_id: bytes
+    class_name: str
+    name: str | None
+    created_ms: int
+    rows: dict[bytes, bytes]
+    alarm: int | None
+
+
 class StorageManager:
     """Every tenant's storage under `data_dir`. Thread-safe."""
 
@@ -111,10 +125,13 @@ class StorageManager:
         list_max_entries: int = LIST_MAX_ENTRIES,
         list_max_bytes: int = LIST_MAX_BYTES,
         claims: Claims | None = None,
+        on_kv_commit: Callable[[str, list[WriteSet]], None] | None = None,
     ) -> None:
         """With `claims` (an ownership backend), every object's writes are fenced by
         the epoch of its partition's claim (storage/fencing.py), and opening an object
-        whose partition is not held fails with NOT_OWNER."""
+        whose partition is not held fails with NOT_OWNER.
+        `on_kv_commit(tenant, write_sets)` sees every kv batch once it is durable
+        (KvShard's `on_commit`): the replicator's hook."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise ValueError(f"unknown durability {durability!r}")
         if shards_per_tenant < 1:
@@ -128,6 +145,7 @@ class StorageManager:
         self._fsync = fsync
         self._list_max_entries = list_max_entries
         self._list_max_bytes = list_max_bytes
+        self._on_kv_commit = on_kv_commit
         self._lock = threading.Lock()
         self._shard_counts: dict[str, int] = {}
         self._shards: dict[tuple[str, int], KvShard] = {}
@@ -192,8 +210,14 @@ class StorageManager:
             shard = self._shards.get((tenant, index))
             if shard is None:
                 path = os.path.join(self.kv_dir(tenant), f"shard-{index}.db")
+                hook = self._on_kv_commit
                 shard = KvShard(
-                    path, self.durability, vfs=self._vfs, fsync=self._fsync, claims=self.claims
+                    path,
+                    self.durability,
+                    vfs=self._vfs,
+                    fsync=self._fsync,
+                    claims=self.claims,
+                    on_commit=None if hook is None else functools.partial(hook, tenant),
                 )
                 if shard.refused:
                     _log.warning("%s: newer claims exist for partitions %s", path, shard.refused)
@@ -439,6 +463,33 @@ class StorageManager:
             os.rename(src, dst)
             if self.durability == Durability.FSYNC:
                 fsync_dir(os.path.dirname(src), self._fsync)
+
+    def write_restored_kv(self, tenant: str, objects: list[RestoredKvObject]) -> None:
+        """Write whole kv objects of `tenant` (a restore from a replica): each object's
+        rows, registry row and alarm replace what it had; returns once all are durable.
+        Submitted together, so the shards group-commit them."""
+        self._check_open()
+        tickets = []
+        for obj in objects:
+            check_object_id(obj.object_id)
+            shard = self._shard_for(tenant, obj.object_id, create=True)
+            assert shard is not None
+            ws = WriteSet(
+                object_id=obj.object_id,
+                class_name=obj.class_name,
+                name=obj.name,
+                created_ms=obj.created_ms,
+                clear=True,
+                puts=dict(obj.rows),
+                bytes_after=sum(len(k) + len(v) for k, v in obj.rows.items()),
+                writer=WriterState(),
+                alarm=obj.alarm,
+            )
+            tickets.append(shard.submit(ws))
+        for ticket in tickets:
+            err = ticket.wait()
+            if err is not None:
+                raise err
 
     def delete_tenant(self, tenant: str) -> None:
         """Delete every object of a tenant (both backends) and its directory, durably.

@@ -1,0 +1,331 @@
+"""Ships committed kv changes to a replica store after the local commit
+(`--replica-sync off`: DESIGN.md, "Replication").
+
+The kv shards' committer threads hand every committed batch to `committed` (a list
+append under a lock: nothing of the upload happens on a committer thread, and nothing
+waits for it). One uploader thread takes everything queued, groups it by (partition,
+epoch) in commit order, and uploads one segment per group with a create-only write.
+
+Per partition and epoch the uploader keeps the next seq. The first time it ships for a
+(partition, epoch) it reads that partition's log and writes the epoch's start record
+naming the end of the history it found (core/replica_chain.py), then its segments from
+1. Epochs are per claim, so the start record must be new: one that exists already, or a
+newer epoch's, means another writer owns the partition's log.
+
+Failures: an upload the store failed (`replica_unavailable`) is retried with backoff
+(0.1 s doubling to 5 s) and keeps its place: later changes wait behind it, the lag grows
+and the metrics show it; the host keeps serving. A segment key that is already taken
+holds either this uploader's own earlier try (the answer was lost: same bytes, done) or
+another writer's under the same epoch: then this process no longer owns the partition's
+log, so it stops shipping that partition (`fenced` in the metrics and the log) rather
+than write a fork of the history.
+
+Not yet (issue 18): snapshots, the bound on what may wait in memory, synchronous mode,
+and the resync a new epoch needs when the local copy holds changes the replica lost.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+
+from dohost.core.errors import Code, DohostError
+from dohost.core.partitions import partition_of
+from dohost.core.replica_chain import PartitionListing, follow_chain, plan_restore
+from dohost.core.replica_keys import (
+    FORMAT_KEY,
+    parse_log_key,
+    partition_prefix,
+    segment_key,
+    start_key,
+)
+from dohost.core.replica_log import (
+    ALARM_UNCHANGED,
+    ObjectChange,
+    Segment,
+    StartRecord,
+    decode_format,
+    decode_start,
+    encode_format,
+    encode_segment,
+    encode_start,
+)
+from dohost.replica.store import ReplicaKeyExists, ReplicaStore
+from dohost.storage.write_set import ALARM_UNCHANGED as WS_ALARM_UNCHANGED
+from dohost.storage.write_set import WriteSet
+
+_log = logging.getLogger(__name__)
+
+RETRY_FIRST_S = 0.1
+RETRY_MAX_S = 5.0
+
+
+def wall_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+def change_of(tenant: str, ws: WriteSet, committed_ms: int) -> ObjectChange:
+    """The logical change a committed write set made (what `_apply_batch` applied)."""
+    return ObjectChange(
+        tenant=tenant,
+        class_name=ws.class_name,
+        object_id=ws.object_id,
+        name=ws.name,
+        created_ms=ws.created_ms,
+        puts=tuple(ws.puts.items()),
+        clear=ws.clear,
+        drop=ws.drop,
+        alarm=ALARM_UNCHANGED if ws.alarm is WS_ALARM_UNCHANGED else ws.alarm,
+        committed_ms=committed_ms,
+    )
+
+
+@dataclass(slots=True)
+class _Queued:
+    partition: int
+    epoch: int
+    change: ObjectChange
+
+
+class ReplicatorMetrics:
+    def __init__(self, registry: CollectorRegistry | None) -> None:
+        r = registry if registry is not None else CollectorRegistry()
+        self.segments = Counter(
+            "dohost_replica_segments_uploaded", "Segments written to the replica store", registry=r
+        )
+        self.bytes = Counter(
+            "dohost_replica_uploaded_bytes",
+            "Bytes of segments written to the replica store",
+            registry=r,
+        )
+        self.failures = Counter(
+            "dohost_replica_upload_failures",
+            "Replica store writes that failed (retried)",
+            registry=r,
+        )
+        self.fenced = Counter(
+            "dohost_replica_fenced_partitions",
+            "Partitions whose log another writer took over (shipping stopped)",
+            registry=r,
+        )
+        self.pending = Gauge(
+            "dohost_replica_pending_changes",
+            "Committed changes not yet in the replica store",
+            registry=r,
+        )
+        self.lag = Gauge(
+            "dohost_replica_lag_seconds",
+            "Age of the oldest committed change not yet in the replica store (0: none)",
+            registry=r,
+        )
+
+
+class Replicator:
+    def __init__(
+        self,
+        store: ReplicaStore,
+        *,
+        partitions: int,
+        epoch: int,
+        wall_clock_ms: Callable[[], int] = wall_ms,
+        registry: CollectorRegistry | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> None:
+        """`epoch` is used for write sets written without a claim (partition -1): the
+        single-process host's claim of every partition."""
+        self.store = store
+        self.partitions = partitions
+        self.epoch = epoch
+        self.metrics = ReplicatorMetrics(registry)
+        self._clock = wall_clock_ms
+        self._sleep = sleep
+        self._cv = threading.Condition()
+        self._queue: list[_Queued] = []
+        self._queued_total = 0  # changes ever queued
+        self._shipped_total = 0  # changes ever shipped (or dropped for a fenced partition)
+        self._oldest_unshipped_ms: int | None = None
+        self._closing = False
+        self._next_seq: dict[tuple[int, int], int] = {}  # (partition, epoch) -> next seq
+        self._fenced: set[int] = set()
+        self._format_checked = False
+        self.last_error: DohostError | None = None
+        self.metrics.lag.set_function(self._lag_seconds)
+        self.metrics.pending.set_function(lambda: self._queued_total - self._shipped_total)
+        self._thread = threading.Thread(target=self._run, name="dohost-replicator", daemon=True)
+        self._thread.start()
+
+    # --------------------------------------------------------- committer side
+
+    def committed(self, tenant: str, write_sets: list[WriteSet]) -> None:
+        """Queue what a committer just made durable (called on its thread: cheap)."""
+        now = self._clock()
+        queued = []
+        for ws in write_sets:
+            # Write sets carry their claim's partition and epoch when ownership is on
+            # (storage/fencing.py); -1 otherwise.
+            p = getattr(ws, "partition", -1)
+            if p >= 0:
+                e = getattr(ws, "epoch", self.epoch)
+            else:
+                p, e = partition_of(ws.object_id, self.partitions), self.epoch
+            queued.append(_Queued(p, e, change_of(tenant, ws, now)))
+        with self._cv:
+            if not self._queue:
+                self._oldest_unshipped_ms = now
+            self._queue.extend(queued)
+            self._queued_total += len(queued)
+            self._cv.notify_all()
+
+    def flush(self, timeout: float | None = None) -> bool:
+        """Block until everything queued so far is in the store; False on timeout."""
+        with self._cv:
+            target = self._queued_total
+            return self._cv.wait_for(lambda: self._shipped_total >= target, timeout)
+
+    def close(self, timeout: float = 10.0) -> int:
+        """Ship what is queued (within `timeout`), stop; returns changes left unshipped."""
+        self.flush(timeout)
+        with self._cv:
+            self._closing = True
+            self._cv.notify_all()
+        self._thread.join(timeout)
+        with self._cv:
+            return self._queued_total - self._shipped_total
+
+    def _lag_seconds(self) -> float:
+        oldest = self._oldest_unshipped_ms
+        return 0.0 if oldest is None else max(0, self._clock() - oldest) / 1000
+
+    # ------------------------------------------------------------ uploader side
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                self._cv.wait_for(lambda: bool(self._queue) or self._closing)
+                if self._closing:
+                    return
+                batch = self._queue[:]
+            groups: dict[tuple[int, int], list[ObjectChange]] = {}
+            for q in batch:
+                groups.setdefault((q.partition, q.epoch), []).append(q.change)
+            for (partition, epoch), changes in groups.items():
+                if not self._ship_with_retry(partition, epoch, changes):
+                    return  # closing while the store was failing
+            with self._cv:
+                del self._queue[: len(batch)]
+                self._shipped_total += len(batch)
+                self._oldest_unshipped_ms = (
+                    self._queue[0].change.committed_ms if self._queue else None
+                )
+                self._cv.notify_all()
+
+    def _ship_with_retry(self, partition: int, epoch: int, changes: list[ObjectChange]) -> bool:
+        delay = RETRY_FIRST_S
+        while True:
+            try:
+                self._ship(partition, epoch, changes)
+                return True
+            except DohostError as e:
+                if e.code is not Code.REPLICA_UNAVAILABLE:
+                    # Not the store failing: a damaged log or a replica of another data
+                    # set. Retrying cannot help; stop shipping this partition.
+                    _log.error("replica: partition %d: %s; shipping stopped", partition, e)
+                    self._fence(partition, e)
+                    return True
+                self.metrics.failures.inc()
+                self.last_error = e
+                _log.warning("replica: %s (retrying in %.1f s)", e, delay)
+            with self._cv:
+                if self._closing:
+                    return False
+            self._sleep(delay)
+            delay = min(delay * 2, RETRY_MAX_S)
+
+    def _fence(self, partition: int, error: DohostError) -> None:
+        if partition not in self._fenced:
+            self._fenced.add(partition)
+            self.metrics.fenced.inc()
+        self.last_error = error
+
+    def _ship(self, partition: int, epoch: int, changes: list[ObjectChange]) -> None:
+        if partition in self._fenced:
+            return
+        if not self._format_checked:
+            self._check_format()
+        seq = self._next_seq.get((partition, epoch))
+        if seq is None:
+            seq = self._begin_epoch(partition, epoch)
+        data = encode_segment(
+            Segment(partition, epoch, seq, max(c.committed_ms for c in changes), tuple(changes))
+        )
+        key = segment_key(partition, epoch, seq)
+        if not self._put_new(key, data):
+            self._fence(
+                partition,
+                DohostError(Code.FENCED, f"{key} was written by another writer of epoch {epoch}"),
+            )
+            _log.error(
+                "replica: %s holds another writer's segment; shipping of partition %d stopped",
+                key,
+                partition,
+            )
+            return
+        self._next_seq[(partition, epoch)] = seq + 1
+        self.metrics.segments.inc()
+        self.metrics.bytes.inc(len(data))
+
+    def _put_new(self, key: str, data: bytes) -> bool:
+        """Create `key`; True also when it already holds exactly `data` (our own earlier
+        try whose answer was lost), False when it holds something else."""
+        try:
+            self.store.put_new(key, data)
+            return True
+        except ReplicaKeyExists:
+            return self.store.get(key) == data
+
+    def _check_format(self) -> None:
+        data = encode_format(self.partitions)
+        if not self._put_new(FORMAT_KEY, data):
+            found = decode_format(self.store.get(FORMAT_KEY), FORMAT_KEY)
+            if found != self.partitions:
+                raise DohostError(
+                    Code.INVALID_ARGUMENT,
+                    f"the replica store {self.store.description} holds a data set of {found} "
+                    f"partitions, this one has {self.partitions}: use another location",
+                )
+        self._format_checked = True
+
+    def _begin_epoch(self, partition: int, epoch: int) -> int:
+        """The first seq to write for (partition, epoch), after its start record."""
+        keys = [k for k in map(parse_log_key, self.store.list(partition_prefix(partition))) if k]
+        listing = PartitionListing.of(partition, keys)
+        if epoch in listing.start_epochs:
+            # Epochs are per claim: a start of ours that this process did not write is
+            # another writer's (or a claim reused, which the ownership backend forbids).
+            raise DohostError(
+                Code.FENCED, f"partition {partition}: epoch {epoch} was started by another writer"
+            )
+        starts = {
+            e: decode_start(
+                self.store.get(start_key(partition, e)), partition, e, start_key(partition, e)
+            )
+            for e in listing.start_epochs
+        }
+        if starts and max(starts) > epoch:
+            raise DohostError(
+                Code.FENCED,
+                f"partition {partition}: epoch {max(starts)} has started in the replica "
+                f"store; this writer's epoch {epoch} is older",
+            )
+        end = plan_restore(listing, follow_chain(listing, starts)).end
+        record = encode_start(StartRecord(partition, epoch, end, self._clock()))
+        if not self._put_new(start_key(partition, epoch), record):
+            raise DohostError(
+                Code.FENCED, f"partition {partition}: another writer started epoch {epoch}"
+            )
+        return 1

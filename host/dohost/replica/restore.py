@@ -1,0 +1,157 @@
+"""`dohost restore`: rebuild the kv objects of a data set from its replica log.
+
+For each partition in the store: follow its start records to its history
+(core/replica_chain.py), load the snapshot the plan names (if any), replay the segments
+after it (with `--at`, the changes committed at or before that time), then write every
+object whole into a new data directory through the storage manager (group-committed)
+and every pending alarm into the host-wide alarm index, so that the alarms fire when the
+restored data set is served.
+
+A damaged object stops the restore with `replica_corrupt` naming it; a hole in the
+acknowledged history likewise. The target must be a new or empty directory, so a restore
+can never mix with live data.
+
+Not yet (issue 18): tenants, classes and modules (the system database) are not in the
+replica, so the restored directory holds the kv objects and their alarms only; sqlite
+objects are not replicated.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dohost.core.errors import Code, DohostError
+from dohost.core.replica_chain import (
+    PartitionListing,
+    Position,
+    check_restore_time,
+    follow_chain,
+    plan_restore,
+)
+from dohost.core.replica_keys import FORMAT_KEY, LogKey, parse_log_key, segment_key, start_key
+from dohost.core.replica_log import (
+    PartitionState,
+    apply_change,
+    decode_format,
+    decode_segment,
+    decode_snapshot,
+    decode_start,
+)
+from dohost.replica.store import ReplicaStore
+from dohost.storage.alarm_index import AlarmEntry, AlarmIndex
+from dohost.storage.api import Backend, Durability
+from dohost.storage.manager import RestoredKvObject, StorageManager
+
+
+@dataclass
+class RestoreReport:
+    partitions: int = 0  # partitions with a history
+    objects: int = 0
+    alarms: int = 0
+    segments: int = 0  # segments read
+    changes: int = 0  # changes applied
+    ends: dict[int, Position | None] = field(default_factory=dict)  # partition -> last position
+    ignored: list[str] = field(default_factory=list)  # segments not in any history
+
+
+def rebuild_partition(
+    store: ReplicaStore,
+    partition: int,
+    keys: list[LogKey],
+    at_ms: int | None,
+    report: RestoreReport,
+) -> PartitionState:
+    """The partition's objects as of its newest state, or as of `at_ms`."""
+    listing = PartitionListing.of(partition, keys)
+    starts = {
+        e: decode_start(store.get(start_key(partition, e)), partition, e, start_key(partition, e))
+        for e in listing.start_epochs
+    }
+    plan = plan_restore(listing, follow_chain(listing, starts), at_ms)
+    report.ignored += plan.ignored
+    report.ends[partition] = plan.end
+    state: PartitionState = {}
+    if plan.snapshot is not None and plan.snapshot_key is not None:
+        epoch, seq = plan.snapshot
+        state = decode_snapshot(
+            store.get(plan.snapshot_key), partition, epoch, seq, plan.snapshot_key
+        ).objects
+    for epoch, seq in plan.segments:
+        key = segment_key(partition, epoch, seq)
+        segment = decode_segment(store.get(key), partition, epoch, seq, key)
+        report.segments += 1
+        for change in segment.changes:
+            if at_ms is not None and change.committed_ms > at_ms:
+                return state
+            apply_change(state, change)
+            report.changes += 1
+    return state
+
+
+def restore_kv(
+    store: ReplicaStore,
+    data_dir: Path,
+    *,
+    now_ms: int,
+    at_ms: int | None = None,
+    durability: str = Durability.FSYNC,
+) -> RestoreReport:
+    """Rebuild the replica's kv objects (as of `at_ms`, or newest) in the new directory
+    `data_dir`."""
+    if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
+        raise DohostError(
+            Code.ALREADY_EXISTS,
+            f"{data_dir} is not empty: restore only into a new or empty directory, so "
+            "restored data never mixes with other data",
+        )
+    if at_ms is not None:
+        check_restore_time(at_ms, now_ms)
+    try:
+        partitions = decode_format(store.get(FORMAT_KEY), FORMAT_KEY)
+    except DohostError as e:
+        if e.code is Code.NOT_FOUND:
+            raise DohostError(
+                Code.NOT_FOUND, f"there is no dohost replica at {store.description}"
+            ) from None
+        raise
+    by_partition: dict[int, list[LogKey]] = defaultdict(list)
+    for key in store.list(""):
+        parsed = parse_log_key(key)
+        if parsed is not None and parsed.partition < partitions:
+            by_partition[parsed.partition].append(parsed)
+    report = RestoreReport()
+    by_tenant: dict[str, list[RestoredKvObject]] = defaultdict(list)
+    alarms: list[AlarmEntry] = []
+    for partition in sorted(by_partition):
+        state = rebuild_partition(store, partition, by_partition[partition], at_ms, report)
+        if report.ends.get(partition) is not None:
+            report.partitions += 1
+        for (tenant, oid), obj in sorted(state.items()):
+            if not obj.rows and obj.alarm is None:
+                continue  # emptied: to its guest the same as never written
+            by_tenant[tenant].append(
+                RestoredKvObject(oid, obj.class_name, obj.name, obj.created_ms, obj.rows, obj.alarm)
+            )
+            if obj.alarm is not None:
+                alarms.append(
+                    AlarmEntry(tenant, obj.class_name, oid, obj.name, Backend.KV, obj.alarm)
+                )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    manager = StorageManager(data_dir, durability)
+    try:
+        for tenant, objects in sorted(by_tenant.items()):
+            manager.write_restored_kv(tenant, objects)
+            report.objects += len(objects)
+    finally:
+        manager.close()
+    if alarms:
+        index = AlarmIndex(data_dir / "alarms.db", durability)
+        try:
+            for entry in alarms:
+                index.upsert_durable(entry)
+        finally:
+            index.close()
+    report.alarms = len(alarms)
+    return report
