@@ -30,6 +30,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
@@ -63,6 +64,7 @@ _log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 5.0
+UPLOAD_THREADS = 8  # segments of different partitions uploaded at once
 
 
 def wall_ms() -> int:
@@ -156,6 +158,7 @@ class Replicator:
         self.last_error: DohostError | None = None
         self.metrics.lag.set_function(self._lag_seconds)
         self.metrics.pending.set_function(lambda: self._queued_total - self._shipped_total)
+        self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="dohost-replica-upload")
         self._thread = threading.Thread(target=self._run, name="dohost-replicator", daemon=True)
         self._thread.start()
 
@@ -194,6 +197,7 @@ class Replicator:
             self._closing = True
             self._cv.notify_all()
         self._thread.join(timeout)
+        self._pool.shutdown(wait=False, cancel_futures=True)
         with self._cv:
             return self._queued_total - self._shipped_total
 
@@ -213,9 +217,16 @@ class Replicator:
             groups: dict[tuple[int, int], list[ObjectChange]] = {}
             for q in batch:
                 groups.setdefault((q.partition, q.epoch), []).append(q.change)
-            for (partition, epoch), changes in groups.items():
-                if not self._ship_with_retry(partition, epoch, changes):
-                    return  # closing while the store was failing
+            # Partitions are independent logs: their segments go up at once (one store
+            # round trip each); within a partition, rounds stay in order.
+            shipped = list(
+                self._pool.map(
+                    lambda item: self._ship_with_retry(item[0][0], item[0][1], item[1]),
+                    groups.items(),
+                )
+            )
+            if not all(shipped):
+                return  # closing while the store was failing
             with self._cv:
                 del self._queue[: len(batch)]
                 self._shipped_total += len(batch)
@@ -247,8 +258,10 @@ class Replicator:
             delay = min(delay * 2, RETRY_MAX_S)
 
     def _fence(self, partition: int, error: DohostError) -> None:
-        if partition not in self._fenced:
+        with self._cv:
+            new = partition not in self._fenced
             self._fenced.add(partition)
+        if new:
             self.metrics.fenced.inc()
         self.last_error = error
 

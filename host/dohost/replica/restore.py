@@ -19,6 +19,7 @@ objects are not replicated.
 from __future__ import annotations
 
 from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -44,6 +45,8 @@ from dohost.storage.alarm_index import AlarmEntry, AlarmIndex
 from dohost.storage.api import Backend, Durability
 from dohost.storage.manager import RestoredKvObject, StorageManager
 
+READ_THREADS = 8  # concurrent store reads (S3 round trips dominate a restore)
+
 
 @dataclass
 class RestoreReport:
@@ -57,13 +60,10 @@ class RestoreReport:
 
 
 def rebuild_partition(
-    store: ReplicaStore,
-    partition: int,
-    keys: list[LogKey],
-    at_ms: int | None,
-    report: RestoreReport,
-) -> PartitionState:
+    store: ReplicaStore, partition: int, keys: list[LogKey], at_ms: int | None
+) -> tuple[PartitionState, RestoreReport]:
     """The partition's objects as of its newest state, or as of `at_ms`."""
+    report = RestoreReport()
     listing = PartitionListing.of(partition, keys)
     starts = {
         e: decode_start(store.get(start_key(partition, e)), partition, e, start_key(partition, e))
@@ -72,6 +72,7 @@ def rebuild_partition(
     plan = plan_restore(listing, follow_chain(listing, starts), at_ms)
     report.ignored += plan.ignored
     report.ends[partition] = plan.end
+    report.partitions = 0 if plan.end is None else 1
     state: PartitionState = {}
     if plan.snapshot is not None and plan.snapshot_key is not None:
         epoch, seq = plan.snapshot
@@ -84,10 +85,10 @@ def rebuild_partition(
         report.segments += 1
         for change in segment.changes:
             if at_ms is not None and change.committed_ms > at_ms:
-                return state
+                return state, report
             apply_change(state, change)
             report.changes += 1
-    return state
+    return state, report
 
 
 def restore_kv(
@@ -124,20 +125,30 @@ def restore_kv(
     report = RestoreReport()
     by_tenant: dict[str, list[RestoredKvObject]] = defaultdict(list)
     alarms: list[AlarmEntry] = []
-    for partition in sorted(by_partition):
-        state = rebuild_partition(store, partition, by_partition[partition], at_ms, report)
-        if report.ends.get(partition) is not None:
-            report.partitions += 1
-        for (tenant, oid), obj in sorted(state.items()):
-            if not obj.rows and obj.alarm is None:
-                continue  # emptied: to its guest the same as never written
-            by_tenant[tenant].append(
-                RestoredKvObject(oid, obj.class_name, obj.name, obj.created_ms, obj.rows, obj.alarm)
-            )
-            if obj.alarm is not None:
-                alarms.append(
-                    AlarmEntry(tenant, obj.class_name, oid, obj.name, Backend.KV, obj.alarm)
+    # Partitions are independent: read them on a few threads (a store round trip each
+    # read), then merge in partition order.
+    with ThreadPoolExecutor(READ_THREADS, thread_name_prefix="dohost-restore") as pool:
+        rebuilt = pool.map(
+            lambda p: rebuild_partition(store, p, by_partition[p], at_ms), sorted(by_partition)
+        )
+        for state, part in rebuilt:
+            report.partitions += part.partitions
+            report.segments += part.segments
+            report.changes += part.changes
+            report.ends.update(part.ends)
+            report.ignored += part.ignored
+            for (tenant, oid), obj in sorted(state.items()):
+                if not obj.rows and obj.alarm is None:
+                    continue  # emptied: to its guest the same as never written
+                by_tenant[tenant].append(
+                    RestoredKvObject(
+                        oid, obj.class_name, obj.name, obj.created_ms, obj.rows, obj.alarm
+                    )
                 )
+                if obj.alarm is not None:
+                    alarms.append(
+                        AlarmEntry(tenant, obj.class_name, oid, obj.name, Backend.KV, obj.alarm)
+                    )
     data_dir.mkdir(parents=True, exist_ok=True)
     manager = StorageManager(data_dir, durability)
     try:
