@@ -273,3 +273,31 @@ def test_restore_refuses_a_non_empty_directory_and_an_empty_replica(
         restore_kv(file_store, tmp_path / "new", now_ms=0)
     assert info.value.code is Code.NOT_FOUND and "no dohost replica" in info.value.message
     assert not (tmp_path / "new").exists()
+
+
+def test_an_older_epochs_late_segments_are_ignored_on_restore(
+    tmp_path: Path, store: ReplicaStore
+) -> None:
+    """The old owner keeps shipping after a new claim started (it has not noticed yet):
+    its late segment is in the store, and restore leaves it out and names it."""
+    old = make_world(tmp_path / "old", store, epoch=1)
+    new = make_world(tmp_path / "new", store, epoch=2)
+    try:
+        old.event("acme", 1, lambda o: o.put(b"k", b"1"))
+        old.event("acme", 1, lambda o: o.put(b"k", b"2"))
+        assert old.replicator.flush(30)
+        new.event("acme", 1, lambda o: (o.put(b"k", b"2"), o.put(b"j", b"1")))  # new owner
+        assert new.replicator.flush(30)
+        old.event("acme", 1, lambda o: o.put(b"k", b"late"))  # never acknowledged in sync mode
+        assert old.replicator.flush(30)
+    finally:
+        for w in (old, new):
+            w.manager.close()
+            w.replicator.close()
+    p = partition_of(oid(1), PARTITIONS)
+    assert store.get(segment_key(p, 1, 3))  # the late segment is there...
+    report = restore_kv(store, tmp_path / "restored", now_ms=new.clock.ms + 10_000)
+    assert report.ignored == [segment_key(p, 1, 3)]  # ...and left out
+    assert restored(tmp_path / "restored", ["acme"]) == {
+        ("acme", oid(1)): ({b"k": b"2", b"j": b"1"}, None)
+    }
