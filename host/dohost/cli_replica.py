@@ -16,15 +16,21 @@ from dohost.core.errors import Code, DohostError
 from dohost.replica.store import S3Options, open_replica_store
 
 
-def replica_options(f: Callable[..., Any]) -> Callable[..., Any]:
+def replica_options(required: bool) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
     """--replica URL and the S3 settings (each also from the usual AWS_* variables)."""
+    return lambda f: _add_replica_options(f, required)
+
+
+def _add_replica_options(f: Callable[..., Any], required: bool) -> Callable[..., Any]:
     for option in reversed(
         [
             click.option(
                 "--replica",
                 "replica_url",
-                required=True,
-                help="file:///absolute/path or s3://bucket/prefix",
+                required=required,
+                default=None,
+                help="file:///absolute/path or s3://bucket/prefix"
+                + ("" if required else ": ship every committed kv change there"),
             ),
             click.option(
                 "--replica-endpoint",
@@ -68,7 +74,7 @@ def parse_time_ms(text: str) -> int:
 
 
 @click.command()
-@replica_options
+@replica_options(required=True)
 @click.option(
     "--data",
     "data_dir",

@@ -10,7 +10,8 @@ import click
 import trio
 
 from dohost import config_file
-from dohost.core.errors import DohostError
+from dohost.cli_replica import replica_options, s3_options
+from dohost.core.errors import Code, DohostError
 
 
 def _parse_quota(text: str) -> object:
@@ -106,6 +107,7 @@ def _parse_quota(text: str) -> object:
     is_flag=True,
     help="Print one line per event on stderr: method, path, object, status, duration, CPU.",
 )
+@replica_options(required=False)
 def serve(
     data_dir: Path,
     host: str,
@@ -121,6 +123,11 @@ def serve(
     processes: int | None,
     forward_timeout: float,
     access_log: bool,
+    replica_url: str | None,
+    replica_endpoint: str | None,
+    replica_region: str | None,
+    replica_access_key: str | None,
+    replica_secret_key: str | None,
 ) -> None:
     """Serve the HTTP API (docs/http-api.md) for many tenants until SIGINT/SIGTERM."""
     from dohost.server.quotas import parse_quota_option
@@ -148,9 +155,19 @@ def serve(
         ws_max_message_bytes=ws_max_message_bytes,
         ws_max_connections_per_object=ws_max_connections_per_object,
         access_log=access_log,
+        replica=replica_url,
+        replica_s3=s3_options(
+            replica_endpoint, replica_region, replica_access_key, replica_secret_key
+        ),
     )
     if processes is None:
         processes = 1
+    if replica_url is not None and processes > 1:
+        raise DohostError(
+            Code.NOT_SUPPORTED,
+            "--replica with --processes above 1 is not supported yet (each node must ship "
+            "the partitions it claims): use --processes 1",
+        )
     if processes == 1:
         trio.run(run_server, config)
         return

@@ -27,6 +27,7 @@ and the resync a new epoch needs when the local copy holds changes the replica l
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -57,6 +58,7 @@ from dohost.core.replica_log import (
     encode_start,
 )
 from dohost.replica.store import ReplicaKeyExists, ReplicaStore
+from dohost.storage.fsutil import write_file_durably
 from dohost.storage.write_set import ALARM_UNCHANGED as WS_ALARM_UNCHANGED
 from dohost.storage.write_set import WriteSet
 
@@ -96,7 +98,7 @@ class _Queued:
 
 class ReplicatorMetrics:
     def __init__(self, registry: CollectorRegistry | None) -> None:
-        r = registry if registry is not None else CollectorRegistry()
+        r = self.registry = registry if registry is not None else CollectorRegistry()
         self.segments = Counter(
             "dohost_replica_segments_uploaded", "Segments written to the replica store", registry=r
         )
@@ -342,3 +344,22 @@ class Replicator:
                 Code.FENCED, f"partition {partition}: another writer started epoch {epoch}"
             )
         return 1
+
+
+EPOCH_FILE = "replica-epoch"
+
+
+def next_process_epoch(data_dir: str | os.PathLike[str]) -> int:
+    """A new epoch for a single-process host that ships without ownership claims: one
+    more than the last run's, recorded durably before any segment is written, so each
+    run of the host is a new claim of every partition (and restarts never reuse one)."""
+    path = os.path.join(os.fspath(data_dir), EPOCH_FILE)
+    try:
+        with open(path, "rb") as f:
+            last = int(f.read().strip() or b"0")
+    except FileNotFoundError:
+        last = 0
+    except ValueError as e:
+        raise DohostError(Code.INTERNAL, f"{path} is damaged: {e}") from e
+    write_file_durably(path, f"{last + 1}\n".encode())
+    return last + 1

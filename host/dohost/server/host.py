@@ -38,6 +38,8 @@ from dohost.core.websocket import (
     DEFAULT_MAX_CONNECTIONS_PER_OBJECT,
     DEFAULT_MAX_MESSAGE_BYTES,
 )
+from dohost.replica.replicator import Replicator, next_process_epoch
+from dohost.replica.store import ReplicaStore
 from dohost.runtime import crossing
 from dohost.runtime.engine import EngineSettings, EpochTicker, make_engine
 from dohost.runtime.event import EventOutcome
@@ -130,6 +132,7 @@ class Host:
         ownership: LocalOwnership | None = None,
         partitions: int = DEFAULT_PARTITIONS,
         program: str | None = None,
+        replica: ReplicaStore | None = None,
     ) -> None:
         """`wall_clock_ms` (milliseconds since the epoch) is what guests' `now_ms` and the
         alarm loop read; tests pass one tied to trio's MockClock. `alarm_jitter` returns
@@ -149,7 +152,9 @@ class Host:
         ownership backend it serves only the partitions that backend holds (and those
         claimed later with `claim`), and refuses other objects with NOT_OWNER.
         `partitions` is the count a new data set gets (`DATA/PARTITIONS`); `program`
-        what the lock file names as holder (default: this process's command line)."""
+        what the lock file names as holder (default: this process's command line).
+        `replica`: ship every committed kv change to this replica store after its local
+        commit (docs/replication.md; the caller closes the store after the Host)."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise DohostError(Code.INVALID_ARGUMENT, "durability must be 'fsync' or 'os'")
         self.data_dir = Path(data_dir)
@@ -186,6 +191,8 @@ class Host:
         self._serving: dict[int, int] = {}
         self.partitions = 0  # the data set's count, known once open
         self.claims_broken = False  # set by _watch_claims: serve nothing any more
+        self._replica = replica
+        self.replicator: Replicator | None = None
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -222,6 +229,16 @@ class Host:
                 self._fast,
                 self._max_module_bytes,
             )
+            if self._replica is not None:
+                self.replicator = Replicator(
+                    self._replica,
+                    partitions=DEFAULT_PARTITIONS,
+                    epoch=next_process_epoch(self.data_dir),
+                    wall_clock_ms=lambda: int(self.wall_ms()),
+                )
+                # Registered before the storage, so it runs after the storage closed:
+                # the last commits are queued by then and get shipped.
+                stack.callback(self._close_replica)
             self.storage = StorageManager(
                 self.data_dir,
                 durability=self.durability,
@@ -229,6 +246,7 @@ class Host:
                 vfs=self._storage_vfs,
                 fsync=self._storage_fsync,
                 claims=self.ownership,
+                on_kv_commit=None if self.replicator is None else self.replicator.committed,
             )
             stack.callback(self.storage.close)
             self.deploys = DeployQueue()
@@ -317,6 +335,13 @@ class Host:
                 "another program; stop it, or use another --data",
             )
         return own
+
+    def _close_replica(self) -> None:
+        """Ship what the last commits queued (bounded)."""
+        assert self.replicator is not None
+        left = self.replicator.close(timeout=self.shutdown_timeout)
+        if left:
+            log.warning("replica: %d committed changes were not shipped before shutdown", left)
 
     async def _drain(self) -> None:
         """Finish in-flight events (bounded), then let the stack close everything."""

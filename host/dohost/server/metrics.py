@@ -62,6 +62,10 @@ class Metrics:
         # (process-wide switch; the server owns its process).
         disable_created_metrics()  # type: ignore[no-untyped-call]
         r = self.registry = CollectorRegistry()
+        # The replicator keeps its own registry (it runs below the server); shown here.
+        self._replica_registry = (
+            None if host.replicator is None else host.replicator.metrics.registry
+        )
         self.requests = Counter(
             "dohost_http_requests", "HTTP requests answered", [*TC, "status"], registry=r
         )
@@ -189,6 +193,8 @@ class Metrics:
 
     def render(self) -> bytes:
         data: bytes = generate_latest(self.registry)
+        if self._replica_registry is not None:
+            data += generate_latest(self._replica_registry)
         return data
 
 

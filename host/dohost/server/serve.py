@@ -17,11 +17,13 @@ directory) are `DohostError`s with one line that says what to do (server/startup
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
 import socket
 import sys
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -29,6 +31,7 @@ from typing import Any
 import trio
 
 from dohost.core.limits import EventLimits
+from dohost.replica.store import ReplicaStore, S3Options, open_replica_store
 from dohost.server.api import Api
 from dohost.server.host import Host
 from dohost.server.http_server import serve_http
@@ -59,6 +62,18 @@ class ServeConfig:
     ws_max_connections_per_object: int = 32_768
     node: NodeRole | None = None  # one node of `--processes N` (server/parent.py)
     access_log: bool = False  # one line per event on stderr (server/tail.py)
+    replica: str | None = None  # replica store URL (docs/replication.md)
+    replica_s3: S3Options = field(default_factory=S3Options)
+
+
+@contextlib.asynccontextmanager
+async def _closing(store: ReplicaStore | None) -> AsyncIterator[None]:
+    """Closes the replica store once the Host (entered after it) has shipped and exited."""
+    try:
+        yield
+    finally:
+        if store is not None:
+            store.close()
 
 
 async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNORED) -> None:
@@ -95,6 +110,9 @@ async def _serve_locked(
     admin_token, admin_source = load_admin_token(config.data_dir)
     defaults = replace(Quotas(), **config.quotas)
     limits = EventLimits(cpu_ms=defaults.cpu_ms, response_bytes=config.max_body_bytes)
+    replica = (
+        None if config.replica is None else open_replica_store(config.replica, config.replica_s3)
+    )
     host = Host(
         config.data_dir,
         durability=config.durability,
@@ -106,9 +124,10 @@ async def _serve_locked(
         ws_max_connections_per_object=config.ws_max_connections_per_object,
         dataset_lock=lock,
         ownership=ownership,
+        replica=replica,
     )
     node = NodeContext(config.node) if config.node is not None else None
-    async with host:
+    async with _closing(replica), host:
         if config.access_log:
             host.tail.add_listener(_access_log)
         if node is None:
