@@ -36,7 +36,7 @@ def write(store: ReplicaStore, data: Path, objects: int, events_per_object: int)
     """Write `objects` objects, `events_per_object` committed events each (events of many
     objects in flight at once, so the shards group-commit); returns the seconds until
     everything was in the replica store."""
-    rep = Replicator(store, partitions=4096, epoch=1)
+    rep = Replicator(store, partitions=4096, epoch_of=lambda p: 1)
     manager = StorageManager(data, "os", on_kv_commit=rep.committed)
     t0 = time.perf_counter()
     try:

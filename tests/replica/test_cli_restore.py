@@ -33,7 +33,7 @@ def dohost(*args: str, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 def fill(store: ReplicaStore, data: Path) -> None:
-    rep = Replicator(store, partitions=64, epoch=1)
+    rep = Replicator(store, partitions=64, epoch_of=lambda p: 1)
     manager = StorageManager(data, "os", on_kv_commit=rep.committed)
     try:
         for n in range(20):

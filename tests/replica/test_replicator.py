@@ -77,7 +77,7 @@ def make_world(data: Path, store: ReplicaStore, epoch: int = 1, **kw: object) ->
     rep = Replicator(
         store,
         partitions=PARTITIONS,
-        epoch=epoch,
+        epoch_of=lambda p: epoch,
         wall_clock_ms=clock,
         registry=registry,
         **kw,  # type: ignore[arg-type]
@@ -295,9 +295,12 @@ def test_an_older_epochs_late_segments_are_ignored_on_restore(
             w.manager.close()
             w.replicator.close()
     p = partition_of(oid(1), PARTITIONS)
-    assert store.get(segment_key(p, 1, 3))  # the late segment is there...
+    start = decode_start(store.get(start_key(p, 2)), p, 2, "start")
+    assert start.base is not None and start.base[0] == 1
+    late = segment_key(p, 1, start.base[1] + 1)
+    assert store.get(late)  # the late segment is there...
     report = restore_kv(store, tmp_path / "restored", now_ms=new.clock.ms + 10_000)
-    assert report.ignored == [segment_key(p, 1, 3)]  # ...and left out
+    assert report.ignored == [late]  # ...and left out
     assert restored(tmp_path / "restored", ["acme"]) == {
         ("acme", oid(1)): ({b"k": b"2", b"j": b"1"}, None)
     }

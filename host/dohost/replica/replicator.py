@@ -135,16 +135,16 @@ class Replicator:
         store: ReplicaStore,
         *,
         partitions: int,
-        epoch: int,
+        epoch_of: Callable[[int], int],
         wall_clock_ms: Callable[[], int] = wall_ms,
         registry: CollectorRegistry | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        """`epoch` is used for write sets written without a claim (partition -1): the
-        single-process host's claim of every partition."""
+        """`epoch_of(partition)`: the epoch of this process's claim of a partition, for
+        write sets that do not carry their own (partition -1)."""
         self.store = store
         self.partitions = partitions
-        self.epoch = epoch
+        self.epoch_of = epoch_of
         self.metrics = ReplicatorMetrics(registry)
         self._clock = wall_clock_ms
         self._sleep = sleep
@@ -171,13 +171,14 @@ class Replicator:
         now = self._clock()
         queued = []
         for ws in write_sets:
-            # Write sets carry their claim's partition and epoch when ownership is on
-            # (storage/fencing.py); -1 otherwise.
+            # Write sets carry their claim's partition and epoch when ownership fences
+            # them (storage/fencing.py); -1 otherwise.
             p = getattr(ws, "partition", -1)
             if p >= 0:
-                e = getattr(ws, "epoch", self.epoch)
+                e = getattr(ws, "epoch", 0)
             else:
-                p, e = partition_of(ws.object_id, self.partitions), self.epoch
+                p = partition_of(ws.object_id, self.partitions)
+                e = self.epoch_of(p)
             queued.append(_Queued(p, e, change_of(tenant, ws, now)))
         with self._cv:
             if not self._queue:

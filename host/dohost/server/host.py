@@ -230,10 +230,13 @@ class Host:
                 self._max_module_bytes,
             )
             if self._replica is not None:
+                # Without ownership claims each run of the host claims every partition
+                # anew: one epoch for all, new per run.
+                epoch = next_process_epoch(self.data_dir)
                 self.replicator = Replicator(
                     self._replica,
                     partitions=DEFAULT_PARTITIONS,
-                    epoch=next_process_epoch(self.data_dir),
+                    epoch_of=lambda partition: epoch,
                     wall_clock_ms=lambda: int(self.wall_ms()),
                 )
                 # Registered before the storage, so it runs after the storage closed:
