@@ -36,6 +36,11 @@ EVERY_KEY = {
     "processes": "1",
     "forward-timeout": "10.0",
     "access-log": "true",  # a flag: true or false
+    "replica": '"file:///tmp/replica"',
+    "replica-endpoint": '"http://127.0.0.1:8333"',
+    "replica-region": '"eu-west-3"',
+    "replica-access-key": '"AK"',
+    "replica-secret-key": '"SK"',
 }
 
 
