@@ -27,7 +27,6 @@ and the resync a new epoch needs when the local copy holds changes the replica l
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from collections.abc import Callable
@@ -58,7 +57,6 @@ from dohost.core.replica_log import (
     encode_start,
 )
 from dohost.replica.store import ReplicaKeyExists, ReplicaStore
-from dohost.storage.fsutil import write_file_durably
 from dohost.storage.write_set import ALARM_UNCHANGED as WS_ALARM_UNCHANGED
 from dohost.storage.write_set import WriteSet
 
@@ -345,22 +343,3 @@ class Replicator:
                 Code.FENCED, f"partition {partition}: another writer started epoch {epoch}"
             )
         return 1
-
-
-EPOCH_FILE = "replica-epoch"
-
-
-def next_process_epoch(data_dir: str | os.PathLike[str]) -> int:
-    """A new epoch for a single-process host that ships without ownership claims: one
-    more than the last run's, recorded durably before any segment is written, so each
-    run of the host is a new claim of every partition (and restarts never reuse one)."""
-    path = os.path.join(os.fspath(data_dir), EPOCH_FILE)
-    try:
-        with open(path, "rb") as f:
-            last = int(f.read().strip() or b"0")
-    except FileNotFoundError:
-        last = 0
-    except ValueError as e:
-        raise DohostError(Code.INTERNAL, f"{path} is damaged: {e}") from e
-    write_file_durably(path, f"{last + 1}\n".encode())
-    return last + 1

@@ -38,7 +38,7 @@ from dohost.core.websocket import (
     DEFAULT_MAX_CONNECTIONS_PER_OBJECT,
     DEFAULT_MAX_MESSAGE_BYTES,
 )
-from dohost.replica.replicator import Replicator, next_process_epoch
+from dohost.replica.replicator import Replicator
 from dohost.replica.store import ReplicaStore
 from dohost.runtime import crossing
 from dohost.runtime.engine import EngineSettings, EpochTicker, make_engine
@@ -230,13 +230,13 @@ class Host:
                 self._max_module_bytes,
             )
             if self._replica is not None:
-                # Without ownership claims each run of the host claims every partition
-                # anew: one epoch for all, new per run.
-                epoch = next_process_epoch(self.data_dir)
+                # Write sets carry their claim's partition and epoch (the fencing); the
+                # segments of a partition are written under that epoch.
+                ownership = self.ownership
                 self.replicator = Replicator(
                     self._replica,
-                    partitions=DEFAULT_PARTITIONS,
-                    epoch_of=lambda partition: epoch,
+                    partitions=self.partitions,
+                    epoch_of=lambda partition: ownership.epoch_of(partition) or 0,
                     wall_clock_ms=lambda: int(self.wall_ms()),
                 )
                 # Registered before the storage, so it runs after the storage closed:
