@@ -3,8 +3,6 @@ Replicator filled, and each bad input refused in one line with a stable code."""
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -16,20 +14,8 @@ from dohost.replica.store import ReplicaStore
 from dohost.storage.api import ListOptions
 from dohost.storage.manager import StorageManager
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def dohost(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    full = {k: v for k, v in os.environ.items() if not k.startswith(("DOHOST_", "AWS_"))}
-    full.update(env or {})
-    return subprocess.run(
-        [sys.executable, "-m", "dohost.cli", *args],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        env=full,
-        cwd=ROOT,
-    )
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "cli"))
+from test_cli_errors import dohost
 
 
 def fill(store: ReplicaStore, data: Path) -> None:
