@@ -304,3 +304,34 @@ def test_an_older_epochs_late_segments_are_ignored_on_restore(
     assert restored(tmp_path / "restored", ["acme"]) == {
         ("acme", oid(1)): ({b"k": b"2", b"j": b"1"}, None)
     }
+
+
+def test_what_waits_for_a_failing_store_is_bounded_and_the_log_stays_a_prefix(
+    tmp_path: Path,
+) -> None:
+    blocker = tmp_path / "replica"
+    blocker.write_bytes(b"a file where the replica directory should be")
+    store = FileReplicaStore(str(blocker))
+    w = make_world(
+        tmp_path / "data",
+        store,
+        sleep=lambda s: time.sleep(min(s, 0.01)),
+        max_pending_bytes=3 * (128 + 1 + 1000),
+    )
+    try:
+        for n in range(3):  # three changes of object 1 fit...
+            w.event("acme", 1, lambda o, n=n: o.put(bytes([n]), b"x" * 1000))
+        shipped_state = dict(w.truth)
+        w.event("acme", 1, lambda o: o.put(b"too", b"x" * 1000))  # ...the fourth does not
+        w.event("acme", 1, lambda o: o.put(b"later", b"y"))  # nor anything after it
+        assert w.metric("dohost_replica_overflowed_partitions_total") == 1
+        assert w.metric("dohost_replica_pending_changes") == 3
+        assert w.metric("dohost_replica_pending_bytes") <= 3 * (128 + 1 + 1000)
+        blocker.unlink()
+        assert w.replicator.flush(30)
+        assert w.metric("dohost_replica_pending_bytes") == 0
+    finally:
+        w.manager.close()
+        w.replicator.close()
+    restore_kv(store, tmp_path / "restored", now_ms=w.clock.ms)
+    assert restored(tmp_path / "restored", ["acme"]) == live(shipped_state)

@@ -20,8 +20,9 @@ another writer's under the same epoch: then this process no longer owns the part
 log, so it stops shipping that partition (`fenced` in the metrics and the log) rather
 than write a fork of the history.
 
-Not yet (issue 18): snapshots, the bound on what may wait in memory, synchronous mode,
-and the resync a new epoch needs when the local copy holds changes the replica lost.
+Not yet (issue 18): snapshots, synchronous mode, and the resync a partition needs when
+the replica lost changes its local copy holds (after an overflow, or a crash in this
+asynchronous mode).
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ _log = logging.getLogger(__name__)
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 5.0
 UPLOAD_THREADS = 8  # segments of different partitions uploaded at once
+MAX_PENDING_BYTES = 256 * 1024 * 1024
 
 
 def wall_ms() -> int:
@@ -92,6 +94,7 @@ class _Queued:
     partition: int
     epoch: int
     change: ObjectChange
+    size: int  # bytes it holds in memory, roughly (the bound on what may wait)
 
 
 class ReplicatorMetrics:
@@ -113,6 +116,16 @@ class ReplicatorMetrics:
         self.fenced = Counter(
             "dohost_replica_fenced_partitions",
             "Partitions whose log another writer took over (shipping stopped)",
+            registry=r,
+        )
+        self.overflowed = Counter(
+            "dohost_replica_overflowed_partitions",
+            "Partitions whose shipping stopped because too much was waiting for the store",
+            registry=r,
+        )
+        self.pending_bytes = Gauge(
+            "dohost_replica_pending_bytes",
+            "Bytes of committed changes waiting for the replica store",
             registry=r,
         )
         self.pending = Gauge(
@@ -137,9 +150,11 @@ class Replicator:
         wall_clock_ms: Callable[[], int] = wall_ms,
         registry: CollectorRegistry | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        max_pending_bytes: int = MAX_PENDING_BYTES,
     ) -> None:
         """`epoch_of(partition)`: the epoch of this process's claim of a partition, for
-        write sets that do not carry their own (partition -1)."""
+        write sets that do not carry their own (partition -1). `max_pending_bytes`:
+        how much may wait for the store (see `committed`)."""
         self.store = store
         self.partitions = partitions
         self.epoch_of = epoch_of
@@ -148,16 +163,20 @@ class Replicator:
         self._sleep = sleep
         self._cv = threading.Condition()
         self._queue: list[_Queued] = []
+        self._max_pending_bytes = max_pending_bytes
+        self._pending_bytes = 0
         self._queued_total = 0  # changes ever queued
         self._shipped_total = 0  # changes ever shipped (or dropped for a fenced partition)
         self._oldest_unshipped_ms: int | None = None
         self._closing = False
         self._next_seq: dict[tuple[int, int], int] = {}  # (partition, epoch) -> next seq
-        self._fenced: set[int] = set()
+        self._stopped: set[int] = set()  # partitions that queue no more (fenced, overflowed)
+        self._fenced: set[int] = set()  # partitions that ship nothing more
         self._format_checked = False
         self.last_error: DohostError | None = None
         self.metrics.lag.set_function(self._lag_seconds)
         self.metrics.pending.set_function(lambda: self._queued_total - self._shipped_total)
+        self.metrics.pending_bytes.set_function(lambda: self._pending_bytes)
         self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="dohost-replica-upload")
         self._thread = threading.Thread(target=self._run, name="dohost-replicator", daemon=True)
         self._thread.start()
@@ -165,7 +184,13 @@ class Replicator:
     # --------------------------------------------------------- committer side
 
     def committed(self, tenant: str, write_sets: list[WriteSet]) -> None:
-        """Queue what a committer just made durable (called on its thread: cheap)."""
+        """Queue what a committer just made durable (called on its thread: cheap).
+
+        Memory is bounded: a change that would take more than `max_pending_bytes`
+        waiting for the store is not queued, and its partition stops shipping (its
+        replica log stays a consistent prefix of its history: a restore gives its state
+        as of the last change shipped) rather than the host running out of memory or the
+        log skipping a change. Catching up needs a snapshot (not yet written)."""
         now = self._clock()
         queued = []
         for ws in write_sets:
@@ -177,13 +202,33 @@ class Replicator:
             else:
                 p = partition_of(ws.object_id, self.partitions)
                 e = self.epoch_of(p)
-            queued.append(_Queued(p, e, change_of(tenant, ws, now)))
+            size = 128 + sum(len(k) + len(v or b"") for k, v in ws.puts.items())
+            queued.append(_Queued(p, e, change_of(tenant, ws, now), size))
+        overflowed = []
         with self._cv:
-            if not self._queue:
+            kept = []
+            for q in queued:
+                if q.partition in self._stopped:
+                    continue
+                if self._pending_bytes + q.size > self._max_pending_bytes:
+                    self._stopped.add(q.partition)
+                    overflowed.append(q.partition)
+                    continue
+                self._pending_bytes += q.size
+                kept.append(q)
+            if kept and not self._queue:
                 self._oldest_unshipped_ms = now
-            self._queue.extend(queued)
-            self._queued_total += len(queued)
+            self._queue.extend(kept)
+            self._queued_total += len(kept)
             self._cv.notify_all()
+        for p in overflowed:
+            self.metrics.overflowed.inc()
+            _log.error(
+                "replica: more than %d bytes wait for the store; partition %d stops shipping "
+                "(its replica ends at its last shipped change)",
+                self._max_pending_bytes,
+                p,
+            )
 
     def flush(self, timeout: float | None = None) -> bool:
         """Block until everything queued so far is in the store; False on timeout."""
@@ -231,6 +276,7 @@ class Replicator:
             with self._cv:
                 del self._queue[: len(batch)]
                 self._shipped_total += len(batch)
+                self._pending_bytes -= sum(q.size for q in batch)
                 self._oldest_unshipped_ms = (
                     self._queue[0].change.committed_ms if self._queue else None
                 )
@@ -262,6 +308,7 @@ class Replicator:
         with self._cv:
             new = partition not in self._fenced
             self._fenced.add(partition)
+            self._stopped.add(partition)
         if new:
             self.metrics.fenced.inc()
         self.last_error = error
