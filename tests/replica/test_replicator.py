@@ -66,6 +66,10 @@ class World:
             obj.close()
         self.clock.ms += 1000
 
+    def close(self) -> None:
+        self.manager.close()
+        self.replicator.close()
+
     def metric(self, name: str) -> float:
         value = self.registry.get_sample_value(name)
         return 0.0 if value is None else value
@@ -90,8 +94,7 @@ def make_world(data: Path, store: ReplicaStore, epoch: int = 1, **kw: object) ->
 def world(tmp_path: Path, store: ReplicaStore) -> Iterator[World]:
     w = make_world(tmp_path / "data", store)
     yield w
-    w.manager.close()
-    w.replicator.close()
+    w.close()
 
 
 def restored(
@@ -180,8 +183,7 @@ def test_a_new_epoch_starts_where_the_replica_ends(
     first.event("acme", 1, lambda o: o.put(b"k", b"1"))
     first.event("acme", 1, lambda o: o.put(b"k", b"2"))
     assert first.replicator.flush(30)
-    first.manager.close()
-    first.replicator.close()
+    first.close()
     p = partition_of(oid(1), PARTITIONS)
     epoch1 = [
         k for k in map(parse_log_key, file_store.list(f"p{p:05d}/")) if k and k.kind == "segment"
@@ -190,8 +192,7 @@ def test_a_new_epoch_starts_where_the_replica_ends(
     second.truth = first.truth
     second.event("acme", 1, lambda o: o.put(b"k", b"3"))
     assert second.replicator.flush(30)
-    second.manager.close()
-    second.replicator.close()
+    second.close()
     start = decode_start(file_store.get(start_key(p, 2)), p, 2, "start")
     assert start.base == (1, max(k.seq for k in epoch1))
     restore_kv(file_store, tmp_path / "restored", now_ms=second.clock.ms)
@@ -216,8 +217,7 @@ def test_a_failing_store_delays_shipping_without_stopping_commits(tmp_path: Path
         assert w.replicator.flush(30)
         assert w.metric("dohost_replica_pending_changes") == 0
     finally:
-        w.manager.close()
-        w.replicator.close()
+        w.close()
     restore_kv(store, tmp_path / "restored", now_ms=w.clock.ms)
     assert restored(tmp_path / "restored", ["acme"]) == live(w.truth)
 
@@ -242,8 +242,7 @@ def test_another_writer_of_the_same_epoch_fences_that_partition_only(
         assert file_store.list(segment_key(taken, 1, 1)) == []
         assert len(file_store.list(f"p{other:05d}/e00000000000000000001/s0")) == 2
     finally:
-        w.manager.close()
-        w.replicator.close()
+        w.close()
 
 
 def test_a_corrupted_segment_stops_restore_naming_it(world: World, tmp_path: Path) -> None:
@@ -291,9 +290,8 @@ def test_an_older_epochs_late_segments_are_ignored_on_restore(
         old.event("acme", 1, lambda o: o.put(b"k", b"late"))  # never acknowledged in sync mode
         assert old.replicator.flush(30)
     finally:
-        for w in (old, new):
-            w.manager.close()
-            w.replicator.close()
+        old.close()
+        new.close()
     p = partition_of(oid(1), PARTITIONS)
     start = decode_start(store.get(start_key(p, 2)), p, 2, "start")
     assert start.base is not None and start.base[0] == 1
@@ -331,7 +329,6 @@ def test_what_waits_for_a_failing_store_is_bounded_and_the_log_stays_a_prefix(
         assert w.replicator.flush(30)
         assert w.metric("dohost_replica_pending_bytes") == 0
     finally:
-        w.manager.close()
-        w.replicator.close()
+        w.close()
     restore_kv(store, tmp_path / "restored", now_ms=w.clock.ms)
     assert restored(tmp_path / "restored", ["acme"]) == live(shipped_state)
