@@ -4,22 +4,31 @@ Counters fed per request and per event (the supervisor's observer hook) live in 
 registry owned by the server (never the process-global one, so tests can run several
 servers). Gauges of current state (resident objects, running events, stored bytes and
 objects) and the storage byte counters are read at scrape time by `_LiveCollector`.
-Label children are cached per (tenant, class): `labels()` is too slow for every request.
+Label children are cached per (tenant, class): `labels()` is too slow for every request;
+the per-event series are plain totals turned into series at scrape time
+(`_EventCollector`), since the observer runs for every event.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import (
     CollectorRegistry,
     Counter,
-    Histogram,
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
+from prometheus_client.utils import floatToGoString
 
 from dohost.runtime.event import EventOutcome
 
@@ -34,24 +43,73 @@ DURATION_BUCKETS = (
     0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
     2.5, 5.0, 10.0, 30.0,
 )  # fmt: skip
+_LE = [floatToGoString(b) for b in DURATION_BUCKETS] + ["+Inf"]  # type: ignore[no-untyped-call]
 
 
-class _Children:
-    """The per-(tenant, class) children of the event metrics."""
+class _EventTotals:
+    """The event metrics of one (tenant, class), as plain numbers. The observer runs for
+    every event on the loop thread; adding to a few attributes there costs a fraction of
+    a prometheus child's locked `inc` per counter and `observe`, and `_EventCollector`
+    turns them into the same series at scrape time (also on the loop thread)."""
 
     __slots__ = (
-        "activations", "cpu", "duration", "events", "reads", "sql_read", "sql_written", "writes",
+        "activations", "buckets", "cpu", "duration_sum", "events", "reads", "sql_read",
+        "sql_written", "writes",
     )  # fmt: skip
 
-    def __init__(self, m: Metrics, tenant: str, class_name: str) -> None:
-        self.events = m.events.labels(tenant, class_name)
-        self.duration = m.event_duration.labels(tenant, class_name)
-        self.cpu = m.cpu_seconds.labels(tenant, class_name)
-        self.reads = m.storage_reads.labels(tenant, class_name)
-        self.writes = m.storage_writes.labels(tenant, class_name)
-        self.activations = m.activations.labels(tenant, class_name)
-        self.sql_read = m.sql_rows_read.labels(tenant, class_name)
-        self.sql_written = m.sql_rows_written.labels(tenant, class_name)
+    def __init__(self) -> None:
+        self.events = 0
+        self.buckets = [0] * (len(DURATION_BUCKETS) + 1)  # the last one: +Inf
+        self.duration_sum = 0.0
+        self.cpu = 0.0
+        self.reads = self.writes = self.sql_read = self.sql_written = self.activations = 0
+
+
+class _EventCollector:
+    """The per-event series, from the `_EventTotals` of every (tenant, class)."""
+
+    def __init__(self, totals: dict[tuple[str, str], _EventTotals]) -> None:
+        self._totals = totals
+
+    def collect(self) -> Iterator[Metric]:
+        events = CounterMetricFamily("dohost_events", "Events delivered to objects", labels=TC)
+        duration = HistogramMetricFamily(
+            "dohost_event_duration_seconds",
+            "Time from delivery to release of an event's result (queueing, execution, commit)",
+            labels=TC,
+        )
+        cpu = CounterMetricFamily(
+            "dohost_event_cpu_seconds", "CPU time of events (thread time)", labels=TC
+        )
+        reads = CounterMetricFamily("dohost_storage_reads", "Keys read by events", labels=TC)
+        writes = CounterMetricFamily(
+            "dohost_storage_writes", "Keys written or deleted by events", labels=TC
+        )
+        sql_read = CounterMetricFamily(
+            "dohost_sql_rows_read",
+            "Rows read by SQL statements (rows returned, or full-scan steps when more)",
+            labels=TC,
+        )
+        sql_written = CounterMetricFamily(
+            "dohost_sql_rows_written",
+            "Rows inserted, updated or deleted by SQL statements (triggers included)",
+            labels=TC,
+        )
+        activations = CounterMetricFamily(
+            "dohost_activations", "Activations created (instantiations)", labels=TC
+        )
+        for (tenant, class_name), t in list(self._totals.items()):
+            labels = [tenant, class_name]
+            events.add_metric(labels, t.events)
+            cumulative = list(itertools.accumulate(t.buckets))
+            duration.add_metric(labels, list(zip(_LE, cumulative, strict=True)), t.duration_sum)
+            cpu.add_metric(labels, t.cpu)
+            reads.add_metric(labels, t.reads)
+            writes.add_metric(labels, t.writes)
+            sql_read.add_metric(labels, t.sql_read)
+            sql_written.add_metric(labels, t.sql_written)
+            activations.add_metric(labels, t.activations)
+        yield from (events, duration, cpu, reads, writes, sql_read, sql_written, activations)
 
 
 class Metrics:
@@ -75,36 +133,9 @@ class Metrics:
             [*TC, "code"],
             registry=r,
         )
-        self.events = Counter("dohost_events", "Events delivered to objects", TC, registry=r)
-        self.event_duration = Histogram(
-            "dohost_event_duration_seconds",
-            "Time from delivery to release of an event's result (queueing, execution, commit)",
-            TC,
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.cpu_seconds = Counter(
-            "dohost_event_cpu_seconds", "CPU time of events (thread time)", TC, registry=r
-        )
-        self.storage_reads = Counter("dohost_storage_reads", "Keys read by events", TC, registry=r)
-        self.storage_writes = Counter(
-            "dohost_storage_writes", "Keys written or deleted by events", TC, registry=r
-        )
-        self.sql_rows_read = Counter(
-            "dohost_sql_rows_read",
-            "Rows read by SQL statements (rows returned, or full-scan steps when more)",
-            TC,
-            registry=r,
-        )
-        self.sql_rows_written = Counter(
-            "dohost_sql_rows_written",
-            "Rows inserted, updated or deleted by SQL statements (triggers included)",
-            TC,
-            registry=r,
-        )
-        self.activations = Counter(
-            "dohost_activations", "Activations created (instantiations)", TC, registry=r
-        )
+        # Per-event series: plain totals read at scrape time (_EventCollector).
+        self._totals: dict[tuple[str, str], _EventTotals] = {}
+        r.register(_EventCollector(self._totals))
         self.evictions = Counter(
             "dohost_evictions",
             "Activations dropped: eviction (resident cap) or hibernation (idle)",
@@ -131,35 +162,30 @@ class Metrics:
             registry=r,
         )
         r.register(_LiveCollector(host, usage))
-        self._children: dict[tuple[str, str], _Children] = {}
         self._requests: dict[tuple[str, str, int], Any] = {}
 
-    def _for(self, tenant: str, class_name: str) -> _Children:
-        c = self._children.get((tenant, class_name))
-        if c is None:
-            c = self._children[(tenant, class_name)] = _Children(self, tenant, class_name)
-        return c
+    def _for(self, tenant: str, class_name: str) -> _EventTotals:
+        t = self._totals.get((tenant, class_name))
+        if t is None:
+            t = self._totals[(tenant, class_name)] = _EventTotals()
+        return t
 
     # ---------------------------------------------------------------- observer hooks
 
     def event(
         self, tenant: str, class_name: str, kind: str, result: EventOutcome, seconds: float
     ) -> None:
-        c = self._for(tenant, class_name)
-        c.events.inc()
-        c.duration.observe(seconds)
-        if result.cpu_s:
-            c.cpu.inc(result.cpu_s)
-        if result.storage_reads:
-            c.reads.inc(result.storage_reads)
-        if result.storage_writes:
-            c.writes.inc(result.storage_writes)
-        if result.sql_rows_read:
-            c.sql_read.inc(result.sql_rows_read)
-        if result.sql_rows_written:
-            c.sql_written.inc(result.sql_rows_written)
+        t = self._for(tenant, class_name)
+        t.events += 1
+        t.buckets[bisect.bisect_left(DURATION_BUCKETS, seconds)] += 1
+        t.duration_sum += seconds
+        t.cpu += result.cpu_s
+        t.reads += result.storage_reads
+        t.writes += result.storage_writes
+        t.sql_read += result.sql_rows_read
+        t.sql_written += result.sql_rows_written
         if result.activation_s:
-            c.activations.inc()
+            t.activations += 1
         if result.calls:
             self.calls.labels(tenant, class_name).inc(result.calls)
             for code, n in result.call_failures:
@@ -184,10 +210,9 @@ class Metrics:
             self.errors.labels(tenant, class_name, error).inc()
 
     def forget_tenant(self, tenant: str) -> None:
-        """Drop a deleted tenant's label children from the cache (the exported series
-        keep their last values until restart, as Prometheus counters should)."""
-        for k in [k for k in self._children if k[0] == tenant]:
-            del self._children[k]
+        """Drop a deleted tenant's request children from the cache (the exported series,
+        its event totals included, keep their last values until restart, as Prometheus
+        counters should)."""
         for rk in [k for k in self._requests if k[0] == tenant]:
             del self._requests[rk]
 
