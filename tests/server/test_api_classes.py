@@ -4,18 +4,16 @@ storage usage)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 import wasmtime
-from api_helpers import ADMIN_TOKEN, http_request, json_of
+from api_helpers import ADMIN_TOKEN, As, err
 
 from dohost import Host
 from dohost.server.api import Api
-from dohost.server.http_types import HttpResponse
 from dohost.server.quotas import Quotas
 from dohost.server.state import ServerState
 
@@ -23,25 +21,6 @@ ROOT = Path(__file__).resolve().parents[2]
 WAT = (ROOT / "tests" / "fixtures" / "versioned_wait.wat").read_text()
 V1 = bytes(wasmtime.wat2wasm(WAT))
 V2 = bytes(wasmtime.wat2wasm(WAT.replace("body\\43v1", "body\\43v2")))
-
-
-class As:
-    def __init__(self, api: Api, token: str) -> None:
-        self.api, self.token = api, token
-
-    async def __call__(self, method: str, target: str, body: Any = b"") -> HttpResponse:
-        if not isinstance(body, bytes):
-            body = json.dumps(body).encode()
-        return await self.api.handle(http_request(method, target, token=self.token, body=body))
-
-    async def ok(self, method: str, target: str, body: Any = b"") -> Any:
-        r = await self(method, target, body)
-        assert r.status < 300, (r.status, r.body)
-        return json_of(r)
-
-
-def err(r: HttpResponse) -> tuple[int, str]:
-    return r.status, json_of(r)["error"]["code"]
 
 
 @pytest.fixture

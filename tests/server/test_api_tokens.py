@@ -4,17 +4,15 @@ expiry), used inside and outside its scope; rotation and revocation; bad mint re
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from api_helpers import ADMIN_TOKEN, http_request, json_of
+from api_helpers import ADMIN_TOKEN, As, err, http_request, json_of
 
 from dohost import Host
 from dohost.server.api import Api
-from dohost.server.http_types import HttpResponse
 from dohost.server.quotas import Quotas
 from dohost.server.state import ServerState
 
@@ -27,35 +25,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.ms
-
-
-class As:
-    """Requests with one token, straight into the handler."""
-
-    def __init__(self, api: Api, token: str) -> None:
-        self.api, self.token = api, token
-
-    async def __call__(
-        self,
-        method: str,
-        target: str,
-        body: Any = b"",
-        headers: list[tuple[str, str]] | None = None,
-    ) -> HttpResponse:
-        if not isinstance(body, bytes):
-            body = json.dumps(body).encode()
-        return await self.api.handle(
-            http_request(method, target, token=self.token, body=body, headers=headers)
-        )
-
-    async def ok(self, method: str, target: str, body: Any = b"") -> Any:
-        r = await self(method, target, body)
-        assert r.status < 300, (r.status, r.body)
-        return json_of(r)
-
-
-def err(r: HttpResponse) -> tuple[int, str]:
-    return r.status, json_of(r)["error"]["code"]
 
 
 @pytest.fixture
