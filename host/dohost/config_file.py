@@ -29,7 +29,9 @@ import click
 from dohost.core.errors import Code, DohostError
 
 FC = TypeVar("FC", bound=Callable[..., Any])
-NOT_IN_FILE = {"config", "help"}  # options that make no sense inside the file
+# Options that make no sense inside the file (`-v`, which every command takes, is how
+# much this run logs).
+NOT_IN_FILE = {"config", "help", "verbose"}
 
 
 def _options(command: click.Command) -> dict[str, click.Option]:

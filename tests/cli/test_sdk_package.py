@@ -1,24 +1,28 @@
-"""The guest SDKs ship inside the package: a build of the package holds them as plain
-files, and `dohost init` + `dohost build` work from that build alone (no checkout)."""
+"""The guest SDKs ship inside the package: the wheel holds them as plain files, and
+`dohost init` + `dohost build` work from that wheel alone (no checkout)."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_a_package_build_carries_the_sdks_and_builds_a_project_with_them(tmp_path: Path) -> None:
-    lib = tmp_path / "lib"
+    out = tmp_path / "wheel"
     r = subprocess.run(
-        [sys.executable, "-c", "import setuptools; setuptools.setup()", "-q", "build_py",
-         "--build-lib", str(lib)],
-        cwd=ROOT, capture_output=True, text=True, timeout=300,
+        [sys.executable, "-m", "pip", "wheel", str(ROOT), "--no-deps", "-w", str(out), "-q"],
+        capture_output=True, text=True, timeout=600,
     )  # fmt: skip
     assert r.returncode == 0, r.stderr
+    (wheel,) = out.glob("dohost-*.whl")
+    lib = tmp_path / "lib"
+    with zipfile.ZipFile(wheel) as z:  # a wheel unpacked is an importable tree
+        z.extractall(lib)
     sdk = lib / "dohost" / "sdk"
     for f in ("c/dohost.h", "c/json.c", "c/README.md", "zig/dohost.zig", "rust/src/lib.rs",
               "assemblyscript/assembly/index.ts", "assemblyscript/package.json"):  # fmt: skip

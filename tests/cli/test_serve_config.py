@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from dohost import config_file
+from dohost.cli import cli  # noqa: F401  (registers every command, -v included)
 from dohost.cli_serve import serve
 
 # A valid value for every serve flag: the test fails when a flag is added without one,
@@ -50,14 +51,16 @@ def test_every_serve_flag_is_a_config_key(tmp_path: Path) -> None:
         for p in serve.params
         if isinstance(p, click.Option)
         for o in p.opts
-        if o.startswith("--") and o not in ("--config", "--help")
+        if o.startswith("--") and o not in ("--config", "--help", "--verbose")
     }
     assert {k.replace("_", "-") for k in EVERY_KEY} == longs
     path = tmp_path / "dohost.toml"
     path.write_text("".join(f"{k} = {v}\n" for k, v in EVERY_KEY.items()))
     with click.Context(serve) as ctx:
         loaded = config_file.load(path, serve, ctx)
-    assert set(loaded) == {p.name for p in serve.params if p.name not in ("config", "help")}
+    assert set(loaded) == {
+        p.name for p in serve.params if p.name not in ("config", "help", "verbose")
+    }
     assert loaded["quotas"] == ["objects=7", "requests_per_s=50.5"]
     assert loaded["data_dir"] == Path("DATA") and loaded["port"] == 0
     assert loaded["access_log"] is True
