@@ -58,6 +58,8 @@ VALID_WAT = [
     "heavy_new_objects",
     "alarm_rearm_now",
     "log_flood",
+    "cbor_bombs",
+    "fd_write_iovecs",
 ]
 # Fixtures that satisfy the ABI but pass a host limit on the module's shape, or use a
 # proposal the host does not serve (abi/README.md, "Module limits", "Proposals served"):

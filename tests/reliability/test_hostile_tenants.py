@@ -29,7 +29,13 @@ HOSTILE = ROOT / "tests" / "fixtures" / "hostile"
 LIMITS = ShapeLimits()
 # The fixtures of tests/fixtures/hostile/ these tests run (the corpus test checks that
 # each fixture there is run by one of the two files).
-ROUND_TWO = {"heavy_new_objects", "alarm_rearm_now", "log_flood"}
+ROUND_TWO = {
+    "heavy_new_objects",
+    "alarm_rearm_now",
+    "log_flood",
+    "cbor_bombs",
+    "fd_write_iovecs",
+}
 
 
 def hostile(name: str) -> Callable[[], bytes]:
@@ -309,3 +315,65 @@ async def test_log_bytes_are_limited_per_tenant_and_the_excess_counted(host: Hos
     line = 16 * 1024
     written_lines = limits.log_burst_bytes // line
     assert limits.log_dropped_bytes["noisy"] == (events * 1000 - written_lines) * line
+
+
+# ---------------------------------------------------------------- guest counts (item 1)
+
+
+async def test_guest_chosen_counts_are_checked_before_the_work(host: Host) -> None:
+    """cbor_bombs: a megabyte each of 10^6 keys, 5 x 10^5 entries, 10^6 SQL parameters,
+    10^5 response headers and a call request of 10^5 headers. Each is refused with its
+    code from the message's head (or after at most the limit's worth of items), none is
+    decoded on the loop, and the quiet tenant keeps its p99 while they run."""
+    await host.deploy("noisy", "bombs", hostile("cbor_bombs")(), "sqlite")
+    events = 0
+
+    async def attack(stop: trio.Event) -> None:
+        nonlocal events
+        while not stop.is_set():
+            r = await host.fetch("noisy", "bombs", f"b{events % 4}", NOOP)
+            assert r.status == 200 and r.body == b"-6 -6 -11 -14 -8 ", r.body
+            events += 1
+
+    quiet, loaded = await p99_during(host, attack, settle=lambda: events > 0)
+    assert_quiet_kept(quiet, loaded)
+    assert events >= 5
+
+
+async def test_fd_write_copies_only_what_it_keeps(host: Host) -> None:
+    """fd_write_iovecs: 1,024 iovecs each naming the whole 16 MiB memory (16 GiB if each
+    were copied): the call succeeds at once, logging at most its 1 MiB cap."""
+    await host.deploy("noisy", "iov", hostile("fd_write_iovecs")())
+    events = 0
+
+    async def attack(stop: trio.Event) -> None:
+        nonlocal events
+        while not stop.is_set():
+            r = await host.fetch("noisy", "iov", f"i{events % 4}", NOOP)
+            assert r.status == 200 and r.body == b"0 -1024 ", r.body
+            events += 1
+
+    quiet, loaded = await p99_during(host, attack, settle=lambda: events > 0)
+    assert_quiet_kept(quiet, loaded)
+    assert events >= 5
+
+
+def test_websocket_output_is_capped_per_event() -> None:
+    """ws_send / ws_send_tag queue an event's output until it commits; past 65,536
+    messages or 32 MiB (counted per recipient) they answer limit_exceeded and queue
+    nothing more. (Unit level: the record the imports fill, runtime/ws_imports.py.)"""
+    from dohost.runtime import ws_imports
+
+    rec = ws_imports.WsEvent()
+    message = b"x" * (1 << 20)
+    for _ in range(32):
+        ws_imports._queue(rec, (1,), 1, message, "ws_send")
+    with pytest.raises(DohostError) as e:
+        ws_imports._queue(rec, (1,), 1, b"y", "ws_send")
+    assert e.value.code is Code.LIMIT_EXCEEDED and "32 MiB" not in e.value.message
+    assert "per event" in e.value.message
+    assert len(rec.output) == 32 and rec.queued_bytes == 32 << 20
+    rec = ws_imports.WsEvent()
+    with pytest.raises(DohostError) as e:  # a broadcast counts each recipient
+        ws_imports._queue(rec, tuple(range(ws_imports.MAX_EVENT_WS_MESSAGES + 1)), 0, b"", "t")
+    assert e.value.code is Code.LIMIT_EXCEEDED and rec.output == []

@@ -45,10 +45,19 @@ def _bad(message: str) -> DohostError:
     return DohostError(Code.BAD_ENCODING, message)
 
 
+def _decode(data: bytes, max_items: int, what: str) -> object:
+    """Decode a guest's message, refusing one of more than `max_items` items before
+    decoding it (core/cbor.check_items): BAD_ENCODING naming `what`."""
+    try:
+        return cbor.decode(data, max_items)
+    except cbor.CborTooMany:
+        raise _bad(f"{what}: more than {max_items} CBOR items") from None
+
+
 def decode_target(data: bytes) -> CallTarget:
     """A `call-target` (abi/call.cddl): {"class", "name"} or {"class", "id"}.
     Raises BAD_ENCODING naming what is wrong."""
-    m = cbor.decode(data)
+    m = _decode(data, 16, "call target")
     if not isinstance(m, dict):
         raise _bad('call target must be a CBOR map {"class": text, "name" or "id": text}')
     cls, name, oid = m.get("class"), m.get("name"), m.get("id")
@@ -81,7 +90,10 @@ def decode_call_request(data: bytes) -> Request:
     check it, so a callee sees the same shapes from a call as from HTTP: header names
     become lower case, and the caller headers are dropped (the router sets them).
     Raises BAD_ENCODING or VALUE_TOO_LARGE."""
-    m = cbor.decode(data)
+    # (method, path, query, body and the headers' pairs: a bound on the items to decode)
+    m = _decode(
+        data, 16 + 3 * MAX_CALL_HEADERS, f"call request (at most {MAX_CALL_HEADERS} headers)"
+    )
     if not isinstance(m, dict):
         raise _bad("call request must be a CBOR map (abi/request.cddl)")
     method, path, query = m.get("method", "GET"), m.get("path", "/"), m.get("query", "")

@@ -89,8 +89,63 @@ def _encode_into(v: Any, out: list[bytes], depth: int) -> None:
         raise CborError(f"cannot encode a value of type {type(v).__name__}")
 
 
-def decode(data: bytes) -> Any:
-    """Decode exactly one CBOR item that spans all of `data`."""
+class CborTooMany(DohostError):
+    """The input holds more items than the caller allows (checked before decoding)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Code.LIMIT_EXCEEDED, message)
+
+
+def head_count(data: bytes) -> int | None:
+    """The element count of the array or map `data` starts with (its head only), or None
+    when it starts with something else or is malformed (decode names the problem)."""
+    if not data or data[0] >> 5 not in (4, 5):
+        return None
+    try:
+        return read_head(data, 0)[1]
+    except CborError:
+        return None
+
+
+def check_items(data: bytes, max_items: int) -> None:
+    """Raise CborTooMany when `data` holds more than `max_items` data items in all (a
+    map entry counts as two). Walks heads only and stops at the limit, so its work is
+    bounded by `max_items` whatever counts the input claims; anything malformed (nesting
+    deeper than MAX_DEPTH included) is left for `decode` to refuse."""
+    pos, n, seen = 0, len(data), 0
+    todo = [1]  # items still to read at each open level
+    try:
+        while pos < n:
+            while todo and todo[-1] == 0:
+                todo.pop()
+            if not todo:
+                return
+            todo[-1] -= 1
+            seen += 1
+            if seen > max_items:
+                raise CborTooMany(f"more than {max_items} CBOR items, the limit for this message")
+            major, arg, pos = read_head(data, pos)
+            if major == 7:
+                pos += {25: 2, 26: 4, 27: 8}.get(arg, 0)  # (a float's bytes)
+                continue
+            if major in (2, 3):
+                pos += arg
+            elif major in (4, 5):
+                if len(todo) > MAX_DEPTH:
+                    return
+                todo.append(arg if major == 4 else 2 * arg)
+            elif major == 6:
+                return  # (tags are refused by decode)
+    except CborError:
+        return
+
+
+def decode(data: bytes, max_items: int | None = None) -> Any:
+    """Decode exactly one CBOR item that spans all of `data`. With `max_items`, first
+    refuse (CborTooMany, `limit_exceeded`) an input of more items than that, so that
+    decoding a guest's message costs at most that many items."""
+    if max_items is not None:
+        check_items(data, max_items)
     value, pos = _decode_at(data, 0, 0)
     if pos != len(data):
         raise CborError(f"{len(data) - pos} trailing bytes after the CBOR item")

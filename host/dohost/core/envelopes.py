@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 from dohost.core import cbor
 from dohost.core.cbor import CborError, encode_head, read_head
+from dohost.core.errors import Code, DohostError
 
 # Headers the host owns: a guest cannot set them on its response.
 HOP_BY_HOP = frozenset(
@@ -146,6 +147,31 @@ def encode_response(resp: Response) -> bytes:
     )
 
 
+# A guest response's headers: at most this many, of at most this many bytes (names and
+# values) together, as the front door bounds a request's head (abi/README.md, limits).
+MAX_RESPONSE_HEADERS = 100
+MAX_RESPONSE_HEADER_BYTES = 64 * 1024
+# Items the general decoder may meet in a response: its map, status, body and the
+# headers' pairs (a bound on the work of decoding it; core/cbor.check_items).
+_MAX_RESPONSE_ITEMS = 8 + 3 * MAX_RESPONSE_HEADERS
+
+
+def _too_many_headers(count: str) -> DohostError:
+    return DohostError(
+        Code.LIMIT_EXCEEDED,
+        f"the response has {count} headers; the limit is {MAX_RESPONSE_HEADERS} headers "
+        f"of {MAX_RESPONSE_HEADER_BYTES} bytes together",
+    )
+
+
+def _check_header_limits(headers: list[tuple[str, str]]) -> None:
+    if len(headers) > MAX_RESPONSE_HEADERS:
+        raise _too_many_headers(str(len(headers)))
+    size = sum(len(k) + len(v) for k, v in headers)
+    if size > MAX_RESPONSE_HEADER_BYTES:
+        raise _too_many_headers(f"{size} bytes of")
+
+
 class _Unusual(Exception):
     """The fast response reader met a shape it does not handle: use the general path."""
 
@@ -198,6 +224,8 @@ def _decode_response_fast(data: bytes) -> Response:
             raise _Unusual
     if pos != len(data) or not 100 <= status <= 599:
         raise _Unusual
+    if sum(len(k) + len(v) for k, v in headers) > MAX_RESPONSE_HEADER_BYTES:
+        raise _Unusual  # (the general path names the limit)
     out: list[tuple[str, str]] = []
     for k, v in headers:
         if k.lower() in HOP_BY_HOP:
@@ -208,13 +236,25 @@ def _decode_response_fast(data: bytes) -> Response:
     return Response(status, out, body)
 
 
-def decode_response(data: bytes) -> Response:
-    """Decode and check a guest's response; malformed input raises CborError."""
+def decode_response_fast(data: bytes) -> Response | None:
+    """The common response shape, cheaply (see _decode_response_fast); None: anything
+    else, for decode_response to decode or refuse."""
     try:
         return _decode_response_fast(data)
     except (_Unusual, CborError, IndexError, UnicodeDecodeError):
-        pass
-    m = cbor.decode(data)
+        return None
+
+
+def decode_response(data: bytes) -> Response:
+    """Decode and check a guest's response; malformed input raises CborError, headers
+    past their count or size limit `limit_exceeded`."""
+    fast = decode_response_fast(data)
+    if fast is not None:
+        return fast
+    try:
+        m = cbor.decode(data, _MAX_RESPONSE_ITEMS)
+    except cbor.CborTooMany:
+        raise _too_many_headers(f"more than {MAX_RESPONSE_HEADERS}") from None
     if not isinstance(m, dict):
         raise CborError("response must be a CBOR map")
     status = m.get("status", 200)
@@ -230,6 +270,7 @@ def decode_response(data: bytes) -> Response:
             if not _is_token(k) or not _is_field_value(v):
                 raise CborError(f"response header {k[:64]!r} is not a valid HTTP header")
             headers.append((k, v))
+        _check_header_limits(headers)
     elif raw_headers is not None and not isinstance(raw_headers, list):
         raise CborError("response headers must be an array of [name, value] pairs")
     body = m.get("body", b"")

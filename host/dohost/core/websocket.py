@@ -56,14 +56,24 @@ def check_tag(tag: str) -> str | None:
     return None
 
 
+# Entries of ws_accept's tag array, repeats included (they collapse to at most MAX_TAGS).
+_MAX_TAG_ENTRIES = 4 * MAX_TAGS
+
+
 def decode_tags(data: bytes) -> tuple[str, ...]:
     """ws_accept's argument as a tuple of tags; raises ValueError(code name, message) with
     "bad_encoding" or "invalid_argument". Repeated tags collapse to one, in first-seen
     order; an empty argument means no tags."""
     if not data:
         return ()
+    count = cbor.head_count(data)
+    if count is not None and count > _MAX_TAG_ENTRIES:  # before decoding any of them
+        raise ValueError(
+            "invalid_argument",
+            f"{count} tags; the limit is {MAX_TAGS} ({_MAX_TAG_ENTRIES} with repeats)",
+        )
     try:
-        raw = cbor.decode(data)
+        raw = cbor.decode(data, 1 + _MAX_TAG_ENTRIES)
     except Exception as e:
         raise ValueError("bad_encoding", f"tags: {getattr(e, 'message', e)}") from None
     if not isinstance(raw, list) or not all(isinstance(t, str) for t in raw):

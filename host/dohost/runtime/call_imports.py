@@ -45,19 +45,20 @@ def call(ev: Event, tptr: int, tlen: int, rptr: int, rlen: int, optr: int, ocap:
     hook = ev.host.on_call
     if hook is None:
         return ev.err(Code.NOT_SUPPORTED, "calls to other objects are not available here")
+    state = ev.calls
+    if state is None:
+        state = ev.calls = CallState()
+    if ev.inline:
+        # The call blocks: leave the loop thread (before decoding anything: guest data is
+        # not decoded on the loop); the event reruns on a worker.
+        state.offloaded = True
+        ev.offload()
     raw_target, raw_request = ev.read(tptr, tlen, "call"), ev.read(rptr, rlen, "call")
     try:
         target = decode_target(raw_target)
         request = decode_call_request(raw_request)
     except DohostError as e:
         return ev.err(e.code, f"call: {e.message}")
-    state = ev.calls
-    if state is None:
-        state = ev.calls = CallState()
-    if ev.inline:
-        # The call blocks: leave the loop thread; the event reruns on a worker.
-        state.offloaded = True
-        ev.offload()
     state.made += 1
     t_wait = time.monotonic()
     try:

@@ -71,6 +71,10 @@ guest_log = logging.getLogger("dohost.guest")
 U32 = 0xFFFFFFFF
 _LOG_LEVELS = (logging.DEBUG, logging.INFO, logging.WARNING, logging.ERROR)
 _MAX_LOG_LINES = 1000  # per event; more are dropped
+# Guest data larger than this is not decoded on the loop thread (an inline attempt moves
+# to a worker first): decoding is Python work proportional to its size.
+INLINE_DECODE_BYTES = 64 * 1024
+DECODE_MAX_ITEMS = 10_000  # elements of a guest message's top array or map, by default
 _OFFLOAD = "offload"  # the trap reason of Event.offload()
 _INTERNAL = ABI_STATUS[Code.INTERNAL]
 _STORAGE_ERROR = ABI_STATUS[Code.STORAGE_ERROR]
@@ -460,11 +464,38 @@ class Event:
             self.pending = data
         return n
 
-    def decode(self, ptr: int, n: int, what: str) -> Any:
-        """A CBOR message from the guest (strict codec); `bad_encoding` if malformed."""
+    def loop_bound(self, ptr: int, n: int, what: str) -> None:
+        """(Inline attempts.) Guest data above INLINE_DECODE_BYTES is not read or decoded
+        on the loop thread: the event moves to a worker (bad_pointer first, as always)."""
+        if self.inline and (n & U32) > INLINE_DECODE_BYTES:
+            if not self.mem.check(ptr, n):
+                raise bad_pointer(what)
+            self.offload()
+
+    def decode(
+        self,
+        ptr: int,
+        n: int,
+        what: str,
+        max_count: int = DECODE_MAX_ITEMS,
+        count_code: Code = Code.LIMIT_EXCEEDED,
+    ) -> Any:
+        """A CBOR message from the guest (strict codec); `bad_encoding` if malformed.
+        Bounded before any work proportional to what the guest chose: off the loop above
+        INLINE_DECODE_BYTES; an array or map of more than `max_count` elements is
+        refused with `count_code` from its head; at most 1 + 2 x `max_count` items are
+        decoded in all (`limit_exceeded` beyond)."""
+        self.loop_bound(ptr, n, what)
         data = self.read(ptr, n, what)
+        count = cbor.head_count(data)
+        if count is not None and count > max_count:
+            raise DohostError(
+                count_code, f"{what}: {count} entries in one call; the limit is {max_count}"
+            )
         try:
-            return cbor.decode(data)
+            return cbor.decode(data, 1 + 2 * max_count)
+        except cbor.CborTooMany as e:
+            raise DohostError(Code.LIMIT_EXCEEDED, f"{what}: {e.message}") from None
         except DohostError as e:
             raise DohostError(Code.BAD_ENCODING, f"{what}: {e.message}") from None
 

@@ -9,10 +9,10 @@ import os
 from collections.abc import Callable
 
 from dohost.core import cbor
-from dohost.core.envelopes import decode_response
+from dohost.core.envelopes import decode_response, decode_response_fast
 from dohost.core.errors import ABI_STATUS, Code, DohostError
 from dohost.core.limits import MAX_LOG_BYTES, MAX_RANDOM_BYTES
-from dohost.runtime.event import U32, Event
+from dohost.runtime.event import INLINE_DECODE_BYTES, U32, Event
 
 _BAD_POINTER = ABI_STATUS[Code.BAD_POINTER]
 _NO_RESULT = ABI_STATUS[Code.NO_RESULT]
@@ -38,10 +38,18 @@ def response_set(ev: Event, ptr: int, n: int) -> int:
     if n > limit + _RESPONSE_HEAD_BYTES:
         return ev.err(Code.VALUE_TOO_LARGE, f"response above the {limit} byte limit")
     data = ev.read(ptr, n, "response_set")
-    try:
-        resp = decode_response(data)
-    except DohostError as e:
-        return ev.err(Code.BAD_ENCODING, f"malformed response: {e.message}")
+    resp = decode_response_fast(data)
+    if resp is None:
+        # The general decoder is Python work proportional to the input: not on the loop
+        # for more than a small input (the event reruns on a worker).
+        if ev.inline and n > INLINE_DECODE_BYTES:
+            ev.offload()
+        try:
+            resp = decode_response(data)
+        except DohostError as e:
+            if e.code is Code.LIMIT_EXCEEDED:
+                return ev.err(e.code, f"response headers: {e.message}")
+            return ev.err(Code.BAD_ENCODING, f"malformed response: {e.message}")
     if len(resp.body) > limit:
         return ev.err(Code.VALUE_TOO_LARGE, f"response body above the {limit} byte limit")
     ev.response = resp

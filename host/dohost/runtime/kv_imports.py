@@ -72,7 +72,7 @@ def _check_count(n: int, items: str) -> None:
 
 
 def _key_list(ev: Event, ptr: int, n: int, what: str) -> list[bytes]:
-    keys = ev.decode(ptr, n, what)
+    keys = ev.decode(ptr, n, what, MAX_KEYS_PER_CALL, Code.TOO_MANY_KEYS)
     if not isinstance(keys, list) or not all(isinstance(k, bytes) for k in keys):
         raise DohostError(Code.BAD_ENCODING, f"{what}: expected a CBOR array of byte strings")
     _check_count(len(keys), "keys")
@@ -92,7 +92,7 @@ def kv_get_many(ev: Event, kptr: int, klen: int, optr: int, ocap: int) -> int:
 
 def kv_put_many(ev: Event, ptr: int, n: int) -> int:
     ev.storage_op()
-    entries = ev.decode(ptr, n, "kv_put_many")
+    entries = ev.decode(ptr, n, "kv_put_many", MAX_KEYS_PER_CALL, Code.TOO_MANY_KEYS)
     if not isinstance(entries, dict) or not all(
         isinstance(k, bytes) and isinstance(v, bytes) for k, v in entries.items()
     ):

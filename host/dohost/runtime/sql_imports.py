@@ -46,6 +46,7 @@ def sql_exec(ev: Event, sptr: int, slen: int, pptr: int, plen: int, optr: int, o
     slen &= U32
     plen &= U32
     check_sql_length(slen)
+    ev.loop_bound(pptr, plen, "sql_exec parameters")  # (the text is at most 100,000 bytes)
     sql_bytes = ev.read(sptr, slen, "sql_exec")
     params_bytes = ev.read(pptr, plen, "sql_exec") if plen else b""
     sql = decode_sql(sql_bytes)

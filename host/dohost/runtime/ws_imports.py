@@ -110,6 +110,9 @@ class WsEvent:
     auto_response_set: bool = False
     auto_response: tuple[bytes, bytes] | None = None
     output: list[WsSend | WsClose] = field(default_factory=list)
+    # What `output` will write once applied, counted per recipient (see _queue).
+    queued_messages: int = 0
+    queued_bytes: int = 0
 
     def has_effects(self) -> bool:
         return bool(
@@ -119,6 +122,28 @@ class WsEvent:
             or self.auto_response_set
             or self.output
         )
+
+
+# Per event, the WebSocket output it may queue, counted per recipient (a broadcast to
+# 1,000 connections of a 1 KiB message is 1,000 messages, 1,000 KiB): it is held until the
+# event commits and then written on the loop thread, so it must be bounded per event.
+MAX_EVENT_WS_MESSAGES = 65_536
+MAX_EVENT_WS_BYTES = 32 * 1024 * 1024
+
+
+def _queue(rec: WsEvent, ids: tuple[int, ...], kind: int, data: bytes, what: str) -> None:
+    """Queue a send to `ids`, or refuse it (`limit_exceeded`) past the event's caps."""
+    messages = rec.queued_messages + len(ids)
+    size = rec.queued_bytes + len(ids) * len(data)
+    if messages > MAX_EVENT_WS_MESSAGES or size > MAX_EVENT_WS_BYTES:
+        raise DohostError(
+            Code.LIMIT_EXCEEDED,
+            f"{what}: this event's WebSocket output would be {messages} messages of {size} "
+            f"bytes (per recipient); the limit is {MAX_EVENT_WS_MESSAGES} messages and "
+            f"{MAX_EVENT_WS_BYTES} bytes per event",
+        )
+    rec.queued_messages, rec.queued_bytes = messages, size
+    rec.output.append(WsSend(ids, kind, data))
 
 
 def _record(ev: Event) -> WsEvent:
@@ -171,11 +196,11 @@ def _tag_arg(ev: Event, ptr: int, n: int, what: str) -> str | None:
     """The optional tag argument of ws_send_tag / ws_list: None for all."""
     if (n & _U32) == 0:
         return None
-    raw = ev.read(ptr, n, what)
-    if len(raw) > MAX_TAG_BYTES:
+    if (n & _U32) > MAX_TAG_BYTES:  # (before copying it)
         raise DohostError(
-            Code.INVALID_ARGUMENT, f"{what}: tag is {len(raw)} bytes; the limit is {MAX_TAG_BYTES}"
+            Code.INVALID_ARGUMENT, f"{what}: tag is {n & _U32} bytes; the limit is {MAX_TAG_BYTES}"
         )
+    raw = ev.read(ptr, n, what)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError:
@@ -205,6 +230,7 @@ def _message(ev: Event, host: WsHostView, kind: int, ptr: int, n: int, what: str
 
 
 def ws_accept(ev: Event, ptr: int, n: int) -> int:
+    ev.loop_bound(ptr, n, "ws_accept")
     data = ev.read(ptr, n, "ws_accept")
     host = _in_event(ev, "ws_accept")
     rec = _record(ev)
@@ -240,7 +266,7 @@ def ws_send(ev: Event, conn_id: int, kind: int, ptr: int, n: int) -> int:
     data = _message(ev, host, kind, ptr, n, "ws_send")
     rec = _record(ev)
     conn = _find(ev, rec, conn_id, "ws_send")
-    rec.output.append(WsSend((conn.id,), kind, data))
+    _queue(rec, (conn.id,), kind, data, "ws_send")
     return 0
 
 
@@ -255,7 +281,7 @@ def ws_send_tag(ev: Event, tptr: int, tlen: int, kind: int, ptr: int, n: int) ->
     rec = _record(ev)
     ids = tuple(c.id for c in _visible(ev, rec, tag))
     if ids:
-        rec.output.append(WsSend(ids, kind, data))
+        _queue(rec, ids, kind, data, "ws_send_tag")
     return len(ids)
 
 

@@ -151,7 +151,19 @@ def decode_params(data: bytes) -> tuple[SqlValue, ...]:
     simple = _simple_params(data)
     if simple is not None:
         return simple
-    value = cbor.decode(data)  # CborError is BAD_ENCODING
+    count = cbor.head_count(data)
+    if count is not None and count > MAX_SQL_PARAMS:  # before decoding any of them
+        raise DohostError(
+            Code.INVALID_ARGUMENT,
+            f"{count} parameters; the limit is {MAX_SQL_PARAMS} per statement",
+        )
+    try:
+        value = cbor.decode(data, 1 + MAX_SQL_PARAMS)  # CborError is BAD_ENCODING
+    except cbor.CborTooMany:
+        raise DohostError(
+            Code.BAD_ENCODING,
+            "SQL parameters must be an array of null, integer, float, text or bytes",
+        ) from None
     if not isinstance(value, list):
         raise DohostError(Code.BAD_ENCODING, "SQL parameters must be a CBOR array")
     if len(value) > MAX_SQL_PARAMS:
