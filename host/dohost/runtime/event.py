@@ -479,6 +479,7 @@ class Event:
         what: str,
         max_count: int = DECODE_MAX_ITEMS,
         count_code: Code = Code.LIMIT_EXCEEDED,
+        noun: str = "entries",
     ) -> Any:
         """A CBOR message from the guest (strict codec); `bad_encoding` if malformed.
         Bounded before any work proportional to what the guest chose: off the loop above
@@ -489,9 +490,7 @@ class Event:
         data = self.read(ptr, n, what)
         count = cbor.head_count(data)
         if count is not None and count > max_count:
-            raise DohostError(
-                count_code, f"{what}: {count} entries in one call; the limit is {max_count}"
-            )
+            raise DohostError(count_code, f"{count} {noun} in one call; the limit is {max_count}")
         try:
             return cbor.decode(data, 1 + 2 * max_count)
         except cbor.CborTooMany as e:

@@ -72,7 +72,7 @@ def _check_count(n: int, items: str) -> None:
 
 
 def _key_list(ev: Event, ptr: int, n: int, what: str) -> list[bytes]:
-    keys = ev.decode(ptr, n, what, MAX_KEYS_PER_CALL, Code.TOO_MANY_KEYS)
+    keys = ev.decode(ptr, n, what, MAX_KEYS_PER_CALL, Code.TOO_MANY_KEYS, "keys")
     if not isinstance(keys, list) or not all(isinstance(k, bytes) for k in keys):
         raise DohostError(Code.BAD_ENCODING, f"{what}: expected a CBOR array of byte strings")
     _check_count(len(keys), "keys")
