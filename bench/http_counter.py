@@ -85,7 +85,7 @@ def main() -> None:
     env = {**os.environ, "DOHOST_ADMIN_TOKEN": ADMIN_TOKEN}
     server = subprocess.Popen(
         [*_pin(0), sys.executable, "-m", "dohost.cli", "serve", "--data", str(data),
-         "--port", "0", "--durability", args.durability],
+         "--port", "0", "--durability", args.durability, "--processes", "1"],
         stdout=subprocess.PIPE,
         text=True,
         env=env,

@@ -261,7 +261,7 @@ class Dohost:
 
     def argv(self) -> list[str]:
         serve = ["serve", "--data", str(self.data), "--port", "0",
-                 "--durability", self.durability]  # fmt: skip
+                 "--durability", self.durability, "--processes", "1"]  # fmt: skip
         if self.idle_timeout is None and self.max_resident is None:
             dohost_bin = Path(sys.executable).parent / "dohost"
             exe = [str(dohost_bin)] if dohost_bin.exists() else [sys.executable, "-m", "dohost.cli"]

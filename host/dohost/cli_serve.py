@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -92,7 +93,7 @@ def _parse_quota(text: str) -> object:
     type=click.IntRange(min=1),
     default=None,
     help="Node processes sharing the port, each owning a share of the objects "
-    "(default 1: one process, no forwarding).",
+    "(default: one per core; 1: one process, no forwarding).",
 )
 @click.option(
     "--forward-timeout",
@@ -161,7 +162,8 @@ def serve(
         ),
     )
     if processes is None:
-        processes = 1
+        # A replicated data set is served by one process (see the check below).
+        processes = 1 if replica_url is not None else default_processes()
     if replica_url is not None and processes > 1:
         raise DohostError(
             Code.NOT_SUPPORTED,
@@ -175,3 +177,11 @@ def serve(
 
     parent = Parent(config, processes, forward_timeout_s=forward_timeout)
     sys.exit(trio.run(parent.run))
+
+
+def default_processes() -> int:
+    """One node per core this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1

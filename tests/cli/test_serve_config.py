@@ -70,7 +70,7 @@ def start(args: list[str], cwd: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOHOST_")}
     env["DOHOST_ADMIN_TOKEN"] = "config-test-admin-token"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "dohost.cli", "serve", *args],
+        [sys.executable, "-m", "dohost.cli", "serve", "--processes", "1", *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         env=env,

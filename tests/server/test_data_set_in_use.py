@@ -82,7 +82,9 @@ def test_serve_then_serve_and_run(tmp_path: Path) -> None:
     server = ServerProcess(data)
     try:
         holder = f"pid {server.proc.pid} (dohost serve --data {data} --port 0"
-        assert_refused(dohost("serve", "--data", str(data), "--port", "0"), data, holder)
+        assert_refused(
+            dohost("serve", "--data", str(data), "--port", "0", "--processes", "1"), data, holder
+        )
         assert_refused(run_counter(data), data, holder)
         assert server.proc.poll() is None
         with server.admin() as c:
@@ -108,7 +110,9 @@ async def test_embedded_host_then_serve_and_run(tmp_path: Path) -> None:
     data = tmp_path / "data"
     async with Host(data, durability="os", program="my-app --embedded"):
         holder = f"pid {os.getpid()} (my-app --embedded)"
-        assert_refused(dohost("serve", "--data", str(data), "--port", "0"), data, holder)
+        assert_refused(
+            dohost("serve", "--data", str(data), "--port", "0", "--processes", "1"), data, holder
+        )
         assert_refused(run_counter(data), data, holder)
 
 
@@ -116,7 +120,9 @@ async def test_run_then_serve_run_and_embedded_host(tmp_path: Path) -> None:
     data = tmp_path / "data"
     with stopped_run(data) as pid:
         holder = f"pid {pid} (dohost run {CPU_BURN}"
-        assert_refused(dohost("serve", "--data", str(data), "--port", "0"), data, holder)
+        assert_refused(
+            dohost("serve", "--data", str(data), "--port", "0", "--processes", "1"), data, holder
+        )
         assert_refused(run_counter(data), data, holder)
         with pytest.raises(DohostError) as e:
             async with Host(data, durability="os"):
@@ -143,7 +149,7 @@ def test_six_increments_over_two_servers_end_at_six(tmp_path: Path) -> None:
     data = tmp_path / "data"
     server = ServerProcess(data)
     try:
-        second = dohost("serve", "--data", str(data), "--port", "0")
+        second = dohost("serve", "--data", str(data), "--port", "0", "--processes", "1")
         assert second.returncode != 0 and "data_in_use" in second.stderr
         token = server.new_tenant()
         with server.client(token) as c:
