@@ -9,6 +9,7 @@ opening connections until `/healthz` answers from that node.
 from __future__ import annotations
 
 import signal
+import socket
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -298,3 +299,28 @@ async def test_a_websocket_to_another_nodes_object_is_spliced_through(
     assert await direct.ask("list") == await relayed.ask("list")
     got = await relayed.ask("close:4001")
     assert isinstance(got, CloseConnection) and got.code == 4001
+
+
+def test_a_forwarded_request_is_never_forwarded_again(server: ServerProcess) -> None:
+    """One hop at most: a node that gets a forwarded request (on its Unix socket) for an
+    object it does not own answers 503 not_owner instead of passing it on."""
+    token = server.new_tenant()
+    deploy(server, token, "cc", "checksum_counter.wasm")
+    owners = owned_names(server, token, "cc", 10, create=False)
+    name = owners[1][0]
+    request = (
+        f"GET /v1/classes/cc/objects/{name}/verify HTTP/1.1\r\nhost: t\r\n"
+        f"authorization: Bearer {token}\r\nx-dohost-forwarded: 1\r\n\r\n"
+    ).encode()
+    with socket.socket(socket.AF_UNIX) as s:
+        s.connect(str(server.data_dir / "run" / "node-0.sock"))
+        s.sendall(request)
+        data = b""
+        while b"\r\n\r\n" not in data:
+            data += s.recv(65536)
+    head = data.split(b"\r\n\r\n")[0].decode().lower()
+    assert head.startswith("http/1.1 503") and "x-dohost-error: not_owner" in head, head
+    # The same request through the front door is served by its owner.
+    with server.client(token) as c:
+        r = c.get(f"/v1/classes/cc/objects/{name}/verify")
+    assert r.status_code == 200 and r.headers["x-dohost-node"] == "1"
