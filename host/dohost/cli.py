@@ -192,6 +192,7 @@ def _register_commands() -> None:
 # What `dohost --help` (and a group's --help) lists: one line each, whole at 80 columns.
 SUMMARIES = {
     "alarms": "List your pending alarms.",
+    "build": "Build a project into build/NAME.wasm.",
     "call": "Send a request to an object and print its body.",
     "class": "Versions, rollback, rename and deletion of a class.",
     "class rename": "Rename a class, keeping its objects and ids.",
@@ -199,8 +200,10 @@ SUMMARIES = {
     "dev": "Serve a project; rebuild and redeploy on every save.",
     "id": "Print a new unique object id, or an object's id.",
     "init": "Create a project (C, Zig, Rust or AssemblyScript).",
+    "restore": "Rebuild a data set from its replica.",
     "rm": "Delete an object's storage and alarm (asks first).",
     "run": "Deliver one event to an object in an embedded host.",
+    "sdk": "Print where the guest SDK of a language is.",
     "serve": "Serve the HTTP API for many tenants.",
     "sql": "Run a read-only SQL query on an object.",
     "storage": "Show an object's stored keys, values and tables.",
