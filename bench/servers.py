@@ -222,6 +222,16 @@ def noop_wasm() -> bytes:
     return bytes(wasmtime.wat2wasm(NOOP_WAT.read_text()))
 
 
+def _tree_knows_processes() -> bool:
+    """Whether the dohost under test has `serve --processes` (a before/after comparison may
+    run a tree from before issue 13 through DOHOST_BENCH_TREE, whose serve refuses it)."""
+    tree = os.environ.get("DOHOST_BENCH_TREE")
+    if not tree:
+        return True
+    sources = Path(tree, "host", "dohost").glob("cli*.py")
+    return any('"--processes"' in f.read_text() for f in sources)
+
+
 class Dohost:
     """`dohost serve` over one data directory, with tenant "bench" and classes `counter`
     (samples/counter, kv storage) and `noop` (tests/fixtures/noop.wat).
@@ -261,7 +271,9 @@ class Dohost:
 
     def argv(self) -> list[str]:
         serve = ["serve", "--data", str(self.data), "--port", "0",
-                 "--durability", self.durability, "--processes", "1"]  # fmt: skip
+                 "--durability", self.durability]  # fmt: skip
+        if _tree_knows_processes():
+            serve += ["--processes", "1"]
         if self.idle_timeout is None and self.max_resident is None:
             dohost_bin = Path(sys.executable).parent / "dohost"
             exe = [str(dohost_bin)] if dohost_bin.exists() else [sys.executable, "-m", "dohost.cli"]
