@@ -168,20 +168,7 @@ async def test_delete_waits_for_queued_events_and_later_ones_see_an_empty_object
     assert values == sorted([*range(1, k + 1), *range(1, m + 1)])
 
 
-@pytest.mark.parametrize(
-    "storage",
-    [
-        "kv",
-        pytest.param(
-            "sqlite",
-            marks=pytest.mark.xfail(
-                strict=False,
-                reason="known race (left open in the session note): the sqlite backend's "
-                "storage quota sometimes admits one write past the limit (11 with a limit of 10)",
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("storage", ["kv", "sqlite"])
 async def test_storage_quota_is_tenant_wide_and_survives_a_restart(
     tmp_path: Path, wasm: Any, storage: str
 ) -> None:
