@@ -2,7 +2,7 @@
 # Installs the guest toolchains that are missing (guest-sdk/README.md), from the package
 # registries only: Rust from Debian (rustc 1.63 + the wasm32 std + lld), Node.js from Debian
 # when absent, AssemblyScript from npm at the version pinned in
-# guest-sdk/assemblyscript/package-lock.json. (C and Zig come from PyPI's ziglang, in the
+# guest-sdk/assemblyscript/package-lock.json, and Debian's etcd-server (the cluster tests). (C and Zig come from PyPI's ziglang, in the
 # venv.) Also Debian's chromium, for the chat-room browser test. Idempotent, and fast when everything is present. `make build` runs it.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,8 @@ command -v node >/dev/null 2>&1 || need_apt+=(nodejs)
 command -v npm >/dev/null 2>&1 || need_apt+=(npm)
 # Headless browser of the chat-room page test (driven by pip's playwright, not its download).
 command -v chromium >/dev/null 2>&1 || need_apt+=(chromium)
+# etcd 3.4 for the cluster tests (tests/cluster/etcd_server.py starts members on loopback).
+command -v etcd >/dev/null 2>&1 || need_apt+=(etcd-server)
 
 if [ ${#need_apt[@]} -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ] || ! command -v apt-get >/dev/null 2>&1; then

@@ -76,6 +76,8 @@ class Code(enum.Enum):
     NOT_OWNER = ("not_owner", None, 503)  # this node does not own the object's partition
     OWNER_UNAVAILABLE = ("owner_unavailable", None, 503)  # the owner did not answer in time
     FENCED = ("fenced", None, 503)  # a newer claim of the partition exists: nothing committed
+    # no etcd endpoint answered (cluster mode): membership and claims cannot be read or renewed
+    CLUSTER_UNAVAILABLE = ("cluster_unavailable", None, 503)
     # Replication (DESIGN.md, "Replication").
     REPLICA_UNAVAILABLE = (
         "replica_unavailable",
