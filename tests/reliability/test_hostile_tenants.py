@@ -294,32 +294,66 @@ async def test_alarm_deliveries_are_limited_per_tenant(host: Host) -> None:
     assert runs >= 100
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="known defect (issue 15 left open): a 16 MiB-per-event log flood still raises the "
-    "quiet tenant's p99 to ~35 ms on a quiet machine; the per-tenant byte limit holds",
-)
-async def test_log_bytes_are_limited_per_tenant_and_the_excess_counted(host: Host) -> None:
+async def test_log_bytes_are_limited_per_tenant_and_the_excess_costs_nothing(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Each event logs 16 MiB (1,000 lines of 16 KiB). The tenant may log 4 MiB at once
     (then 1 MiB/s): with the clock held still, exactly 256 lines are written and every
-    other byte is dropped and counted; the events themselves succeed."""
+    other byte is dropped and counted; the events themselves succeed. The excess costs
+    the host O(the limit), not O(what the guest asked): the bytes copied out of guest
+    memory and the lines decoded are the limit's worth, whatever the number of events.
+    (The quiet tenant's latency under this flood is bench/hostile.py's `log` row.)"""
     limits = host.tenant_limits
     limits.log_clock = lambda: 0.0  # no refill: exact counts
     await host.deploy("noisy", "log", hostile("log_flood")())
-    events = 0
-
-    async def attack(stop: trio.Event) -> None:
-        nonlocal events
-        while not stop.is_set():
-            r = await host.fetch("noisy", "log", f"l{events % 4}", NOOP)
-            assert r.status == 200 and r.body == b"ok!!"
-            events += 1
-
-    quiet, loaded = await p99_during(host, attack, settle=lambda: events > 0)
-    assert_quiet_kept(quiet, loaded)
+    copied = _count_guest_reads(monkeypatch)
+    decoded: list[str] = []
+    host.supervisor.on_log = lambda ident, level, line: decoded.append(line)
+    events = 20
+    for i in range(events):
+        r = await host.fetch("noisy", "log", f"l{i % 4}", NOOP)
+        assert r.status == 200 and r.body == b"ok!!"
     line = 16 * 1024
     written_lines = limits.log_burst_bytes // line
     assert limits.log_dropped_bytes["noisy"] == (events * 1000 - written_lines) * line
+    assert len(decoded) == written_lines and all(len(x) == line for x in decoded)
+    # What was read out of guest memory: the allowed lines, and each event's 11-byte
+    # response (an abandoned inline attempt may have read its allowed lines twice).
+    assert copied[0] <= 2 * limits.log_burst_bytes + events * 11, copied
+
+
+def _count_guest_reads(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Count the bytes every guest memory read copies (both memory kinds)."""
+    from dohost.runtime import crossing, fastcall
+
+    copied = [0]
+    for kind in (fastcall.FastMemory, crossing.PortableMemory):
+        original = kind.read
+
+        def counting(self: Any, ptr: int, n: int, _read: Any = original) -> bytes | None:
+            data: bytes | None = _read(self, ptr, n)
+            copied[0] += len(data) if data is not None else 0
+            return data
+
+        monkeypatch.setattr(kind, "read", counting)
+    return copied
+
+
+async def test_fd_write_past_the_log_rate_copies_nothing(
+    host: Host, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fd_write_iovecs writes 1,024 iovecs naming its whole memory: the first writes keep
+    1 MiB each (the per-call cap) until the tenant's 4 MiB burst is spent; after that a
+    write copies nothing out of guest memory, and is counted as dropped."""
+    limits = host.tenant_limits
+    limits.log_clock = lambda: 0.0
+    await host.deploy("noisy", "iov", hostile("fd_write_iovecs")())
+    copied = _count_guest_reads(monkeypatch)
+    for i in range(8):
+        r = await host.fetch("noisy", "iov", f"o{i % 4}", NOOP)
+        assert r.status == 200 and r.body == b"0 -1024 ", r.body
+    assert copied[0] <= 2 * limits.log_burst_bytes + 8 * (1 << 16), copied
+    assert limits.log_dropped_bytes["noisy"] >= (8 - 4) * (1 << 20)
 
 
 # ---------------------------------------------------------------- guest counts (item 1)

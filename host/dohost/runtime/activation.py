@@ -31,6 +31,7 @@ from dohost.runtime.event import (
     CallHook,
     Event,
     EventOutcome,
+    LogGate,
     ObjectIdent,
     OffloadRequest,
 )
@@ -82,9 +83,11 @@ class Activation:
         storage: ObjectStorage,
         limits: EventLimits,
         inline_ticks: int = 0,
+        log_gate: LogGate | None = None,
     ) -> None:
         """Instantiate (and run `_initialize`). With `inline_ticks` > 0 this is an inline
-        attempt (see run_event): it raises OffloadRequest when that budget runs out."""
+        attempt (see run_event): it raises OffloadRequest when that budget runs out.
+        `log_gate`: the tenant's log rate, which `_initialize`'s output passes too."""
         self.compiled = compiled
         self.ident = ident
         self.storage = storage
@@ -100,9 +103,9 @@ class Activation:
         self.ws_host: WsHostView | None = None
         self.ws_key: WsKey = (ident.tenant, ident.class_name, b"")
         self.has_ws_message = False
-        # The tenant's log rate (server/tenant_limits.py): (tenant, bytes) -> write it?
-        # A line it refuses is dropped (and counted there).
-        self.log_gate: Callable[[str, int], bool] | None = None
+        # The tenant's log rate (server/tenant_limits.py), asked before a log write is
+        # copied out of guest memory; what it refuses is dropped (and counted there).
+        self.log_gate: LogGate | None = log_gate
         # Guest log lines for server/tail.py; set after instantiation, so the lines of
         # `_initialize` reach only the Python log.
         self.on_log: Callable[[ObjectIdent, int, str], None] | None = None

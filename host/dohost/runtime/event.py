@@ -150,6 +150,22 @@ class OffloadRequest(Exception):
         self.cpu = cpu
 
 
+class LogGate(Protocol):
+    """The tenant's log rate (server/tenant_limits.py), asked by the log imports before
+    they copy anything out of guest memory; any thread."""
+
+    def log_allow(self, tenant: str, nbytes: int) -> bool:
+        """Whether `nbytes` more of `tenant`'s log may be written; if not they are
+        counted as dropped."""
+
+    def log_dropped(self, tenant: str, nbytes: int) -> None:
+        """Count `nbytes` dropped for another reason (the per-event line cap)."""
+
+    def log_refund(self, tenant: str, kept: int, dropped: int) -> None:
+        """An abandoned inline attempt wrote nothing: give back what it was allowed and
+        uncount what it dropped (the rerun on a worker asks again)."""
+
+
 class EventHost(Protocol):
     """What an event needs of the activation it runs in (runtime/activation.py)."""
 
@@ -164,7 +180,7 @@ class EventHost(Protocol):
     ws_host: WsHostView | None  # the host's WebSocket registry; None: not served
     ws_key: WsKey
     wall_ms: Callable[[], float]
-    log_gate: Callable[[str, int], bool] | None  # the tenant's log rate (None: no limit)
+    log_gate: LogGate | None  # the tenant's log rate (None: no limit)
     # Each guest log line as it reaches the log (server/tail.py: `dohost tail`, `dev`).
     on_log: Callable[[ObjectIdent, int, str], None] | None
 
@@ -205,6 +221,8 @@ class Event:
         "kind",
         "last_err",
         "limits",
+        "log_dropped",
+        "log_kept",
         "logs",
         "mem",
         "offload_asked",
@@ -263,6 +281,8 @@ class Event:
         self.alarm_changed = False
         self.alarm_due: int | None = None
         self.logs: list[tuple[int, bytes]] | None = None
+        # Log bytes this event was allowed (charged to the tenant's rate) and dropped.
+        self.log_kept = self.log_dropped = 0
         self.out_buf: dict[int, bytearray] | None = None
         self.trapped: tuple[Code, str] | None = None
         self.offload_asked = False  # Event.offload() ended the guest
@@ -350,6 +370,9 @@ class Event:
         self.rollback()
         self.out_buf = None
         self.logs = None
+        gate = self.host.log_gate
+        if gate is not None and (self.log_kept or self.log_dropped):
+            gate.log_refund(self.host.ident.tenant, self.log_kept, self.log_dropped)
         return EventOutcome(
             offload=True,
             offload_cpu=cpu,
@@ -523,32 +546,74 @@ class Event:
         self.alarm_changed, self.alarm_due = True, due_ms
 
     # ------------------------------------------------------------ guest logs
+    #
+    # What the guest asks to log costs the host O(its limits), not O(what it asked):
+    # the imports ask `log_room` before copying anything out of guest memory, so bytes
+    # over the tenant's rate or past the event's line cap are never copied, split,
+    # decoded or formatted, only counted (`dohost_log_dropped_bytes`).
+
+    def log_room(self, nbytes: int) -> bool:
+        """May `nbytes` more of log output be copied out of guest memory? Refused (and
+        counted as dropped) past the event's line cap or the tenant's log rate."""
+        gate = self.host.log_gate
+        if self.logs is not None and len(self.logs) >= _MAX_LOG_LINES:
+            self.log_dropped += nbytes
+            if gate is not None:
+                gate.log_dropped(self.host.ident.tenant, nbytes)
+            return False
+        if gate is not None and not gate.log_allow(self.host.ident.tenant, nbytes):
+            self.log_dropped += nbytes
+            return False
+        self.log_kept += nbytes
+        return True
 
     def guest_output(self, fd: int, data: bytes) -> None:
-        """Bytes the guest wrote to stdout (1) or stderr (2): logged a line at a time."""
+        """Bytes the guest wrote to stdout (1) or stderr (2), allowed by `log_room`:
+        logged a line at a time (at most the event's line cap; the rest is dropped)."""
         if self.out_buf is None:
             self.out_buf = {}
         buf = self.out_buf.setdefault(fd, bytearray())
         buf += data
+        level = 1 if fd == 1 else 2
+        start = 0
         while True:
-            nl = buf.find(b"\n")
+            nl = buf.find(b"\n", start)
             if nl < 0:
                 break
-            self.log_line(1 if fd == 1 else 2, bytes(buf[:nl]))
-            del buf[: nl + 1]
+            if not self.log_line(level, bytes(buf[start:nl])):
+                self._drop_output(len(buf) - nl - 1)
+                buf.clear()
+                return
+            start = nl + 1
+        del buf[:start]
         if len(buf) > MAX_LOG_BYTES:
-            self.log_line(1 if fd == 1 else 2, bytes(buf))
+            self.log_line(level, bytes(buf))
             buf.clear()
 
-    def log_line(self, level: int, text: bytes) -> None:
-        """Buffer a line; lines reach the log when the event ends (see run_event)."""
+    def _drop_output(self, nbytes: int) -> None:
+        """Output already allowed but past the event's line cap: counted as dropped."""
+        gate = self.host.log_gate
+        if nbytes > 0:
+            self.log_dropped += nbytes
+            self.log_kept -= nbytes
+            if gate is not None:
+                gate.log_refund(self.host.ident.tenant, nbytes, 0)
+                gate.log_dropped(self.host.ident.tenant, nbytes)
+
+    def log_line(self, level: int, text: bytes) -> bool:
+        """Buffer a line (its bytes allowed by `log_room`); lines reach the log when the
+        event ends (see run_event). False when the event's line cap is reached."""
         if self.logs is None:
             self.logs = []
-        if len(self.logs) < _MAX_LOG_LINES:
-            self.logs.append((level, text[:MAX_LOG_BYTES]))
+        if len(self.logs) >= _MAX_LOG_LINES:
+            self._drop_output(len(text))
+            return False
+        self.logs.append((level, text[:MAX_LOG_BYTES]))
+        return True
 
     def emit_logs(self) -> None:
-        """Flush partial output lines and write the event's lines to the log."""
+        """Flush partial output lines and write the event's lines to the log. A line no
+        one would see (its level is off and no tail listens) is not even decoded."""
         if self.out_buf is not None:
             for fd, buf in self.out_buf.items():
                 if buf:
@@ -559,15 +624,15 @@ class Event:
             return
         ident = self.host.ident
         extra = {"tenant": ident.tenant, "class_name": ident.class_name, "object": ident.object_hex}
-        gate = self.host.log_gate
         on_log = self.host.on_log
         for level, text in lines:
-            if gate is not None and not gate(ident.tenant, len(text)):
-                continue  # over the tenant's log rate: dropped (and counted by the gate)
-            line = text[:MAX_LOG_BYTES].decode("utf-8", "replace")
+            py_level = _LOG_LEVELS[level]
+            if on_log is None and not guest_log.isEnabledFor(py_level):
+                continue
+            line = text.decode("utf-8", "replace")
             if on_log is not None:
                 on_log(ident, level, line)
-            guest_log.log(_LOG_LEVELS[level], "[%s] %s", ident.tag(), line, extra=extra)
+            guest_log.log(py_level, "[%s] %s", ident.tag(), line, extra=extra)
 
 
 def check_alarm(storage: ObjectStorage, kind: str, expect: int | None) -> EventOutcome | None:

@@ -95,7 +95,9 @@ def log(ev: Event, level: int, ptr: int, n: int) -> int:
         return ev.err(Code.INVALID_ARGUMENT, "log level must be 0 (debug) to 3 (error)")
     if not ev.mem.check(ptr, n):
         return ev.bad_pointer("log")
-    ev.log_line(level, ev.read(ptr, min(n & U32, MAX_LOG_BYTES), "log"))
+    n = min(n & U32, MAX_LOG_BYTES)
+    if ev.log_room(n):  # (over the tenant's rate: nothing is copied; logging never fails)
+        ev.log_line(level, ev.read(ptr, n, "log"))
     return 0
 
 

@@ -129,20 +129,28 @@ def fd_write(ev: Event, fd: int, iovs: int, iovs_len: int, nwritten_ptr: int) ->
     raw = mem.read(iovs, 8 * iovs_len)
     if raw is None:
         return EFAULT
-    chunks = []
+    spans = []
     total = 0
     for i in range(iovs_len):
         ptr, n = _u32x2.unpack_from(raw, 8 * i)
         if not mem.check(ptr, n):
             return EFAULT
-        # Copy only what is kept: 1,024 iovecs may each name the whole memory.
-        room = _MAX_WRITE - total
-        if room > 0:
-            data = mem.read(ptr, min(n, room))
+        spans.append((ptr, n))
+        total += n
+    # Copy only what is kept (1,024 iovecs may each name the whole memory), and nothing
+    # when the tenant's log rate or the event's line cap refuses it (Event.log_room).
+    keep = min(total, _MAX_WRITE)
+    if keep and ev.log_room(keep):
+        chunks = []
+        for ptr, n in spans:
+            take = min(n, keep)
+            if take <= 0:
+                break
+            data = mem.read(ptr, take)
             assert data is not None  # (in range: checked above)
             chunks.append(data)
-        total += n
-    ev.guest_output(fd, b"".join(chunks))
+            keep -= take
+        ev.guest_output(fd, b"".join(chunks))
     return _put(ev, nwritten_ptr, _u32.pack(total & 0xFFFFFFFF))
 
 

@@ -469,9 +469,9 @@ class Supervisor:
                     slot.storage,
                     limits,
                     inline_ticks,
+                    log_gate=self.tenant_limits,
                 )
                 act.wall_ms = self.wall_ms
-                act.log_gate = self.tenant_limits.log_allow
                 if self.index_alarm is not None:
                     act.on_alarm_set = self._alarm_indexer(slot, cls.row.storage)
                 act.on_call = self.calls.hook(slot)

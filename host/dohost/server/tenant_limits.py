@@ -91,8 +91,9 @@ class TenantLimits:
         return wait
 
     def log_allow(self, tenant: str, nbytes: int) -> bool:
-        """Whether a log line of `nbytes` of `tenant` may be written (any thread); a line
-        that may not is dropped and counted."""
+        """Whether `nbytes` more of `tenant`'s log may be written (any thread), asked
+        before the bytes are copied out of guest memory; a refused write is dropped
+        whole and counted."""
         nbytes = max(1, nbytes)
         with self._log_lock:
             now = self.log_clock()
@@ -101,3 +102,21 @@ class TenantLimits:
                 return True
             self.log_dropped_bytes[tenant] = self.log_dropped_bytes.get(tenant, 0) + nbytes
             return False
+
+    def log_dropped(self, tenant: str, nbytes: int) -> None:
+        """Count `nbytes` of `tenant`'s log dropped for another reason (an event's line
+        cap; runtime/event.py)."""
+        with self._log_lock:
+            self.log_dropped_bytes[tenant] = self.log_dropped_bytes.get(tenant, 0) + nbytes
+
+    def log_refund(self, tenant: str, kept: int, dropped: int) -> None:
+        """An inline attempt that was abandoned wrote none of its log: give back the
+        `kept` bytes it was allowed and uncount the `dropped` ones (its rerun on a worker
+        asks again), so a rerun costs the tenant nothing twice."""
+        with self._log_lock:
+            b = self._logs.get(tenant)
+            if b is not None and kept > 0:
+                b.tokens = min(b.capacity, b.tokens + kept)
+            if dropped > 0:
+                left = self.log_dropped_bytes.get(tenant, 0) - dropped
+                self.log_dropped_bytes[tenant] = max(0, left)
