@@ -104,8 +104,9 @@ def _parse_quota(text: str) -> object:
     "request before answering 503 owner_unavailable.",
 )
 @click.option(
-    "--access-log",
-    is_flag=True,
+    # Both forms, so that a flag can switch off what a config file switches on.
+    "--access-log/--no-access-log",
+    default=False,
     help="Print one line per event on stderr: method, path, object, status, duration, CPU.",
 )
 @replica_options(required=False)

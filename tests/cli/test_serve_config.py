@@ -66,6 +66,31 @@ def test_every_serve_flag_is_a_config_key(tmp_path: Path) -> None:
     assert loaded["access_log"] is True
 
 
+def boolean_flags() -> list[click.Option]:
+    return [p for p in serve.params if isinstance(p, click.Option) and p.is_flag]
+
+
+def test_every_boolean_flag_has_an_off_form() -> None:
+    # A flag with no --no- form could be switched on by a config file and never off.
+    flags = boolean_flags()
+    assert [p.name for p in flags] == ["access_log"]  # the test below covers each
+    for p in flags:
+        assert p.secondary_opts == [f"--no-{p.opts[0][2:]}"], p.opts
+
+
+@pytest.mark.parametrize("flag", [p.name for p in boolean_flags()])
+@pytest.mark.parametrize("in_file", [True, False])
+def test_a_flag_overrides_the_file_both_ways(tmp_path: Path, flag: str, in_file: bool) -> None:
+    (opt,) = [p for p in boolean_flags() if p.name == flag]
+    cfg = tmp_path / "dohost.toml"
+    cfg.write_text(f"{opt.opts[0][2:]} = {str(in_file).lower()}\n")
+    # The file alone gives its value; the other form on the command line wins.
+    assert serve.make_context("serve", ["--config", str(cfg)]).params[flag] is in_file
+    other = opt.secondary_opts[0] if in_file else opt.opts[0]
+    for args in (["--config", str(cfg), other], [other, "--config", str(cfg)]):
+        assert serve.make_context("serve", args).params[flag] is (not in_file)
+
+
 def start(args: list[str], cwd: Path) -> tuple[subprocess.Popen[bytes], str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DOHOST_")}
     env["DOHOST_ADMIN_TOKEN"] = "config-test-admin-token"

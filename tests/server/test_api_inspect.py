@@ -255,6 +255,21 @@ def test_serve_access_log_prints_one_line_per_event(tmp_path: Path) -> None:
         assert s.stop() == 0
 
 
+def test_no_access_log_overrides_a_config_file_that_asks_for_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "dohost.toml"
+    cfg.write_text("access-log = true\n")
+    s = ServerProcess(tmp_path / "data", "--config", str(cfg), "--no-access-log")
+    try:
+        t = s.new_tenant()
+        with s.client(t) as c:
+            assert c.put("/v1/classes/kv", content=KVTEST()).status_code == 201
+            assert c.post("/v1/classes/kv/objects/desk/log", content=b"quiet").status_code == 200
+    finally:
+        assert s.stop() == 0
+    # Stopped, its stderr is complete: the event wrote no access line.
+    assert " POST /log kv/desk " not in s.stderr()
+
+
 def test_scoped_tokens_inspect_only_their_classes(server: ServerProcess) -> None:
     t = server.new_tenant()
     with server.client(t) as c:
