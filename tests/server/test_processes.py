@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import signal
 import socket
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -130,6 +131,70 @@ def test_object_and_rate_quotas_hold_for_the_host(server: ServerProcess) -> None
     with client_on_node(server, limited, 0) as c0, client_on_node(server, limited, 1) as c1:
         got = [(c0, c1)[i % 2].get("/v1/classes").status_code for i in range(10)]
     assert got.count(200) == 5 and got.count(429) == 5, got
+
+
+def _at_once(jobs: list[Callable[[], str]]) -> list[str]:
+    """Run every job on its own thread, all released together; their results."""
+    start = threading.Barrier(len(jobs))
+    out: list[str] = [""] * len(jobs)
+
+    def run(i: int) -> None:
+        start.wait()
+        out[i] = jobs[i]()
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(len(jobs))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    return out
+
+
+@pytest.mark.parametrize("storage", ["kv", "sqlite"])
+def test_object_and_storage_quotas_are_exact_under_concurrent_nodes(
+    server: ServerProcess, storage: str
+) -> None:
+    """Both nodes create objects and write at the same moment: together they never pass
+    the tenant's quota (each check reserves its room host-wide before it answers)."""
+    token = server.new_tenant(quotas={"objects": 10})
+    deploy(server, token, "kv", "kvtest.wasm", storage)
+    with client_on_node(server, token, 0) as c0, client_on_node(server, token, 1) as c1:
+
+        def create(c: httpx.Client, name: str) -> Callable[[], str]:
+            def job() -> str:
+                r = c.post(f"/v1/classes/kv/objects/{name}/put?key=k", content=b"x")
+                return r.text.split()[0] if r.status_code == 200 else error_code(r)
+
+            return job
+
+        # 24 new objects, 12 through each node (each node owns about half of them).
+        jobs = [create((c0, c1)[i % 2], f"new{i}") for i in range(24)]
+        got = _at_once(jobs)
+        assert got.count("0") == 10 and got.count("quota_exceeded") == 14, got
+    with server.admin() as a:
+        assert a.get(f"/v1/tenants/{server.names[token]}").json()["usage"]["objects"] == 10
+
+    bytes_tenant = server.new_tenant(quotas={"storage_bytes": 1000})
+    deploy(server, bytes_tenant, "kv", "kvtest.wasm", storage)
+    with (
+        client_on_node(server, bytes_tenant, 0) as c0,
+        client_on_node(server, bytes_tenant, 1) as c1,
+    ):
+
+        def put(c: httpx.Client, name: str) -> Callable[[], str]:
+            def job() -> str:
+                r = c.post(f"/v1/classes/kv/objects/{name}/put?key=k", content=b"x" * 99)
+                return r.text.split()[0]
+
+            return job
+
+        # 100 bytes each (key + value): room for 10 of 24, wherever they run.
+        got = _at_once([put((c0, c1)[i % 2], f"o{i}") for i in range(24)])
+        assert got.count("0") == 10 and got.count("-7") == 14, got
+    with server.admin() as a:
+        usage = a.get(f"/v1/tenants/{server.names[bytes_tenant]}").json()["usage"]
+    if storage == "kv":
+        assert usage["storage_bytes"] == 1000, usage
 
 
 def test_metrics_of_any_node_report_the_whole_host(server: ServerProcess) -> None:

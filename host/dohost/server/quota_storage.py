@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
+from dohost.server.shared_state import Usage
 from dohost.storage.api import CommitTicket, ListOptions, ListResult, ObjectStorage
 
 if TYPE_CHECKING:
@@ -45,7 +46,14 @@ class SizedStorage(ObjectStorage, Protocol):
 
 
 class TenantUsage:
-    """Committed bytes and objects of one tenant, and what in-flight events add."""
+    """Committed bytes and objects of one tenant, and what in-flight events add.
+
+    Events in flight *reserve* room before they write (`reserve`) or before a new
+    object's event is delivered (`admit`): a check and its reservation are one step
+    under `lock` (and, with `--processes N`, under the tenant's host-wide lock with the
+    other nodes' published numbers), so concurrent events, on this node or another,
+    cannot together pass the quota. Reservations only ever count growth: room an event
+    frees counts once it commits."""
 
     def __init__(self, tenant: str, max_bytes: int, max_objects: int) -> None:
         self.tenant = tenant
@@ -55,7 +63,7 @@ class TenantUsage:
         self.objects: dict[ObjectKey, int] = {}  # committed size of each stored object
         self.total = 0
         self._pending: dict[ObjectKey, int] = {}  # size change of each event in flight
-        self._pending_total = 0
+        self._reserved = 0  # sum of the positive size changes in `_pending`
         self._admitted: dict[ObjectKey, int] = {}  # new objects with events in flight
         # Metrics: bytes read and committed bytes written, per class.
         self.read_bytes: dict[str, int] = {}
@@ -64,21 +72,34 @@ class TenantUsage:
         # and ours is published after each change (server/shared_state.py).
         self.shared: SharedState | None = None
 
-    def publish(self) -> None:
-        if self.shared is not None:
-            self.shared.publish_usage(self.tenant, self.total, len(self.objects))
+    # ---------------------------------------------------------------- the other nodes
 
-    def others(self) -> tuple[int, int]:
-        """(bytes, objects) of this tenant on the other nodes."""
+    @contextlib.contextmanager
+    def _host_wide(self) -> Iterator[Usage]:
+        """Under `lock`: the tenant's host-wide lock, and what the other nodes use and
+        reserve (zeros with one process). Publish what changes before leaving."""
         if self.shared is None:
-            return 0, 0
-        return self.shared.others_usage(self.tenant)
+            yield _NOTHING
+            return
+        with self.shared.tenant_lock(self.tenant):
+            yield self.shared.others_usage(self.tenant)
+
+    def _publish(self) -> None:
+        """Under `lock` and `_host_wide`: tell the other nodes our numbers."""
+        if self.shared is not None:
+            new = sum(1 for k in self._admitted if k not in self.objects)
+            self.shared.publish_usage(
+                self.tenant, Usage(self.total, len(self.objects), self._reserved, new)
+            )
+
+    def publish(self) -> None:
+        with self.lock, self._host_wide():
+            self._publish()
 
     def host_totals(self) -> tuple[int, int]:
-        """(bytes, objects) of this tenant on the whole host."""
-        other_bytes, other_objects = self.others()
-        with self.lock:
-            return self.total + other_bytes, len(self.objects) + other_objects
+        """(bytes, objects) of this tenant committed on the whole host."""
+        with self.lock, self._host_wide() as others:
+            return self.total + others.bytes, len(self.objects) + others.objects
 
     # ---------------------------------------------------------------- loading
 
@@ -87,7 +108,6 @@ class TenantUsage:
             old = self.objects.get((class_name, object_id), 0)
             self.objects[(class_name, object_id)] = size
             self.total += size - old
-            self.publish()
 
     def bytes_by_class(self) -> dict[str, int]:
         with self.lock:
@@ -113,42 +133,43 @@ class TenantUsage:
             if key in self.objects or key in self._admitted:
                 self._admitted[key] = self._admitted.get(key, 0) + 1
                 return
-        other_objects = self.others()[1]
-        with self.lock:
-            if (
-                len(self.objects)
-                + other_objects
-                + sum(1 for k in self._admitted if k not in self.objects)
-                >= self.max_objects
-            ):
-                raise DohostError(
-                    Code.QUOTA_EXCEEDED,
-                    f"tenant {self.tenant!r} has reached its quota of {self.max_objects} "
-                    "objects; delete objects or ask the admin for a higher quota",
-                )
-            self._admitted[key] = 1
+            with self._host_wide() as others:
+                new = sum(1 for k in self._admitted if k not in self.objects)
+                used = len(self.objects) + new + others.objects + others.reserved_objects
+                if used >= self.max_objects:
+                    raise DohostError(
+                        Code.QUOTA_EXCEEDED,
+                        f"tenant {self.tenant!r} has reached its quota of {self.max_objects} "
+                        "objects; delete objects or ask the admin for a higher quota",
+                    )
+                self._admitted[key] = 1
+                self._publish()
 
     def release(self, key: ObjectKey) -> None:
         with self.lock:
             n = self._admitted.get(key, 0) - 1
             if n > 0:
                 self._admitted[key] = n
-            else:
-                self._admitted.pop(key, None)
+                return
+            self._admitted.pop(key, None)
+            if key not in self.objects:  # a reservation ends (one that created is counted)
+                with self._host_wide():
+                    self._publish()
 
     def forget(self, key: ObjectKey) -> None:
         """The object was deleted."""
-        with self.lock:
+        with self.lock, self._host_wide():
             self.total -= self.objects.pop(key, 0)
-            self._pending_total -= self._pending.pop(key, 0)
-            self.publish()
+            self._set_pending(key, 0)
+            self._publish()
 
     def forget_class(self, class_name: str) -> None:
         """Every object of the class was deleted."""
-        with self.lock:
+        with self.lock, self._host_wide():
             for key in [k for k in self.objects if k[0] == class_name]:
                 self.total -= self.objects.pop(key)
-                self._pending_total -= self._pending.pop(key, 0)
+                self._set_pending(key, 0)
+            self._publish()
 
     def rename_class(self, old: str, new: str) -> None:
         """The class's objects now count under its new name."""
@@ -158,26 +179,35 @@ class TenantUsage:
 
     # ---------------------------------------------------------------- storage quota
 
+    def _set_pending(self, key: ObjectKey, event_delta: int) -> None:
+        """Under `lock`."""
+        old = self._pending.pop(key, 0)
+        if event_delta:
+            self._pending[key] = event_delta
+        self._reserved += max(0, event_delta) - max(0, old)
+
     def reserve(self, key: ObjectKey, event_delta: int) -> bool:
         """Grow the object's event to `event_delta` bytes if that fits the quota, and
-        count it at once as pending (False, and nothing changed, if it does not fit).
-        The check and the reservation are one step under the lock: checked apart, two
-        events on two worker threads could each see the other's growth not yet counted
-        and both write past the quota (the sqlite backend's put is slow enough to
-        show it: 11 writes of 99 bytes admitted under a quota of 1000)."""
-        other_bytes = self.others()[0] if self.shared is not None else 0
-        with self.lock:
-            old = self._pending.get(key, 0)
-            if self.total + other_bytes + self._pending_total - old + event_delta > self.max_bytes:
+        count it at once as reserved (False, and nothing changed, if it does not fit).
+        The check and the reservation are one step under the lock (and the host-wide
+        lock): checked apart, two events on two worker threads (or two nodes) could
+        each see the other's growth not yet counted and both write past the quota."""
+        with self.lock, self._host_wide() as others:
+            mine = self._reserved - max(0, self._pending.get(key, 0))
+            used = self.total + mine + others.bytes + others.reserved_bytes
+            if used + event_delta > self.max_bytes:
                 return False
-            self._pending_total += event_delta - old
-            self._pending[key] = event_delta
+            grows = event_delta > self._pending.get(key, 0)
+            self._set_pending(key, event_delta)
+            if grows:
+                self._publish()
             return True
 
     def set_pending(self, key: ObjectKey, event_delta: int) -> None:
+        """The event's exact size change after a write: never above what it reserved,
+        so the other nodes may go on seeing the reservation until the event ends."""
         with self.lock:
-            self._pending_total += event_delta - self._pending.get(key, 0)
-            self._pending[key] = event_delta
+            self._set_pending(key, event_delta)
 
     def end_event(
         self, key: ObjectKey, size: int | None, class_name: str, read: int, written: int
@@ -186,17 +216,23 @@ class TenantUsage:
         rolled back. Returns the object's previous committed size (None if it had
         none), for `revert`."""
         with self.lock:
-            self._pending_total -= self._pending.pop(key, 0)
             if read:
                 self.read_bytes[class_name] = self.read_bytes.get(class_name, 0) + read
+            had_pending = key in self._pending
             if size is None:
+                if had_pending:
+                    with self._host_wide():
+                        self._set_pending(key, 0)
+                        self._publish()
                 return None
             if written:
                 self.written_bytes[class_name] = self.written_bytes.get(class_name, 0) + written
             prev = self.objects.get(key)
-            self.objects[key] = size
-            self.total += size - (prev or 0)
-            self.publish()
+            with self._host_wide():
+                self._set_pending(key, 0)
+                self.objects[key] = size
+                self.total += size - (prev or 0)
+                self._publish()
             return prev
 
     def revert(self, key: ObjectKey, size: int, prev: int | None) -> None:
@@ -204,21 +240,24 @@ class TenantUsage:
         with self.lock:
             if self.objects.get(key) != size:
                 return
-            if prev is None:
-                del self.objects[key]
-            else:
-                self.objects[key] = prev
-            self.total += (prev or 0) - size
-            self.publish()
+            with self._host_wide():
+                if prev is None:
+                    del self.objects[key]
+                else:
+                    self.objects[key] = prev
+                self.total += (prev or 0) - size
+                self._publish()
 
     def quota_error(self, delta: int) -> DohostError:
+        stored, _ = self.host_totals()
         return DohostError(
             Code.QUOTA_EXCEEDED,
             f"writing {delta} more bytes would take tenant {self.tenant!r} above its "
-            f"storage quota of {self.max_bytes} bytes ({self.total + self.others()[0]} "
-            "stored); delete data "
-            "first",
+            f"storage quota of {self.max_bytes} bytes ({stored} stored); delete data first",
         )
+
+
+_NOTHING = Usage()
 
 
 class QuotaStorage:

@@ -9,13 +9,23 @@
   lock of that slot (`lockf`): the `requests_per_s` quota holds for the host, whichever
   node a request lands on.
 - **usage**: one region per node, one slot per tenant: the committed bytes and the
-  object count of the objects that node owns. Each node writes only its own region and
-  adds the others' numbers when it checks the storage and object quotas, so those hold
-  for the host as a whole. A restarted node clears its region and reloads it.
+  object count of the objects that node owns, and what its events in flight have
+  reserved (bytes they may still commit, objects they may create). Each node writes only
+  its own region and adds the others' numbers when it checks the storage and object
+  quotas. A check and the reservation it grants happen under the tenant's host-wide
+  lock (`tenant_lock`, a byte-range `lockf` in the lock region), as does every publish,
+  so two nodes cannot both take the last room: the storage and object quotas hold
+  exactly for the host as a whole. A restarted node clears its region and reloads it.
 
 Slots are keyed by the first 8 bytes of BLAKE2b(tenant) (never 0: 0 marks a free slot),
-found by linear probing. Each value is an aligned 8-byte field written with one store, so
-a reader sees either the old or the new number. A deleted tenant's slots stay (a tenant
+found by linear probing; a tenant's rate slot index also names its byte in the lock
+region. Each value is an aligned 8-byte field written with one store, so a reader sees
+either the old or the new number (usage is also read and written under the tenant lock,
+so its fields are seen together).
+
+POSIX record locks belong to the process, not the thread: two threads of one node must
+not hold the same tenant's lock at once (the caller serializes them, TenantUsage.lock),
+and no two lock ranges overlap (an unlock would release the other). A deleted tenant's slots stay (a tenant
 created again under that name reuses them); 4,096 tenants fit, and beyond that a tenant
 gets no shared slot: its rate is then counted per node and its usage is the node's own
 (logged once).
@@ -31,18 +41,21 @@ import mmap
 import os
 import struct
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import NamedTuple
 
 log = logging.getLogger("dohost.shared")
 
-MAGIC = b"DOHSHM01"
+MAGIC = b"DOHSHM02"
 HEADER = 64
 SLOTS = 4096
 _GEN = 8
 _RATE = struct.Struct("<Qdd")  # key, tokens, stamp (monotonic clock: shared by processes)
 RATE_SLOT = 32
-_USAGE = struct.Struct("<Qqq")  # key, bytes, objects
-USAGE_SLOT = 24
+_USAGE = struct.Struct("<Qqqqq")  # key, bytes, objects, reserved bytes, reserved objects
+USAGE_SLOT = 40
 _U64 = struct.Struct("<Q")
 
 
@@ -51,7 +64,16 @@ def shared_path(run_dir: Path) -> Path:
 
 
 def _size(nodes: int) -> int:
-    return HEADER + SLOTS * RATE_SLOT + nodes * SLOTS * USAGE_SLOT
+    return HEADER + SLOTS * RATE_SLOT + nodes * SLOTS * USAGE_SLOT + SLOTS  # + lock region
+
+
+class Usage(NamedTuple):
+    """One node's published usage of one tenant (or the sum over nodes)."""
+
+    bytes: int = 0
+    objects: int = 0
+    reserved_bytes: int = 0
+    reserved_objects: int = 0
 
 
 @functools.lru_cache(maxsize=65536)
@@ -77,6 +99,7 @@ class SharedState:
             raise ValueError(f"{path} is not a dohost shared-state file")
         self.nodes = struct.unpack_from("<I", self._mm, 16)[0]
         self._usage_base = HEADER + SLOTS * RATE_SLOT
+        self._lock_base = self._usage_base + self.nodes * SLOTS * USAGE_SLOT
         self._rate_slots: dict[int, int] = {}
         self._usage_slots: dict[tuple[int, int], int] = {}
         self._lock = threading.Lock()  # this process's slot claims
@@ -195,7 +218,7 @@ class SharedState:
                     if not claim:
                         self._usage_slots[(node, key)] = off
                         return None
-                    _USAGE.pack_into(mm, off, key, 0, 0)
+                    _USAGE.pack_into(mm, off, key, 0, 0, 0, 0)
                     found = key
                 if found == key:
                     self._usage_slots[(node, key)] = off
@@ -204,24 +227,40 @@ class SharedState:
             self._warn_full()
         return None
 
-    def publish_usage(self, tenant: str, total_bytes: int, objects: int) -> None:
+    @contextmanager
+    def tenant_lock(self, tenant: str) -> Iterator[None]:
+        """The tenant's host-wide usage lock (one byte of the lock region). The caller
+        makes sure no other thread of this process holds it meanwhile. A tenant beyond
+        the table gets no lock (its usage is the node's own: see the module doc)."""
+        off = self._rate_slot(tenant_key(tenant))
+        if off is None:
+            yield
+            return
+        byte = self._lock_base + (off - HEADER) // RATE_SLOT
+        fcntl.lockf(self._fd, fcntl.LOCK_EX, 1, byte)
+        try:
+            yield
+        finally:
+            fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, byte)
+
+    def publish_usage(self, tenant: str, usage: Usage) -> None:
+        """This node's usage of a tenant (under `tenant_lock`)."""
         off = self._usage_slot(self.node, tenant_key(tenant), claim=True)
         if off is not None:
-            _USAGE.pack_into(self._mm, off, tenant_key(tenant), total_bytes, objects)
+            _USAGE.pack_into(self._mm, off, tenant_key(tenant), *usage)
 
-    def others_usage(self, tenant: str) -> tuple[int, int]:
-        """(bytes, objects) the other nodes published for a tenant."""
+    def others_usage(self, tenant: str) -> Usage:
+        """The sum of what the other nodes published for a tenant."""
         key = tenant_key(tenant)
-        total = count = 0
+        total = [0, 0, 0, 0]
         for node in range(self.nodes):
             if node == self.node:
                 continue
             off = self._usage_slot(node, key, claim=False)
             if off is not None:
-                _, b, n = _USAGE.unpack_from(self._mm, off)
-                total += b
-                count += n
-        return total, count
+                for i, v in enumerate(_USAGE.unpack_from(self._mm, off)[1:]):
+                    total[i] += v
+        return Usage(*total)
 
     def _warn_full(self) -> None:
         if not self._warned:
