@@ -13,6 +13,7 @@ import trio
 from dohost import config_file
 from dohost.cli_replica import replica_options, s3_options
 from dohost.core.errors import Code, DohostError
+from dohost.replica import GATE_TIMEOUT_S
 
 
 def _parse_quota(text: str) -> object:
@@ -110,6 +111,22 @@ def _parse_quota(text: str) -> object:
     help="Print one line per event on stderr: method, path, object, status, duration, CPU.",
 )
 @replica_options(required=False)
+@click.option(
+    "--replica-sync",
+    type=click.Choice(["on", "off"]),
+    default="on",
+    show_default=True,
+    help="With --replica: on = a response waits until its changes are in the replica store; "
+    "off = it is released after the local commit and shipped right after.",
+)
+@click.option(
+    "--replica-timeout",
+    type=click.FloatRange(min=0.1),
+    default=GATE_TIMEOUT_S,
+    show_default=True,
+    help="With --replica-sync on: seconds a response waits for the replica store before "
+    "the event fails with 503 replica_unavailable.",
+)
 def serve(
     data_dir: Path,
     host: str,
@@ -130,6 +147,8 @@ def serve(
     replica_region: str | None,
     replica_access_key: str | None,
     replica_secret_key: str | None,
+    replica_sync: str,
+    replica_timeout: float,
 ) -> None:
     """Serve the HTTP API (docs/http-api.md) for many tenants until SIGINT/SIGTERM."""
     from dohost.server.quotas import parse_quota_option
@@ -161,6 +180,8 @@ def serve(
         replica_s3=s3_options(
             replica_endpoint, replica_region, replica_access_key, replica_secret_key
         ),
+        replica_sync=replica_sync == "on",
+        replica_timeout_s=replica_timeout,
     )
     if processes is None:
         # A replicated data set is served by one process (see the check below).

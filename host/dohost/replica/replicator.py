@@ -1,5 +1,6 @@
-"""Ships committed kv changes to a replica store after the local commit
-(`--replica-sync off`: DESIGN.md, "Replication").
+"""Ships committed kv changes to a replica store after the local commit, and (in sync
+mode, the default with a replica) holds each event's response until its changes are in
+the store and the claim they were written under still stands (DESIGN.md, "Replication").
 
 The kv shards' committer threads hand every committed batch to `committed` (a list
 append under a lock: nothing of the upload happens on a committer thread, and nothing
@@ -20,9 +21,21 @@ another writer's under the same epoch: then this process no longer owns the part
 log, so it stops shipping that partition (`fenced` in the metrics and the log) rather
 than write a fork of the history.
 
-Not yet (issue 18): snapshots, synchronous mode, and the resync a partition needs when
-the replica lost changes its local copy holds (after an overflow, or a crash in this
-asynchronous mode).
+**Output gate** (`sync=True`). The kv shards then leave the tickets of what they
+committed to this class (KvShard's `replica_gate`): a ticket resolves once the segment
+holding its change is in the store (and every earlier segment of its partition: a
+partition's segments go up in order) and the owner has re-checked its claim
+(`claim_holds(partition, epoch)`: the lock is still held, the epoch unchanged). The
+upload round is the group commit: one round carries every change queued since the last
+one, of every partition. When the store fails, changes keep their place and are retried;
+an event that waited `gate_timeout_s` for them fails with `replica_unavailable` (503,
+nothing acknowledged). Its change stays committed locally and queued, so it reaches the
+store when the store is back, before anything later of its partition: the replica never
+skips a change the local copy holds, whether it was acknowledged or not. A claim lost,
+or a partition fenced in the store, fails its events with `fenced`.
+
+Not yet (issue 18): snapshots, and the resync a partition needs when the replica lost
+changes its local copy holds (after an overflow, or a crash in asynchronous mode).
 """
 
 from __future__ import annotations
@@ -57,7 +70,9 @@ from dohost.core.replica_log import (
     encode_segment,
     encode_start,
 )
+from dohost.replica import GATE_TIMEOUT_S
 from dohost.replica.store import ReplicaKeyExists, ReplicaStore
+from dohost.storage.api import CommitTicket
 from dohost.storage.write_set import ALARM_UNCHANGED as WS_ALARM_UNCHANGED
 from dohost.storage.write_set import WriteSet
 
@@ -65,7 +80,9 @@ _log = logging.getLogger(__name__)
 
 RETRY_FIRST_S = 0.1
 RETRY_MAX_S = 5.0
-UPLOAD_THREADS = 8  # segments of different partitions uploaded at once
+# Segments of different partitions uploaded at once: with the output gate an event waits
+# for its round, so a round of 32 partitions must not take four store round trips.
+UPLOAD_THREADS = 32
 MAX_PENDING_BYTES = 256 * 1024 * 1024
 
 
@@ -95,6 +112,10 @@ class _Queued:
     epoch: int
     change: ObjectChange
     size: int  # bytes it holds in memory, roughly (the bound on what may wait)
+    # Sync mode: the event's ticket, resolved when the change is in the store (or the
+    # event gives up waiting); None once resolved, and in async mode.
+    ticket: CommitTicket | None = None
+    deadline: float = 0.0  # monotonic time the event stops waiting (sync mode)
 
 
 class ReplicatorMetrics:
@@ -133,6 +154,11 @@ class ReplicatorMetrics:
             "Committed changes not yet in the replica store",
             registry=r,
         )
+        self.gate_timeouts = Counter(
+            "dohost_replica_gate_timeouts",
+            "Events that failed because their changes did not reach the replica store in time",
+            registry=r,
+        )
         self.lag = Gauge(
             "dohost_replica_lag_seconds",
             "Age of the oldest committed change not yet in the replica store (0: none)",
@@ -151,10 +177,17 @@ class Replicator:
         registry: CollectorRegistry | None = None,
         sleep: Callable[[float], None] = time.sleep,
         max_pending_bytes: int = MAX_PENDING_BYTES,
+        sync: bool = False,
+        claim_holds: Callable[[int, int], bool] = lambda partition, epoch: True,
+        gate_timeout_s: float = GATE_TIMEOUT_S,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         """`epoch_of(partition)`: the epoch of this process's claim of a partition, for
         write sets that do not carry their own (partition -1). `max_pending_bytes`:
-        how much may wait for the store (see `committed`)."""
+        how much may wait for the store (see `committed`). `sync`: resolve the write
+        sets' tickets once shipped (the output gate; the kv shards must be told to leave
+        them to `committed`), after `claim_holds(partition, epoch)` confirmed the claim;
+        an event waits at most `gate_timeout_s` (on `monotonic`)."""
         self.store = store
         self.partitions = partitions
         self.epoch_of = epoch_of
@@ -173,6 +206,11 @@ class Replicator:
         self._stopped: set[int] = set()  # partitions that queue no more (fenced, overflowed)
         self._fenced: set[int] = set()  # partitions that ship nothing more
         self._format_checked = False
+        self.sync = sync
+        self._claim_holds = claim_holds
+        self._gate_timeout_s = gate_timeout_s
+        self._monotonic = monotonic
+        self._gate_scan = 0  # queue index before which no ticket can still expire
         self.last_error: DohostError | None = None
         self.metrics.lag.set_function(self._lag_seconds)
         self.metrics.pending.set_function(lambda: self._queued_total - self._shipped_total)
@@ -180,6 +218,12 @@ class Replicator:
         self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="dohost-replica-upload")
         self._thread = threading.Thread(target=self._run, name="dohost-replicator", daemon=True)
         self._thread.start()
+        self._gate_thread: threading.Thread | None = None
+        if sync:
+            self._gate_thread = threading.Thread(
+                target=self._expire_loop, name="dohost-replica-gate", daemon=True
+            )
+            self._gate_thread.start()
 
     # --------------------------------------------------------- committer side
 
@@ -192,6 +236,7 @@ class Replicator:
         as of the last change shipped) rather than the host running out of memory or the
         log skipping a change. Catching up needs a snapshot (not yet written)."""
         now = self._clock()
+        deadline = self._monotonic() + self._gate_timeout_s if self.sync else 0.0
         queued = []
         for ws in write_sets:
             # Write sets carry their claim's partition and epoch when ownership fences
@@ -203,16 +248,20 @@ class Replicator:
                 p = partition_of(ws.object_id, self.partitions)
                 e = self.epoch_of(p)
             size = 128 + sum(len(k) + len(v or b"") for k, v in ws.puts.items())
-            queued.append(_Queued(p, e, change_of(tenant, ws, now), size))
+            ticket = ws.ticket if self.sync else None
+            queued.append(_Queued(p, e, change_of(tenant, ws, now), size, ticket, deadline))
         overflowed = []
+        refused: list[tuple[_Queued, DohostError]] = []
         with self._cv:
             kept = []
             for q in queued:
                 if q.partition in self._stopped:
+                    refused.append((q, self._stopped_error(q.partition)))
                     continue
                 if self._pending_bytes + q.size > self._max_pending_bytes:
                     self._stopped.add(q.partition)
                     overflowed.append(q.partition)
+                    refused.append((q, self._stopped_error(q.partition)))
                     continue
                 self._pending_bytes += q.size
                 kept.append(q)
@@ -221,6 +270,9 @@ class Replicator:
             self._queue.extend(kept)
             self._queued_total += len(kept)
             self._cv.notify_all()
+        for q, error in refused:
+            if q.ticket is not None:
+                q.ticket.resolve(error)
         for p in overflowed:
             self.metrics.overflowed.inc()
             _log.error(
@@ -243,9 +295,76 @@ class Replicator:
             self._closing = True
             self._cv.notify_all()
         self._thread.join(timeout)
+        if self._gate_thread is not None:
+            self._gate_thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._cv:
+            left = self._queue[:]
+        # Nothing waits forever: what did not ship is not acknowledged.
+        self._resolve(
+            left,
+            DohostError(
+                Code.SHUTTING_DOWN,
+                "the host stopped before the event's changes reached the replica store",
+            ),
+        )
+        with self._cv:
             return self._queued_total - self._shipped_total
+
+    def _stopped_error(self, partition: int) -> DohostError:
+        if partition in self._fenced:
+            return DohostError(
+                Code.FENCED,
+                f"partition {partition}'s replica log has another writer: this node no "
+                "longer ships it, so it acknowledges nothing of it",
+            )
+        return DohostError(
+            Code.REPLICA_UNAVAILABLE,
+            f"partition {partition} stopped shipping to the replica store (more changes "
+            "waited for the store than fit in memory); restart the server to ship it again",
+        )
+
+    # -------------------------------------------------------------- output gate
+
+    @staticmethod
+    def _resolve(items: list[_Queued], error: DohostError | None) -> None:
+        for q in items:
+            ticket, q.ticket = q.ticket, None
+            if ticket is not None:
+                ticket.resolve(error)
+
+    def _expire_loop(self) -> None:
+        """(Sync mode.) Fail the events whose changes waited too long for the store:
+        their changes stay queued (they ship when the store is back), but the event's
+        response is a 503 rather than an acknowledgement."""
+        while True:
+            expired: list[_Queued] = []
+            with self._cv:
+                if self._closing:
+                    return
+                now = self._monotonic()
+                i = self._gate_scan
+                while i < len(self._queue) and self._queue[i].deadline <= now:
+                    if self._queue[i].ticket is not None:
+                        expired.append(self._queue[i])
+                    i += 1
+                self._gate_scan = i
+                if not expired:
+                    wait = self._queue[i].deadline - now if i < len(self._queue) else None
+                    self._cv.wait(wait)
+                    continue
+            self.metrics.gate_timeouts.inc(len(expired))
+            error = self.last_error
+            self._resolve(
+                expired,
+                DohostError(
+                    Code.REPLICA_UNAVAILABLE,
+                    f"the event's changes did not reach the replica store "
+                    f"{self.store.description} within {self._gate_timeout_s:g} s"
+                    + (f" ({error.message})" if error is not None else "")
+                    + "; they were not acknowledged (retry the request later)",
+                ),
+            )
 
     def _lag_seconds(self) -> float:
         oldest = self._oldest_unshipped_ms
@@ -260,11 +379,13 @@ class Replicator:
                 if self._closing:
                     return
                 batch = self._queue[:]
-            groups: dict[tuple[int, int], list[ObjectChange]] = {}
+            groups: dict[tuple[int, int], list[_Queued]] = {}
             for q in batch:
-                groups.setdefault((q.partition, q.epoch), []).append(q.change)
+                groups.setdefault((q.partition, q.epoch), []).append(q)
             # Partitions are independent logs: their segments go up at once (one store
-            # round trip each); within a partition, rounds stay in order.
+            # round trip each); within a partition, rounds stay in order. This round is
+            # the group commit of the output gate: it carries every event queued since
+            # the last one.
             shipped = list(
                 self._pool.map(
                     lambda item: self._ship_with_retry(item[0][0], item[0][1], item[1]),
@@ -275,6 +396,7 @@ class Replicator:
                 return  # closing while the store was failing
             with self._cv:
                 del self._queue[: len(batch)]
+                self._gate_scan = max(0, self._gate_scan - len(batch))
                 self._shipped_total += len(batch)
                 self._pending_bytes -= sum(q.size for q in batch)
                 self._oldest_unshipped_ms = (
@@ -282,11 +404,20 @@ class Replicator:
                 )
                 self._cv.notify_all()
 
-    def _ship_with_retry(self, partition: int, epoch: int, changes: list[ObjectChange]) -> bool:
+    def _ship_with_retry(self, partition: int, epoch: int, items: list[_Queued]) -> bool:
         delay = RETRY_FIRST_S
         while True:
             try:
-                self._ship(partition, epoch, changes)
+                error = self._ship(partition, epoch, [q.change for q in items])
+                if error is None and self.sync and not self._claim_holds(partition, epoch):
+                    # In the store, but this node may no longer own the partition: a new
+                    # owner may have restored without it. Acknowledge nothing.
+                    error = DohostError(
+                        Code.FENCED,
+                        f"partition {partition}: the claim of epoch {epoch} was lost before "
+                        "the event's changes were acknowledged",
+                    )
+                self._resolve(items, error)
                 return True
             except DohostError as e:
                 if e.code is not Code.REPLICA_UNAVAILABLE:
@@ -294,6 +425,7 @@ class Replicator:
                     # set. Retrying cannot help; stop shipping this partition.
                     _log.error("replica: partition %d: %s; shipping stopped", partition, e)
                     self._fence(partition, e)
+                    self._resolve(items, self._stopped_error(partition))
                     return True
                 self.metrics.failures.inc()
                 self.last_error = e
@@ -313,9 +445,11 @@ class Replicator:
             self.metrics.fenced.inc()
         self.last_error = error
 
-    def _ship(self, partition: int, epoch: int, changes: list[ObjectChange]) -> None:
+    def _ship(self, partition: int, epoch: int, changes: list[ObjectChange]) -> DohostError | None:
+        """Upload one segment; the error its events get if this partition can no
+        longer be shipped (None: shipped)."""
         if partition in self._fenced:
-            return
+            return self._stopped_error(partition)
         if not self._format_checked:
             self._check_format()
         seq = self._next_seq.get((partition, epoch))
@@ -335,10 +469,11 @@ class Replicator:
                 key,
                 partition,
             )
-            return
+            return self._stopped_error(partition)
         self._next_seq[(partition, epoch)] = seq + 1
         self.metrics.segments.inc()
         self.metrics.bytes.inc(len(data))
+        return None
 
     def _put_new(self, key: str, data: bytes) -> bool:
         """Create `key`; True also when it already holds exactly `data` (our own earlier

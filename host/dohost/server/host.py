@@ -38,6 +38,7 @@ from dohost.core.websocket import (
     DEFAULT_MAX_CONNECTIONS_PER_OBJECT,
     DEFAULT_MAX_MESSAGE_BYTES,
 )
+from dohost.replica import GATE_TIMEOUT_S
 from dohost.replica.replicator import Replicator
 from dohost.replica.store import ReplicaStore
 from dohost.runtime import crossing
@@ -133,6 +134,8 @@ class Host:
         partitions: int = DEFAULT_PARTITIONS,
         program: str | None = None,
         replica: ReplicaStore | None = None,
+        replica_sync: bool = True,
+        replica_gate_timeout_s: float = GATE_TIMEOUT_S,
     ) -> None:
         """`wall_clock_ms` (milliseconds since the epoch) is what guests' `now_ms` and the
         alarm loop read; tests pass one tied to trio's MockClock. `alarm_jitter` returns
@@ -154,7 +157,10 @@ class Host:
         `partitions` is the count a new data set gets (`DATA/PARTITIONS`); `program`
         what the lock file names as holder (default: this process's command line).
         `replica`: ship every committed kv change to this replica store after its local
-        commit (docs/replication.md; the caller closes the store after the Host)."""
+        commit (docs/replication.md; the caller closes the store after the Host). With
+        `replica_sync` (the default) an event's response waits until its changes are in
+        the store and the claim is re-checked, at most `replica_gate_timeout_s` (then
+        `replica_unavailable`); without, it is released after the local commit."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise DohostError(Code.INVALID_ARGUMENT, "durability must be 'fsync' or 'os'")
         self.data_dir = Path(data_dir)
@@ -192,6 +198,8 @@ class Host:
         self.partitions = 0  # the data set's count, known once open
         self.claims_broken = False  # set by _watch_claims: serve nothing any more
         self._replica = replica
+        self._replica_sync = replica_sync
+        self._replica_gate_timeout_s = replica_gate_timeout_s
         self.replicator: Replicator | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -238,6 +246,11 @@ class Host:
                     partitions=self.partitions,
                     epoch_of=lambda partition: ownership.epoch_of(partition) or 0,
                     wall_clock_ms=lambda: int(self.wall_ms()),
+                    sync=self._replica_sync,
+                    # The output gate's re-check (DESIGN.md): the lock still held, the
+                    # epoch unchanged.
+                    claim_holds=lambda p, e: ownership.valid() and ownership.epoch_of(p) == e,
+                    gate_timeout_s=self._replica_gate_timeout_s,
                 )
                 # Registered before the storage, so it runs after the storage closed:
                 # the last commits are queued by then and get shipped.
@@ -250,6 +263,7 @@ class Host:
                 fsync=self._storage_fsync,
                 claims=self.ownership,
                 on_kv_commit=None if self.replicator is None else self.replicator.committed,
+                kv_commit_gate=self.replicator is not None and self._replica_sync,
             )
             stack.callback(self.storage.close)
             self.deploys = DeployQueue()

@@ -31,6 +31,7 @@ from typing import Any
 import trio
 
 from dohost.core.limits import EventLimits
+from dohost.replica import GATE_TIMEOUT_S
 from dohost.replica.store import ReplicaStore, S3Options, open_replica_store
 from dohost.server.api import Api
 from dohost.server.host import Host
@@ -64,6 +65,8 @@ class ServeConfig:
     access_log: bool = False  # one line per event on stderr (server/tail.py)
     replica: str | None = None  # replica store URL (docs/replication.md)
     replica_s3: S3Options = field(default_factory=S3Options)
+    replica_sync: bool = True  # a response waits for the replica store (the output gate)
+    replica_timeout_s: float = GATE_TIMEOUT_S  # how long it waits before a 503
 
 
 @contextlib.asynccontextmanager
@@ -125,6 +128,8 @@ async def _serve_locked(
         dataset_lock=lock,
         ownership=ownership,
         replica=replica,
+        replica_sync=config.replica_sync,
+        replica_gate_timeout_s=config.replica_timeout_s,
     )
     node = NodeContext(config.node) if config.node is not None else None
     async with _closing(replica), host:

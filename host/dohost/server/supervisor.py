@@ -343,8 +343,10 @@ class Supervisor:
             err = await wait_ticket(result.ticket)
             if err is not None:
                 error = result.error
-                if err.code is Code.FENCED:
-                    # Another node owns the object now: say so, whatever the event did.
+                if err.code in (Code.FENCED, Code.REPLICA_UNAVAILABLE):
+                    # Another node owns the object now, or the replica store did not take
+                    # the event's changes in time (the output gate of a sync replica):
+                    # say so, whatever the event did.
                     if error is None:
                         self.stats.errors += 1
                     error = err

@@ -183,11 +183,15 @@ class KvShard:
         max_batch_bytes: int = 64 * 1024 * 1024,
         claims: Claims | None = None,
         on_commit: Callable[[list[WriteSet]], None] | None = None,
+        replica_gate: bool = False,
     ) -> None:
         """With `claims`, every write set is fenced (storage/fencing.py): the shard
         writes the epochs of the partitions held at open, before any read.
         `on_commit` is called on the committer thread with each batch's write sets
-        once they are durable (replication, replica/replicator.py); it must be quick."""
+        once they are durable (replication, replica/replicator.py); it must be quick.
+        `replica_gate`: `on_commit` resolves the tickets of the write sets it is given
+        (a synchronous replica's output gate: an event is acknowledged once its changes
+        are in the replica store); failed write sets still resolve here."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise ValueError(f"unknown durability {durability!r}")
         self.path = os.path.abspath(path)
@@ -200,6 +204,7 @@ class KvShard:
         self._max_batch = max_batch_write_sets
         self._max_batch_bytes = max_batch_bytes
         self._on_commit = on_commit
+        self._gated = replica_gate and on_commit is not None
 
         self._lock = threading.Lock()
         self._cv = threading.Condition(self._lock)
@@ -522,18 +527,25 @@ class KvShard:
             for ws in batch:
                 if self._inflight.get(ws.object_id) is ws.ticket:
                     del self._inflight[ws.object_id]
+        gated = self._gated
         for ws in batch:
             err = ws.writer.error
             if err is not None:
                 self.stats.failed_write_sets += 1
-            ws.ticket.resolve(err)
+                ws.ticket.resolve(err)
+            elif not gated:
+                ws.ticket.resolve(None)
         if self._on_commit is not None and error is None:
             done = [ws for ws in live if ws.writer.error is None]
             if done:
                 try:
                     self._on_commit(done)
-                except Exception:
+                except Exception as e:
                     _log.exception("the commit hook of %s failed", self.path)
+                    if gated:  # never leave a gated ticket hanging
+                        hook_error = storage_error(f"the replica hook failed: {e!r}")
+                        for ws in done:
+                            ws.ticket.resolve(hook_error)
 
     def _apply_batch(self, live: list[WriteSet]) -> None:
         db = self._db

@@ -126,12 +126,14 @@ class StorageManager:
         list_max_bytes: int = LIST_MAX_BYTES,
         claims: Claims | None = None,
         on_kv_commit: Callable[[str, list[WriteSet]], None] | None = None,
+        kv_commit_gate: bool = False,
     ) -> None:
         """With `claims` (an ownership backend), every object's writes are fenced by
         the epoch of its partition's claim (storage/fencing.py), and opening an object
         whose partition is not held fails with NOT_OWNER.
         `on_kv_commit(tenant, write_sets)` sees every kv batch once it is durable
-        (KvShard's `on_commit`): the replicator's hook."""
+        (KvShard's `on_commit`): the replicator's hook; with `kv_commit_gate` it also
+        resolves their tickets (KvShard's `replica_gate`: a sync replica)."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise ValueError(f"unknown durability {durability!r}")
         if shards_per_tenant < 1:
@@ -146,6 +148,7 @@ class StorageManager:
         self._list_max_entries = list_max_entries
         self._list_max_bytes = list_max_bytes
         self._on_kv_commit = on_kv_commit
+        self._kv_commit_gate = kv_commit_gate
         self._lock = threading.Lock()
         self._shard_counts: dict[str, int] = {}
         self._shards: dict[tuple[str, int], KvShard] = {}
@@ -218,6 +221,7 @@ class StorageManager:
                     fsync=self._fsync,
                     claims=self.claims,
                     on_commit=None if hook is None else functools.partial(hook, tenant),
+                    replica_gate=self._kv_commit_gate,
                 )
                 if shard.refused:
                     _log.warning("%s: newer claims exist for partitions %s", path, shard.refused)
