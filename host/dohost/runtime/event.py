@@ -57,6 +57,7 @@ from dohost.core import cbor
 from dohost.core.envelopes import Response
 from dohost.core.errors import ABI_STATUS, Code, DohostError
 from dohost.core.limits import MAX_KEY_BYTES, MAX_LOG_BYTES, EventLimits
+from dohost.runtime import gc_time
 from dohost.runtime.fastcall import GuestTrapRequest
 from dohost.storage.api import CommitTicket, ObjectStorage
 
@@ -116,6 +117,7 @@ class EventOutcome:
     ticket: CommitTicket | None = None  # the commit the response waits for (output gate)
     error: DohostError | None = None
     cpu_s: float = 0.0
+    gc_s: float = 0.0  # of cpu_s: the host's garbage collections (runtime/gc_time.py)
     storage_reads: int = 0
     storage_writes: int = 0
     sql_rows_read: int = 0
@@ -214,6 +216,7 @@ class Event:
         "commit_failure",
         "cpu_t0",
         "fatal",
+        "gc_t0",
         "host",
         "in_init",
         "inline",
@@ -289,6 +292,7 @@ class Event:
         self.storage_open = False
         self.started = time.monotonic()  # about when the CPU deadline was armed (calls)
         self.cpu_t0 = time.thread_time()
+        self.gc_t0 = gc_time.seconds()
 
     # ------------------------------------------------------------ the transaction
 
@@ -378,6 +382,7 @@ class Event:
             offload_cpu=cpu,
             offload_call=self.calls is not None and self.calls.offloaded,
             cpu_s=time.thread_time() - self.cpu_t0,
+            gc_s=gc_time.seconds() - self.gc_t0,
         )
 
     def _outcome(
@@ -396,6 +401,7 @@ class Event:
             ticket,
             error,
             time.thread_time() - self.cpu_t0,
+            gc_time.seconds() - self.gc_t0,
             self.reads,
             self.writes,
             self.sql_rows_read,

@@ -59,8 +59,14 @@ HEAVY_MAX_DOUBLINGS = 5
 # just under it (a 32 MiB memory.fill is one instruction, with no epoch check inside)
 # would otherwise run back to back on the loop and hold every other tenant's requests
 # (tests/reliability/test_noisy_neighbour.py saw a quiet no-op p99 of 338 ms). A no-op
-# event uses ~30 us.
+# event uses ~30 us. The event's CPU is its thread's CPU time minus the host's garbage
+# collections during it (runtime/gc_time.py): a GC pause is not the guest's doing and
+# must not demote a quiet object.
 INLINE_SLOW_CPU_S = 0.001
+
+
+def _slow(result: EventOutcome) -> bool:
+    return result.cpu_s - result.gc_s > INLINE_SLOW_CPU_S
 
 
 class ObjectSlot:
@@ -132,6 +138,7 @@ class SupervisorStats:
     storage_failures: int = 0
     inline: int = 0  # events that ran on the loop thread
     offloads: int = 0  # inline attempts that had to move to a worker
+    probation: int = 0  # first events sent to a worker by their class's heavy mark
 
 
 OpenStorage = Callable[[str, str, ObjectId, str], ObjectStorage]
@@ -227,6 +234,12 @@ class Supervisor:
         # Per-tenant limits (server/tenant_limits.py): inline budget, log rate.
         self.tenant_limits = TenantLimits()
         self._tenant_heavy_until: dict[str, float] = {}  # tenant -> trio time
+        # (tenant, class) -> trio time: an object of the class proved heavy, so until then
+        # the first event of each of its objects without an activation (new, hibernated,
+        # evicted) runs on a worker ("probation") instead of trying the loop first: an
+        # attacker addressing a new object per request gets one inline try per class,
+        # not one per object. A probation event that is heavy on the worker extends it.
+        self._class_heavy_until: dict[tuple[str, str], float] = {}
 
     @property
     def pool(self) -> WorkerPool:
@@ -295,11 +308,16 @@ class Supervisor:
             # (A new version's activation replaces the old one: the count does not grow.)
             result = None
             now = trio.current_time()
+            probation = (
+                slot.activation is None
+                and self._class_heavy_until.get((tenant, class_name), 0.0) > now
+            )
             if (
                 self.inline_ticks
                 and cls.compiled is not None
                 and slot.heavy_until <= now
                 and slot.calls_until <= now
+                and not probation
                 and self._tenant_heavy_until.get(tenant, 0.0) <= now
             ):
                 result = self._run(
@@ -314,7 +332,7 @@ class Supervisor:
                     result = None
                 else:
                     self.stats.inline += 1
-                    if result.cpu_s > INLINE_SLOW_CPU_S:
+                    if _slow(result):
                         self._heavy(slot)
                     else:
                         slot.heavy_strikes = 0
@@ -323,6 +341,11 @@ class Supervisor:
                 result = await self._pool.run(
                     lambda: self._run(slot, cls, kind, data, 0, expect_alarm, ws_upgrade_key)
                 )
+                if probation:
+                    self.stats.probation += 1
+                    if _slow(result):  # it would have held the loop: keep it (and its
+                        _mark_heavy(slot)  # class's next new objects) on the workers
+                        self._class_heavy_until[(tenant, class_name)] = now + HEAVY_FOR_S
             if result.ticket is not None:
                 slot.ticket = result.ticket
         finally:
@@ -395,6 +418,10 @@ class Supervisor:
         objects each get a first try, so the object's mark alone does not bound it)."""
         _mark_heavy(slot)
         now = trio.current_time()
+        marks = self._class_heavy_until
+        if len(marks) >= 100_000:
+            marks.clear()  # (only marks of many classes: they expire anyway)
+        marks[(slot.tenant, slot.class_name)] = now + HEAVY_FOR_S
         if self.tenant_limits.inline_heavy(slot.tenant, now):
             self._tenant_heavy_until[slot.tenant] = now + HEAVY_FOR_S
 

@@ -1,8 +1,9 @@
 """Limits per tenant on what per-object marks cannot stop (an attacker multiplies objects):
 
 - **inline attempts**: an object whose inline attempt proves heavy goes to the workers
-  (supervisor.py, the heavy mark), but every *new* object gets one try on the loop. So
-  heavy proofs are also charged to the tenant: at `inline_heavy_burst` of them (refilled
+  (supervisor.py, the heavy mark), and so do the first events of its class's new
+  objects for a while (the class mark), but a tenant may have many classes. So heavy
+  proofs are also charged to the tenant: at `inline_heavy_burst` of them (refilled
   at `inline_heavy_per_s`), all the tenant's events skip the inline attempt for
   `HEAVY_FOR_S`, as one heavy object's do;
 - **alarm deliveries** per second per tenant (server/alarms.py): a delivery over the
