@@ -324,6 +324,49 @@ def test_object_calls_reach_the_owner_and_refuse_cross_node_cycles(
         assert r.text == "end", r.text
 
 
+def test_objects_of_two_nodes_calling_each_other_at_once_get_call_cycle_not_a_timeout(
+    server: ServerProcess,
+) -> None:
+    """A's event (node 0) calls B while B's event (node 1) calls A: each call carries its
+    chain and leaves its wait-for edge visible before it goes, so the owner that sees
+    the second call refuses it with call_cycle at once (when both cross at the same
+    moment both may be refused); nothing waits for the forward timeout (call_failed)."""
+    token = server.new_tenant()
+    deploy(server, token, "call", "calltest.wasm")
+    owners = owned_names(server, token, "call", 10, path="/ping", method="GET")
+    a, b = owners[0][0], owners[1][0]
+    # Both events busy-wait until `go` (wall clock), so both hold their objects before
+    # either calls; the test checks they both run before `go` comes.
+    go = int(time.time() * 1000) + 4000
+    results: dict[str, str] = {}
+
+    def run(me: str, other: str) -> None:
+        with server.client(token) as c:
+            params = {"class": "call", "name": other, "path": "/append"}
+            params |= {"query": f"v=from-{me}", "wait_until": str(go)}
+            results[me] = c.post(f"/v1/classes/call/objects/{me}/call", params=params).text
+
+    threads = [threading.Thread(target=run, args=pair) for pair in ((a, b), (b, a))]
+    for t in threads:
+        t.start()
+    running = rf'^dohost_events_running\{{class="call",tenant="{server.names[token]}"\}} 2\.0$'
+    server.wait_for_metric(running)
+    assert time.time() * 1000 < go, "both events must run before they call (machine too busy)"
+    for t in threads:
+        t.join(60)
+    texts = [results[a], results[b]]
+    cycle = "-15 call_cycle call cycle between concurrent events"
+    assert all(t == "ok" or t.startswith(cycle) for t in texts), texts
+    assert any(t.startswith(cycle) for t in texts), texts
+    assert all(f"call/{a}" in t and f"call/{b}" in t for t in texts if t != "ok"), texts
+    with server.client(token) as c:
+        for me, other in ((a, b), (b, a)):
+            log = c.get(f"/v1/classes/call/objects/{other}/get", params={"key": "log"})
+            # A call that went through appended once; a refused one never ran.
+            expected = f"from-{me}\n" if results[me] == "ok" else ""
+            assert (log.text if log.status_code == 200 else "") == expected
+
+
 async def _stream_on_node(port: int, node: int) -> trio.SocketStream:
     """A TCP connection the kernel gave to `node` (asked with a keep-alive /healthz)."""
     for _ in range(200):

@@ -68,13 +68,15 @@ _MAX_WALK = 100_000
 class EventNode:
     """One event while it holds its object's inbox lock (see the module docstring)."""
 
-    __slots__ = ("depth", "parent", "slot", "waiting_for")
+    __slots__ = ("depth", "parent", "slot", "waiting_for", "waiting_remote")
 
     def __init__(self, slot: ObjectSlot, parent: EventNode | None) -> None:
         self.slot = slot
         self.parent = parent
         self.depth: int = 0 if parent is None else parent.depth + 1
         self.waiting_for: ObjectSlot | None = None
+        # `--processes N`: the key of another node's object this event is calling.
+        self.waiting_remote: tuple[str, str, bytes] | None = None
 
     def chain(self) -> list[EventNode]:
         """The call chain ending at this event, first caller first."""
@@ -208,7 +210,13 @@ class CallRouter:
             "name": oid.name,
             "chain": chain,
         }
-        got = await remote.call(remote.owner(oid.raw), meta, data)
+        # The wait-for edge is visible before the call leaves: whichever of two
+        # crossing calls arrives last then sees the cycle (see `_closes_cycle`).
+        caller.waiting_remote = (tenant, target.class_name, oid.raw)
+        try:
+            got = await remote.call(remote.owner(oid.raw), meta, data)
+        finally:
+            caller.waiting_remote = None
         if isinstance(got, DohostError) and got.code not in _CALL_CODES:
             return DohostError(Code.CALL_FAILED, f"call to {target.label()}: {got.message}")
         return got
@@ -306,10 +314,21 @@ class CallRouter:
     def _closes_cycle(
         self, caller: EventNode, key: tuple[str, str, bytes]
     ) -> list[EventNode] | None:
-        """The events on the wait path from the target slot back to the caller, if
-        waiting for that slot would close a cycle; else None. The wait-for graph has
-        no cycle (every edge was checked when it was added, and a slot changing hands
-        gives it a holder that waits for nothing yet), so the walk ends."""
+        """The events on the wait path from the target slot back to the caller's chain,
+        if waiting for that slot would close a cycle; else None.
+
+        The path follows "the event holding the slot, the slot it waits for, ..." and
+        closes a cycle when it reaches a slot of the caller's chain (the caller's own,
+        or an ancestor's: every event of a chain waits for the next). An event waiting
+        for another node's object (`waiting_remote`) ends the local path: a cycle if
+        that object is in the chain — the chain of a call from another node names its
+        events there, so two events of two nodes calling each other are seen — else
+        unknown (a cycle through three or more hops across nodes is not followed).
+
+        The local wait-for graph has no cycle (every edge was checked when it was added,
+        and a slot changing hands gives it a holder that waits for nothing yet), so the
+        walk ends."""
+        chain_keys = {n.slot.key for n in caller.chain()}
         slot = self._sup.slot_if_exists(key)
         path: list[EventNode] = []
         steps = 0
@@ -318,8 +337,13 @@ class CallRouter:
             holder = slot.holder
             if holder is None:
                 return None
-            if holder is caller:
+            if holder is caller or holder.slot.key in chain_keys:
                 return path
             path.append(holder)
-            slot = holder.waiting_for
+            if holder.waiting_for is not None:
+                slot = holder.waiting_for
+            elif holder.waiting_remote is not None:
+                return path if holder.waiting_remote in chain_keys else None
+            else:
+                return None
         return None
