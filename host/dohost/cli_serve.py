@@ -127,6 +127,14 @@ def _parse_quota(text: str) -> object:
     help="With --replica-sync on: seconds a response waits for the replica store before "
     "the event fails with 503 replica_unavailable.",
 )
+@click.option(
+    "--replica-retention",
+    type=click.FloatRange(min=0.01),
+    default=30.0,
+    show_default=True,
+    help="With --replica: days of point-in-time recovery kept in the replica store; older "
+    "segments and snapshots are deleted.",
+)
 def serve(
     data_dir: Path,
     host: str,
@@ -149,6 +157,7 @@ def serve(
     replica_secret_key: str | None,
     replica_sync: str,
     replica_timeout: float,
+    replica_retention: float,
 ) -> None:
     """Serve the HTTP API (docs/http-api.md) for many tenants until SIGINT/SIGTERM."""
     from dohost.server.quotas import parse_quota_option
@@ -182,6 +191,7 @@ def serve(
         ),
         replica_sync=replica_sync == "on",
         replica_timeout_s=replica_timeout,
+        replica_retention_ms=int(replica_retention * 86_400_000),
     )
     if processes is None:
         # A replicated data set is served by one process (see the check below).

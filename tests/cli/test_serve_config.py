@@ -42,6 +42,9 @@ EVERY_KEY = {
     "replica-region": '"eu-west-3"',
     "replica-access-key": '"AK"',
     "replica-secret-key": '"SK"',
+    "replica-sync": '"off"',
+    "replica-timeout": "2.5",
+    "replica-retention": "7",
 }
 
 

@@ -34,8 +34,16 @@ store when the store is back, before anything later of its partition: the replic
 skips a change the local copy holds, whether it was acknowledged or not. A claim lost,
 or a partition fenced in the store, fails its events with `fenced`.
 
-Not yet (issue 18): snapshots, and the resync a partition needs when the replica lost
-changes its local copy holds (after an overflow, or a crash in asynchronous mode).
+**Resync** (replica/resync.py): the partitions whose replica may lack changes of the
+local copy (`dirty`: after a crash, an overflow, a run without a replica) get a snapshot
+of their local state (`resync`, read before the host served anything, at
+`resync_taken_ms`) at (epoch, 0), right after the epoch's start record and before any
+segment; the uploader does that first, for every dirty partition with local objects.
+A clean `close` (everything shipped) marks the partitions complete (`clean_marks`).
+
+**Maintenance** (replica/maintenance.py): a thread runs `maintain` every
+`maintain_every_s`: periodic snapshots and log retention of the partitions this run
+ships.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
@@ -57,20 +65,26 @@ from dohost.core.replica_keys import (
     parse_log_key,
     partition_prefix,
     segment_key,
+    snapshot_key,
     start_key,
 )
 from dohost.core.replica_log import (
     ALARM_UNCHANGED,
     ObjectChange,
+    PartitionState,
     Segment,
+    Snapshot,
     StartRecord,
     decode_format,
     decode_start,
     encode_format,
     encode_segment,
+    encode_snapshot,
     encode_start,
 )
 from dohost.replica import GATE_TIMEOUT_S
+from dohost.replica.maintenance import MaintenancePolicy, maintain_partition
+from dohost.replica.resync import CleanMarks
 from dohost.replica.store import ReplicaKeyExists, ReplicaStore
 from dohost.storage.api import CommitTicket
 from dohost.storage.write_set import ALARM_UNCHANGED as WS_ALARM_UNCHANGED
@@ -84,6 +98,7 @@ RETRY_MAX_S = 5.0
 # for its round, so a round of 32 partitions must not take four store round trips.
 UPLOAD_THREADS = 32
 MAX_PENDING_BYTES = 256 * 1024 * 1024
+MAINTAIN_EVERY_S = 60.0
 
 
 def wall_ms() -> int:
@@ -159,6 +174,25 @@ class ReplicatorMetrics:
             "Events that failed because their changes did not reach the replica store in time",
             registry=r,
         )
+        self.snapshots = Counter(
+            "dohost_replica_snapshots", "Snapshots written to the replica store", registry=r
+        )
+        self.deleted = Counter(
+            "dohost_replica_deleted_objects",
+            "Segments and snapshots deleted by retention (older than the PITR window)",
+            registry=r,
+        )
+        self.maintenance_failures = Counter(
+            "dohost_replica_maintenance_failures",
+            "Snapshot or retention passes of a partition that failed (tried again later)",
+            registry=r,
+        )
+        self.snapshot_age = Gauge(
+            "dohost_replica_snapshot_age_seconds",
+            "Age of the oldest newest-snapshot among the partitions this node ships "
+            "(0: none known yet)",
+            registry=r,
+        )
         self.lag = Gauge(
             "dohost_replica_lag_seconds",
             "Age of the oldest committed change not yet in the replica store (0: none)",
@@ -181,13 +215,24 @@ class Replicator:
         claim_holds: Callable[[int, int], bool] = lambda partition, epoch: True,
         gate_timeout_s: float = GATE_TIMEOUT_S,
         monotonic: Callable[[], float] = time.monotonic,
+        held: Iterable[int] = (),
+        dirty: Iterable[int] = (),
+        resync: dict[int, PartitionState] | None = None,
+        resync_taken_ms: int = 0,
+        clean_marks: CleanMarks | None = None,
+        policy: MaintenancePolicy | None = None,
+        maintain_every_s: float | None = MAINTAIN_EVERY_S,
     ) -> None:
         """`epoch_of(partition)`: the epoch of this process's claim of a partition, for
         write sets that do not carry their own (partition -1). `max_pending_bytes`:
         how much may wait for the store (see `committed`). `sync`: resolve the write
         sets' tickets once shipped (the output gate; the kv shards must be told to leave
         them to `committed`), after `claim_holds(partition, epoch)` confirmed the claim;
-        an event waits at most `gate_timeout_s` (on `monotonic`)."""
+        an event waits at most `gate_timeout_s` (on `monotonic`).
+        Resync (module doc): `held` partitions, of which `dirty` may lack changes in the
+        replica, `resync` their local objects (those with any) as of `resync_taken_ms`;
+        `clean_marks` records a clean close. `policy`: snapshots and retention, run every
+        `maintain_every_s` (None: only when `maintain` is called)."""
         self.store = store
         self.partitions = partitions
         self.epoch_of = epoch_of
@@ -211,10 +256,18 @@ class Replicator:
         self._gate_timeout_s = gate_timeout_s
         self._monotonic = monotonic
         self._gate_scan = 0  # queue index before which no ticket can still expire
+        self._held = set(held)
+        self._dirty = set(dirty)
+        self._resync = dict(resync or {})
+        self._resync_taken_ms = resync_taken_ms
+        self._clean_marks = clean_marks
+        self.policy = policy or MaintenancePolicy()
+        self._newest_snapshot_ms: dict[int, int] = {}
         self.last_error: DohostError | None = None
         self.metrics.lag.set_function(self._lag_seconds)
         self.metrics.pending.set_function(lambda: self._queued_total - self._shipped_total)
         self.metrics.pending_bytes.set_function(lambda: self._pending_bytes)
+        self.metrics.snapshot_age.set_function(self._snapshot_age_s)
         self._pool = ThreadPoolExecutor(UPLOAD_THREADS, thread_name_prefix="dohost-replica-upload")
         self._thread = threading.Thread(target=self._run, name="dohost-replicator", daemon=True)
         self._thread.start()
@@ -224,6 +277,15 @@ class Replicator:
                 target=self._expire_loop, name="dohost-replica-gate", daemon=True
             )
             self._gate_thread.start()
+        self._maintain_thread: threading.Thread | None = None
+        if maintain_every_s is not None:
+            self._maintain_thread = threading.Thread(
+                target=self._maintain_loop,
+                args=(maintain_every_s,),
+                name="dohost-replica-maintenance",
+                daemon=True,
+            )
+            self._maintain_thread.start()
 
     # --------------------------------------------------------- committer side
 
@@ -234,7 +296,7 @@ class Replicator:
         waiting for the store is not queued, and its partition stops shipping (its
         replica log stays a consistent prefix of its history: a restore gives its state
         as of the last change shipped) rather than the host running out of memory or the
-        log skipping a change. Catching up needs a snapshot (not yet written)."""
+        log skipping a change. The next start resyncs it (a snapshot of the local state)."""
         now = self._clock()
         deadline = self._monotonic() + self._gate_timeout_s if self.sync else 0.0
         queued = []
@@ -295,8 +357,9 @@ class Replicator:
             self._closing = True
             self._cv.notify_all()
         self._thread.join(timeout)
-        if self._gate_thread is not None:
-            self._gate_thread.join(timeout)
+        for thread in (self._gate_thread, self._maintain_thread):
+            if thread is not None:
+                thread.join(timeout)
         self._pool.shutdown(wait=False, cancel_futures=True)
         with self._cv:
             left = self._queue[:]
@@ -309,7 +372,12 @@ class Replicator:
             ),
         )
         with self._cv:
-            return self._queued_total - self._shipped_total
+            left_count = self._queued_total - self._shipped_total
+            complete = self._held - self._stopped - self._dirty
+        if self._clean_marks is not None and not left_count:
+            # Everything committed was shipped: the next start needs no resync of these.
+            self._clean_marks.mark(complete, self.store.description)
+        return left_count
 
     def _stopped_error(self, partition: int) -> DohostError:
         if partition in self._fenced:
@@ -373,6 +441,11 @@ class Replicator:
     # ------------------------------------------------------------ uploader side
 
     def _run(self) -> None:
+        # Resync first: each dirty partition with local objects gets its snapshot at
+        # (epoch, 0) before any segment of the epoch (`_begin_epoch`).
+        for p in sorted(self._resync):
+            if not self._ship_with_retry(p, self.epoch_of(p), []):
+                return  # closing while the store was failing
         while True:
             with self._cv:
                 self._cv.wait_for(lambda: bool(self._queue) or self._closing)
@@ -454,7 +527,9 @@ class Replicator:
             self._check_format()
         seq = self._next_seq.get((partition, epoch))
         if seq is None:
-            seq = self._begin_epoch(partition, epoch)
+            seq = self._next_seq[(partition, epoch)] = self._begin_epoch(partition, epoch)
+        if not changes:
+            return None
         data = encode_segment(
             Segment(partition, epoch, seq, max(c.committed_ms for c in changes), tuple(changes))
         )
@@ -524,4 +599,55 @@ class Replicator:
             raise DohostError(
                 Code.FENCED, f"partition {partition}: another writer started epoch {epoch}"
             )
+        if partition in self._dirty:
+            # The replica may lack changes the local copy holds: the epoch starts from a
+            # snapshot of the local state as the host found it (before serving).
+            state = self._resync.get(partition, {})
+            if state or end is not None:
+                taken = self._resync_taken_ms
+                data = encode_snapshot(Snapshot(partition, epoch, 0, taken, state))
+                if not self._put_new(snapshot_key(partition, epoch, 0, taken), data):
+                    raise DohostError(
+                        Code.FENCED,
+                        f"partition {partition}: another writer's snapshot in epoch {epoch}",
+                    )
+                self.metrics.snapshots.inc()
+                self._newest_snapshot_ms[partition] = taken
+            with self._cv:
+                self._resync.pop(partition, None)
+                self._dirty.discard(partition)
         return 1
+
+    # -------------------------------------------------------------- maintenance
+
+    def maintain(self, now_ms: int | None = None) -> None:
+        """One pass of snapshots and retention over the partitions shipped this run."""
+        now = self._clock() if now_ms is None else now_ms
+        for partition, _epoch in sorted(self._next_seq):
+            if partition in self._stopped:
+                continue
+            try:
+                done = maintain_partition(self.store, partition, now, self.policy)
+            except DohostError as e:
+                self.metrics.maintenance_failures.inc()
+                _log.warning("replica: maintenance of partition %d: %s", partition, e)
+                continue
+            if done.snapshot is not None:
+                self.metrics.snapshots.inc()
+            self.metrics.deleted.inc(done.deleted)
+            if done.newest_snapshot_ms is not None:
+                self._newest_snapshot_ms[partition] = done.newest_snapshot_ms
+
+    def _maintain_loop(self, every_s: float) -> None:
+        while True:
+            with self._cv:
+                if self._cv.wait_for(lambda: self._closing, every_s):
+                    return
+            try:
+                self.maintain()
+            except Exception:
+                _log.exception("replica: maintenance pass failed")
+
+    def _snapshot_age_s(self) -> float:
+        known = list(self._newest_snapshot_ms.values())
+        return 0.0 if not known else max(0, self._clock() - min(known)) / 1000

@@ -31,7 +31,14 @@ from dohost.core.replica_chain import (
     follow_chain,
     plan_restore,
 )
-from dohost.core.replica_keys import FORMAT_KEY, LogKey, parse_log_key, segment_key, start_key
+from dohost.core.replica_keys import (
+    FORMAT_KEY,
+    LogKey,
+    parse_log_key,
+    partition_prefix,
+    segment_key,
+    start_key,
+)
 from dohost.core.replica_log import (
     PartitionState,
     apply_change,
@@ -57,6 +64,7 @@ class RestoreReport:
     changes: int = 0  # changes applied
     ends: dict[int, Position | None] = field(default_factory=dict)  # partition -> last position
     ignored: list[str] = field(default_factory=list)  # segments not in any history
+    last_committed_ms: int = 0  # the commit time of the last change applied
 
 
 def rebuild_partition(
@@ -88,6 +96,7 @@ def rebuild_partition(
                 return state, report
             apply_change(state, change)
             report.changes += 1
+            report.last_committed_ms = max(report.last_committed_ms, change.committed_ms)
     return state, report
 
 
@@ -165,4 +174,46 @@ def restore_kv(
         finally:
             index.close()
     report.alarms = len(alarms)
+    return report
+
+
+def restore_partition(
+    store: ReplicaStore,
+    manager: StorageManager,
+    alarms: AlarmIndex,
+    partition: int,
+    *,
+    at_ms: int | None = None,
+) -> RestoreReport:
+    """Make one partition's kv objects in a live data directory what the replica holds
+    (its newest state, or as of `at_ms`): each replicated object is written whole, and
+    the local objects of the partition the replica does not hold are deleted. For a node
+    taking over a partition (failover: the caller holds its claim and serves none of its
+    objects yet); `manager` and `alarms` are that node's storage and alarm index."""
+    from dohost.core.partitions import partition_of
+    from dohost.storage.kv_scan import scan_kv_objects
+
+    partitions = decode_format(store.get(FORMAT_KEY), FORMAT_KEY)
+    keys = [k for k in map(parse_log_key, store.list(partition_prefix(partition))) if k is not None]
+    state, report = rebuild_partition(store, partition, keys, at_ms)
+    kept = {ident for ident, obj in state.items() if obj.rows or obj.alarm is not None}
+    for tenant, obj in scan_kv_objects(
+        manager.data_dir, lambda oid: partition_of(oid, partitions) == partition
+    ):
+        if (tenant, obj.object_id) not in kept:
+            manager.delete_object(tenant, obj.class_name, obj.object_id)
+    by_tenant: dict[str, list[RestoredKvObject]] = defaultdict(list)
+    for (tenant, oid), o in sorted(state.items()):
+        if (tenant, oid) in kept:
+            by_tenant[tenant].append(
+                RestoredKvObject(oid, o.class_name, o.name, o.created_ms, o.rows, o.alarm)
+            )
+            if o.alarm is not None:
+                alarms.upsert_durable(
+                    AlarmEntry(tenant, o.class_name, oid, o.name, Backend.KV, o.alarm)
+                )
+                report.alarms += 1
+    for tenant, objects in sorted(by_tenant.items()):
+        manager.write_restored_kv(tenant, objects)
+        report.objects += len(objects)
     return report

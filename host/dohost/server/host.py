@@ -39,7 +39,9 @@ from dohost.core.websocket import (
     DEFAULT_MAX_MESSAGE_BYTES,
 )
 from dohost.replica import GATE_TIMEOUT_S
+from dohost.replica.maintenance import MaintenancePolicy
 from dohost.replica.replicator import Replicator
+from dohost.replica.resync import CleanMarks, forget_clean, local_partitions
 from dohost.replica.store import ReplicaStore
 from dohost.runtime import crossing
 from dohost.runtime.engine import EngineSettings, EpochTicker, make_engine
@@ -136,6 +138,7 @@ class Host:
         replica: ReplicaStore | None = None,
         replica_sync: bool = True,
         replica_gate_timeout_s: float = GATE_TIMEOUT_S,
+        replica_policy: MaintenancePolicy | None = None,
     ) -> None:
         """`wall_clock_ms` (milliseconds since the epoch) is what guests' `now_ms` and the
         alarm loop read; tests pass one tied to trio's MockClock. `alarm_jitter` returns
@@ -160,7 +163,8 @@ class Host:
         commit (docs/replication.md; the caller closes the store after the Host). With
         `replica_sync` (the default) an event's response waits until its changes are in
         the store and the claim is re-checked, at most `replica_gate_timeout_s` (then
-        `replica_unavailable`); without, it is released after the local commit."""
+        `replica_unavailable`); without, it is released after the local commit.
+        `replica_policy`: snapshots and retention (the PITR window, 30 days)."""
         if durability not in (Durability.FSYNC, Durability.OS):
             raise DohostError(Code.INVALID_ARGUMENT, "durability must be 'fsync' or 'os'")
         self.data_dir = Path(data_dir)
@@ -200,6 +204,7 @@ class Host:
         self._replica = replica
         self._replica_sync = replica_sync
         self._replica_gate_timeout_s = replica_gate_timeout_s
+        self._replica_policy = replica_policy
         self.replicator: Replicator | None = None
 
     # ------------------------------------------------------------------ lifecycle
@@ -237,10 +242,23 @@ class Host:
                 self._fast,
                 self._max_module_bytes,
             )
-            if self._replica is not None:
+            held = self.ownership.held()
+            if self._replica is None:
+                forget_clean(self.data_dir, held)  # these commits will not be shipped
+            else:
                 # Write sets carry their claim's partition and epoch (the fencing); the
                 # segments of a partition are written under that epoch.
                 ownership = self.ownership
+                # The partitions whose replica may lack local changes are resynced from
+                # a snapshot of the local state, read before anything is served
+                # (replica/resync.py).
+                marks = CleanMarks(self.data_dir)
+                stack.callback(marks.close)
+                dirty = set(held) - marks.take(held, self._replica.description)
+                resync_ms = int(self.wall_ms())
+                resync = await trio.to_thread.run_sync(
+                    local_partitions, self.data_dir, self.partitions, dirty
+                )
                 self.replicator = Replicator(
                     self._replica,
                     partitions=self.partitions,
@@ -251,6 +269,12 @@ class Host:
                     # epoch unchanged.
                     claim_holds=lambda p, e: ownership.valid() and ownership.epoch_of(p) == e,
                     gate_timeout_s=self._replica_gate_timeout_s,
+                    held=held,
+                    dirty=dirty,
+                    resync=resync,
+                    resync_taken_ms=resync_ms,
+                    clean_marks=marks,
+                    policy=self._replica_policy,
                 )
                 # Registered before the storage, so it runs after the storage closed:
                 # the last commits are queued by then and get shipped.

@@ -32,6 +32,7 @@ import trio
 
 from dohost.core.limits import EventLimits
 from dohost.replica import GATE_TIMEOUT_S
+from dohost.replica.maintenance import RETENTION_MS, MaintenancePolicy
 from dohost.replica.store import ReplicaStore, S3Options, open_replica_store
 from dohost.server.api import Api
 from dohost.server.host import Host
@@ -67,6 +68,7 @@ class ServeConfig:
     replica_s3: S3Options = field(default_factory=S3Options)
     replica_sync: bool = True  # a response waits for the replica store (the output gate)
     replica_timeout_s: float = GATE_TIMEOUT_S  # how long it waits before a 503
+    replica_retention_ms: int = RETENTION_MS  # the point-in-time-recovery window
 
 
 @contextlib.asynccontextmanager
@@ -130,6 +132,7 @@ async def _serve_locked(
         replica=replica,
         replica_sync=config.replica_sync,
         replica_gate_timeout_s=config.replica_timeout_s,
+        replica_policy=MaintenancePolicy(retention_ms=config.replica_retention_ms),
     )
     node = NodeContext(config.node) if config.node is not None else None
     async with _closing(replica), host:
