@@ -152,6 +152,13 @@ class Activation:
         except wasmtime.Trap as t:
             raise self._trap_error(ev, t, "while instantiating") from None
         except wasmtime.WasmtimeError as e:
+            if "os error 12" in str(e):  # ENOMEM: out of mappings or address space
+                raise DohostError(
+                    Code.OVERLOADED,
+                    "the host process cannot map memory for another object (ENOMEM: "
+                    "vm.max_map_count or address space); retry later, or lower the "
+                    "resident cap",
+                ) from None
             raise DohostError(
                 Code.OBJECT_ERROR, f"instantiation failed: {_first_line(str(e))}"
             ) from None

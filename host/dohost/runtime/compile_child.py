@@ -157,6 +157,7 @@ def compile_in_child(
         "err": str(err_path),
         "stack": settings.max_wasm_stack,
         "opt": settings.opt_level,
+        "reserve": settings.memory_reservation,
         "memory_bytes": memory_bytes,
         "cpu_s": int(timeout_s) + 1,
         "shape": dataclasses.asdict(shape or ShapeLimits()),
@@ -205,7 +206,11 @@ def _job(header: dict[str, Any], wasm: bytes) -> int:
         os.nice(19)
     try:
         check_module_shape(wasm, ShapeLimits(**header["shape"]))
-        settings = EngineSettings(max_wasm_stack=int(header["stack"]), opt_level=header["opt"])
+        settings = EngineSettings(
+            max_wasm_stack=int(header["stack"]),
+            opt_level=header["opt"],
+            memory_reservation=int(header["reserve"]),
+        )
         module = compile_module(make_engine(settings, threads=False), wasm)
         data = module.serialize()
     except DohostError as e:

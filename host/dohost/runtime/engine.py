@@ -49,12 +49,19 @@ PROPOSALS: tuple[tuple[str, bool], ...] = (
 class EngineSettings:
     max_wasm_stack: int = 1 << 20  # 1 MiB of wasm stack; deep recursion traps with STACK_OVERFLOW
     opt_level: str = "speed"
+    # The address space reserved per linear memory: the host's memory cap (EventLimits.
+    # memory_bytes), not wasmtime's 4 GiB default. Memories never move (fastcall caches
+    # their bases), so a memory can grow up to this and no further. 32,768 residents
+    # reserve 32,768 x (128 MiB + guards) = ~6 TiB instead of the 128 TiB of a whole
+    # x86-64 user address space.
+    memory_reservation: int = 128 << 20
 
     def fingerprint(self) -> str:
         """Identifies compiled code: part of the module cache key."""
         text = (
             f"wasmtime={fastcall._version()};epoch=1;may_move=0;stack={self.max_wasm_stack};"
-            f"opt={self.opt_level};features={','.join(f'{k}={int(v)}' for k, v in PROPOSALS)}"
+            f"opt={self.opt_level};reserve={self.memory_reservation};cow=0;"
+            f"features={','.join(f'{k}={int(v)}' for k, v in PROPOSALS)}"
         )
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
@@ -91,11 +98,39 @@ def make_engine(settings: EngineSettings, threads: bool = True) -> wasmtime.Engi
     cfg.epoch_interruption = True
     # Fixed memory bases let runtime/fastcall.py cache them (see its invariants).
     cfg.memory_may_move = False
+    cfg.memory_reservation = settings.memory_reservation
+    # No copy-on-write memory images: an instance's memory is then one read-write mapping
+    # (plus the inaccessible rest of its reservation, which merges with its neighbours'
+    # guards) instead of up to four (stack pages, the image's pages from a memfd, heap
+    # pages, the rest). Each mapping counts against vm.max_map_count (65,530 by
+    # default), which capped a process at ~16,300 residents; now ~32,000. Data segments
+    # are copied at instantiation instead (a few KiB for our guests).
+    cfg.memory_init_cow = False
     cfg.max_wasm_stack = settings.max_wasm_stack
     cfg.cranelift_opt_level = settings.opt_level
     for name, on in PROPOSALS:
         setattr(cfg, name, on)
     return wasmtime.Engine(cfg)
+
+
+# Memory mappings (vm.max_map_count) per live instance with the settings above, and a
+# reserve for everything else of a process (libraries, thread stacks, Python's arenas,
+# SQLite): residents beyond the ceiling would fail to instantiate with ENOMEM, so the
+# host keeps fewer (Host clamps max_resident and evicts the least recently used).
+MAPPINGS_PER_INSTANCE = 2
+MAPPINGS_RESERVED = 2_048
+
+
+def resident_ceiling(max_map_count: int | None = None) -> int:
+    """How many instances this process can hold under `vm.max_map_count` (read from
+    /proc when not given; no ceiling where there is no such file)."""
+    if max_map_count is None:
+        try:
+            with open("/proc/sys/vm/max_map_count") as f:
+                max_map_count = int(f.read())
+        except (OSError, ValueError):
+            return 1 << 30
+    return max(1, (max_map_count - MAPPINGS_RESERVED) // MAPPINGS_PER_INSTANCE)
 
 
 def deadline_ticks(cpu_ms: int) -> int:

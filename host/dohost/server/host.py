@@ -44,7 +44,13 @@ from dohost.replica.replicator import Replicator
 from dohost.replica.resync import CleanMarks, forget_clean, local_partitions
 from dohost.replica.store import ReplicaStore
 from dohost.runtime import crossing
-from dohost.runtime.engine import EngineSettings, EpochTicker, make_engine
+from dohost.runtime.engine import (
+    MAPPINGS_PER_INSTANCE,
+    EngineSettings,
+    EpochTicker,
+    make_engine,
+    resident_ceiling,
+)
 from dohost.runtime.event import EventOutcome
 from dohost.runtime.linker import build_linker
 from dohost.runtime.module_loader import WASM_MAGIC, ModuleCache
@@ -171,7 +177,14 @@ class Host:
         self.durability = durability
         self.limits = limits or EventLimits()
         self.idle_timeout = idle_timeout
-        self.max_resident = max_resident
+        ceiling = resident_ceiling()
+        if max_resident > ceiling:
+            log.warning(
+                "max_resident %d lowered to %d: each resident costs %d memory mappings and "
+                "vm.max_map_count allows no more (raise it to keep more residents)",
+                max_resident, ceiling, MAPPINGS_PER_INSTANCE,
+            )  # fmt: skip
+        self.max_resident = min(max_resident, ceiling)
         self.shutdown_timeout = shutdown_timeout
         self._workers = workers
         self._kv_shards = kv_shards
@@ -226,12 +239,14 @@ class Host:
             self._serving = self.ownership.held()
             self.system = SystemDb(self.data_dir)
             stack.callback(self.system.close)
-            settings = EngineSettings()
+            page = 1 << 16  # the reservation is whole wasm pages, at least one
+            reserve = max(page, -(-self.limits.memory_bytes // page) * page)
+            settings = EngineSettings(memory_reservation=reserve)
             self.engine = make_engine(settings)
             self.ticker = EpochTicker(self.engine)
             stack.callback(self.ticker.stop)
             self.modules = ModuleCache(
-                self.engine, self.data_dir / "cache" / "modules", settings.fingerprint()
+                self.engine, self.data_dir / "cache" / "modules", settings.fingerprint(), settings
             )
             self.classes = ClassRegistry(
                 self.system,
