@@ -205,14 +205,56 @@ async def test_storage_quota_is_tenant_wide_and_survives_a_restart(
         api, admin = await make_api(host)
         usage = api.state.usage.get("acme")
         if storage == "kv":
-            assert usage.total == 900 + 3 * 27  # loaded from the object listing
-            assert len(usage.objects) == 11  # o0..o9 (one of them now empty) and o-new
+            # loaded as one aggregate per class, not object by object
+            assert usage.objects == {}
+            # o0..o9 (one of them now empty) and o-new
+            assert usage.host_totals() == (900 + 3 * 27, 11)
         else:
             # sqlite objects count their file size at start, and every object file: also
             # those that events opened without committing anything (the trapped one, and
             # refused writers whose old value was read), so at least o0..o9 and o-new.
             assert usage.total >= 900 + 3 * 27
             assert len(usage.objects) >= 11
+
+
+async def test_kv_usage_after_a_restart_stays_exact_object_by_object(
+    tmp_path: Path, wasm: Any
+) -> None:
+    """A restart loads a kv class's usage as (objects, bytes); each object leaves that
+    aggregate when first counted, with its stored size: quotas stay exact."""
+    data = tmp_path / "data"
+    async with Host(data, durability="os") as host:
+        api, admin = await make_api(host)
+        c = await tenant(api, admin, "acme", {"storage_bytes": 1000, "objects": 3})
+        await c("PUT", "/v1/classes/kv", wasm("kvtest"))
+        for name in ("o1", "o2", "o3"):
+            r = await c("POST", f"/v1/classes/kv/objects/{name}/put?key=k", b"x" * 99)
+            assert r.body == b"0"
+    async with Host(data, durability="os") as host:
+        api, admin = await make_api(host)
+        c = Client(api, c.token)  # tokens outlive a restart
+        usage = api.state.usage.get("acme")
+        assert usage.objects == {}
+        assert usage.host_totals() == (300, 3)
+        assert usage.objects_by_class() == {"kv": 3}
+        assert usage.bytes_by_class() == {"kv": 300}
+        # At the object quota: an existing object is admitted, a new one is not.
+        r = await c("POST", "/v1/classes/kv/objects/o1/put?key=k", b"x" * 49)
+        assert r.body == b"0"
+        assert usage.host_totals() == (250, 3)
+        assert usage.objects == {("kv", next(iter(usage.objects))[1]): 50}
+        r = await c("POST", "/v1/classes/kv/objects/o4/put?key=k", b"x")
+        assert r.status == 429 and b"quota" in r.body
+        # Deleting an object never counted since the restart frees its bytes and slot.
+        assert (await c("DELETE", "/v1/classes/kv/objects/o2")).status == 200
+        assert usage.host_totals() == (150, 2)
+        r = await c("POST", "/v1/classes/kv/objects/o4/put?key=k", b"x" * 9)
+        assert r.body == b"0"
+        assert usage.host_totals() == (160, 3)
+        assert usage.objects_by_class() == {"kv": 3}
+        # The storage quota counts the untouched object's bytes too.
+        r = await c("POST", "/v1/classes/kv/objects/o4/put?key=k2", b"x" * 900)
+        assert r.body.startswith(b"-7 quota_exceeded")
 
 
 def test_token_bucket_rate_burst_and_retry_after() -> None:

@@ -373,8 +373,10 @@ class Api:
         return HttpResponse(resp.status, out, resp.body)
 
     async def _delete_object(self, tenant: str, class_name: str, oid: ObjectId) -> HttpResponse:
+        usage = self.state.usage.get(tenant)
+        usage.learn((class_name, oid.raw))  # its size, before it is gone
         await self.host.delete_object(tenant, class_name, oid)
-        self.state.usage.get(tenant).forget((class_name, oid.raw))
+        usage.forget((class_name, oid.raw))
         return json_response(200, {"class": class_name, "id": oid.hex, "deleted": True})
 
     async def _storage(

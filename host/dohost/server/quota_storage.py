@@ -9,9 +9,13 @@ written, and the guest sees an error status, never a trap. The object quota is c
 before an event is delivered (`admit`), since an event of a new object may create it.
 
 Sizes are the storage layer's own `bytes_used` (sum of len(key)+len(value)). At start
-the usage is loaded from the storage's object listing, whose size for `sqlite` objects
-is the database file's (and which lists every object file, also one whose only events
-wrote nothing); commits then replace it with the KV byte count.
+a `kv`-backed class is loaded as two numbers per class (objects, bytes: one SQLite
+aggregate over its registry rows, `TenantUsage.load_class`), so that a restart does not
+grow with the stored objects; an object leaves that aggregate for the per-object map the
+first time anything counts it (`learn`: one registry read, once per object and process).
+A `sqlite`-backed class is still loaded object by object from its listing, whose size is
+the database file's (and which lists every object file, also one whose only events wrote
+nothing); commits then replace it with the KV byte count.
 
 Thread safety: wrappers run on worker threads (or inline on the loop thread); every
 shared number is changed under `TenantUsage.lock`.
@@ -20,6 +24,7 @@ shared number is changed under `TenantUsage.lock`.
 from __future__ import annotations
 
 import contextlib
+import functools
 import threading
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -33,6 +38,8 @@ if TYPE_CHECKING:
     from dohost.server.shared_state import SharedState
 
 ObjectKey = tuple[str, bytes]  # (class, object id)
+# (class, object id) -> the committed size of a kv-backed object, None if it stored nothing
+SizeLookup = Callable[[str, bytes], int | None]
 _T = TypeVar("_T")
 
 
@@ -60,8 +67,13 @@ class TenantUsage:
         self.max_bytes = max_bytes
         self.max_objects = max_objects
         self.lock = threading.Lock()
-        self.objects: dict[ObjectKey, int] = {}  # committed size of each stored object
-        self.total = 0
+        # Committed size of each stored object known one by one; `unlisted` holds the
+        # others (kv-backed classes, loaded as aggregates): class -> [objects, bytes].
+        self.objects: dict[ObjectKey, int] = {}
+        self.unlisted: dict[str, list[int]] = {}
+        self._learned: set[ObjectKey] = set()  # keys `learn` has settled
+        self.lookup: SizeLookup | None = None
+        self.total = 0  # committed bytes of all objects, `unlisted` included
         self._pending: dict[ObjectKey, int] = {}  # size change of each event in flight
         self._reserved = 0  # sum of the positive size changes in `_pending`
         self._admitted: dict[ObjectKey, int] = {}  # new objects with events in flight
@@ -84,12 +96,16 @@ class TenantUsage:
         with self.shared.tenant_lock(self.tenant):
             yield self.shared.others_usage(self.tenant)
 
+    def _count(self) -> int:
+        """Stored objects (under `lock`)."""
+        return len(self.objects) + sum(u[0] for u in self.unlisted.values())
+
     def _publish(self) -> None:
         """Under `lock` and `_host_wide`: tell the other nodes our numbers."""
         if self.shared is not None:
             new = sum(1 for k in self._admitted if k not in self.objects)
             self.shared.publish_usage(
-                self.tenant, Usage(self.total, len(self.objects), self._reserved, new)
+                self.tenant, Usage(self.total, self._count(), self._reserved, new)
             )
 
     def publish(self) -> None:
@@ -99,7 +115,7 @@ class TenantUsage:
     def host_totals(self) -> tuple[int, int]:
         """(bytes, objects) of this tenant committed on the whole host."""
         with self.lock, self._host_wide() as others:
-            return self.total + others.bytes, len(self.objects) + others.objects
+            return self.total + others.bytes, self._count() + others.objects
 
     # ---------------------------------------------------------------- loading
 
@@ -109,16 +125,47 @@ class TenantUsage:
             self.objects[(class_name, object_id)] = size
             self.total += size - old
 
+    def load_class(self, class_name: str, objects: int, size: int) -> None:
+        """A kv-backed class's stored objects and bytes, as one aggregate."""
+        with self.lock:
+            u = self.unlisted.setdefault(class_name, [0, 0])
+            u[0] += objects
+            u[1] += size
+            self.total += size
+
+    def learn(self, key: ObjectKey) -> None:
+        """Before `key` is counted (admitted, its storage opened, deleted): move it out of
+        its class's aggregate into the per-object map, with its committed size."""
+        if key in self._learned:
+            return
+        with self.lock:
+            u = self.unlisted.get(key[0])
+            if not u or u[0] == 0 or key in self.objects or self.lookup is None:
+                self._learned.add(key)
+                return
+            lookup = self.lookup
+        size = lookup(*key)  # a registry read, outside the lock
+        with self.lock:
+            if key in self._learned:
+                return
+            self._learned.add(key)
+            u = self.unlisted.get(key[0])
+            if size is None or not u or u[0] == 0 or key in self.objects:
+                return
+            u[0] -= 1
+            u[1] -= size
+            self.objects[key] = size  # the bytes move; the totals stay
+
     def bytes_by_class(self) -> dict[str, int]:
         with self.lock:
-            out: dict[str, int] = {}
+            out: dict[str, int] = {cls: u[1] for cls, u in self.unlisted.items()}
             for (cls, _), size in self.objects.items():
                 out[cls] = out.get(cls, 0) + size
             return out
 
     def objects_by_class(self) -> dict[str, int]:
         with self.lock:
-            out: dict[str, int] = {}
+            out: dict[str, int] = {cls: u[0] for cls, u in self.unlisted.items()}
             for cls, _ in self.objects:
                 out[cls] = out.get(cls, 0) + 1
             return out
@@ -129,13 +176,14 @@ class TenantUsage:
         """Before an event: an object that does not exist yet counts against the object
         quota while its event runs. Raises QUOTA_EXCEEDED when there is no room; pair
         every successful call with `release`."""
+        self.learn(key)
         with self.lock:
             if key in self.objects or key in self._admitted:
                 self._admitted[key] = self._admitted.get(key, 0) + 1
                 return
             with self._host_wide() as others:
                 new = sum(1 for k in self._admitted if k not in self.objects)
-                used = len(self.objects) + new + others.objects + others.reserved_objects
+                used = self._count() + new + others.objects + others.reserved_objects
                 if used >= self.max_objects:
                     raise DohostError(
                         Code.QUOTA_EXCEEDED,
@@ -157,7 +205,7 @@ class TenantUsage:
                     self._publish()
 
     def forget(self, key: ObjectKey) -> None:
-        """The object was deleted."""
+        """The object was deleted (`learn` it before deleting it)."""
         with self.lock, self._host_wide():
             self.total -= self.objects.pop(key, 0)
             self._set_pending(key, 0)
@@ -169,6 +217,8 @@ class TenantUsage:
             for key in [k for k in self.objects if k[0] == class_name]:
                 self.total -= self.objects.pop(key)
                 self._set_pending(key, 0)
+            self.total -= self.unlisted.pop(class_name, [0, 0])[1]
+            self._learned = {k for k in self._learned if k[0] != class_name}
             self._publish()
 
     def rename_class(self, old: str, new: str) -> None:
@@ -176,6 +226,9 @@ class TenantUsage:
         with self.lock:
             for key in [k for k in self.objects if k[0] == old]:
                 self.objects[(new, key[1])] = self.objects.pop(key)
+            if old in self.unlisted:
+                self.unlisted[new] = self.unlisted.pop(old)
+            self._learned = {(new, k[1]) if k[0] == old else k for k in self._learned}
 
     # ---------------------------------------------------------------- storage quota
 
@@ -270,6 +323,7 @@ class QuotaStorage:
         self._usage = usage
         self._class = class_name
         self._key: ObjectKey = (class_name, oid.raw)
+        usage.learn(self._key)
         self._start: int | None = None  # object size before the event's first write
         self._wrote = False
         self._read = 0
@@ -412,6 +466,8 @@ class UsageBook:
         self._tenants: dict[str, TenantUsage] = {}
         self._lock = threading.Lock()
         self.shared: SharedState | None = None
+        # (tenant, class, object id) -> committed size: TenantUsage.learn's registry read
+        self.lookup: Callable[[str, str, bytes], int | None] | None = None
 
     def get(self, tenant: str) -> TenantUsage:
         usage = self._tenants.get(tenant)
@@ -422,6 +478,8 @@ class UsageBook:
                     max_bytes, max_objects = self._quotas(tenant)
                     usage = TenantUsage(tenant, max_bytes, max_objects)
                     usage.shared = self.shared
+                    if self.lookup is not None:
+                        usage.lookup = functools.partial(self.lookup, tenant)
                     self._tenants[tenant] = usage
         return usage
 

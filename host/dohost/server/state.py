@@ -23,6 +23,7 @@ from dohost.server.quota_storage import UsageBook
 from dohost.server.quotas import QuotaBook, Quotas
 from dohost.server.shared_state import SharedState, shared_path
 from dohost.server.tenancy import Tenancy
+from dohost.storage.api import Backend
 
 
 @dataclass
@@ -60,6 +61,7 @@ class ServerState:
             return q.storage_bytes, q.objects
 
         usage = UsageBook(usage_limits)
+        usage.lookup = host.storage.kv_object_size
         if shared is not None:
             quotas.shared = shared
             usage.shared = shared
@@ -122,8 +124,15 @@ class ServerState:
 
 
 def _load_usage(host: Host, usage: UsageBook, node: NodeContext | None) -> None:
+    owns = None if node is None else node.owns
     for row in host.system.classes():
         tenant_usage = usage.get(row.tenant)
+        if row.storage == Backend.KV:
+            # Two numbers per class, not one entry per object (quota_storage.py).
+            tenant_usage.load_class(
+                row.name, *host.storage.kv_class_usage(row.tenant, row.name, owns)
+            )
+            continue
         after: bytes | None = None
         while True:
             page = host.storage.list_objects(

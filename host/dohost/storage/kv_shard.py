@@ -97,6 +97,8 @@ _UPSERT_OBJECT = (
 )
 _DELETE_OBJECT = "DELETE FROM objects WHERE object_id=?"
 _OBJECT_ROW = "SELECT object_id, class, name, bytes, created_ms FROM objects WHERE object_id=?"
+_CLASS_USAGE = "SELECT count(*), coalesce(sum(bytes), 0) FROM objects WHERE class=?"
+_CLASS_SIZES = "SELECT object_id, bytes FROM objects WHERE class=?"
 _OBJECTS_OF_CLASS = (
     "SELECT object_id, class, name, bytes, created_ms FROM objects"
     " WHERE class=? AND object_id>? ORDER BY object_id LIMIT ?"
@@ -397,6 +399,26 @@ class KvShard:
             raise storage_error(f"renaming class rows in {self.path} failed: {e}") from e
         finally:
             conn.close()
+
+    def class_usage(
+        self, class_name: str, owns: Callable[[bytes], bool] | None = None
+    ) -> tuple[int, int]:
+        """(objects, bytes) of the registry rows of `class_name` (those `owns` accepts):
+        one aggregate query, not one Python object per stored object."""
+        if self._closed:
+            raise self._closed_error()
+        try:
+            if owns is None:
+                n, size = self._reader().execute(_CLASS_USAGE, (class_name,)).fetchone()
+                return int(n), int(size)
+            n = size = 0
+            for oid, b in self._reader().execute(_CLASS_SIZES, (class_name,)):
+                if owns(oid):
+                    n += 1
+                    size += b
+            return n, size
+        except apsw.Error as e:
+            raise self._read_error(e) from e
 
     def list_objects(self, class_name: str, after: bytes, limit: int) -> list[ObjectRow]:
         """Registry rows of `class_name` with object_id > `after`, by object id."""
