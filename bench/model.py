@@ -151,3 +151,29 @@ class MicroRow:
         d = asdict(self)
         d["over_floor"] = self.over_floor
         return d
+
+
+@dataclass
+class TargetRow:
+    """A row of the issue's table measured against an absolute target (no workerd
+    counterpart, or a dohost-only measure): `value` in `unit`, met when it is on the
+    right side of `target` (`at_most`: lower is better)."""
+
+    key: str
+    name: str
+    value: float
+    unit: str
+    target: float
+    at_most: bool
+    note: str = ""
+    check: str = "ok"
+
+    @property
+    def meets_target(self) -> bool:
+        v = self.value
+        return v == v and (v <= self.target if self.at_most else v >= self.target)
+
+    def to_json(self) -> dict[str, Any]:
+        d = asdict(self)
+        d["meets_target"] = self.meets_target
+        return d

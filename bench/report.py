@@ -6,7 +6,13 @@ import math
 from pathlib import Path
 from typing import Any
 
-from bench.model import MicroRow, ResidentPoint, Row, StorePoint
+from bench.model import MicroRow, ResidentPoint, Row, StorePoint, TargetRow
+
+# Issue 19's table, in its order: side-by-side row keys (ratio targets) and absolute rows.
+ISSUE_ROWS = [
+    "incr-c32", "incr-c1", "create", "rand-c32", "sql-insert-c1", "calls", "cold",
+    "residents", "alarms-1000", "alarms-10000", "restart-1000", "restart-100000",
+]  # fmt: skip
 
 
 def _num(x: float, digits: int = 0) -> str:
@@ -45,6 +51,51 @@ def side_table(rows: list[Row]) -> str:
             f"| {_num(r.dohost.value)} | {_lat(r.workerd)} | {_lat(r.dohost)} | {_cpu(r)} "
             f"| **{_num(r.ratio, 2)}**{mark} | {pairs} | {f'≥ {r.target:g}' if r.target else '–'} "
             f"| {check} |"
+        )
+    return "\n".join(out)
+
+
+def _value(x: float, unit: str) -> str:
+    return f"{_num(x)} {unit}" if x == x else "–"
+
+
+def issue_table(rows: list[Row], targets: list[TargetRow]) -> str:
+    """Every row of issue 19 measured in this run: ratio against workerd where workerd
+    has the row, the absolute value where it has not, with the target and ✓/✗."""
+    by_key: dict[str, Row | TargetRow] = {r.key: r for r in rows}
+    by_key.update({t.key: t for t in targets})
+    out = [
+        "| row | dohost | workerd | dohost advantage (×) | server CPU µs/req workerd / dohost "
+        "| target | met |",
+        "|---|--:|--:|--:|--:|--:|:-:|",
+    ]
+    for key in ISSUE_ROWS:
+        r = by_key.get(key)
+        if r is None:
+            continue
+        if isinstance(r, Row):
+            name = f"{r.workload} {r.conc}".strip()
+            out.append(
+                f"| {name} | {_value(r.dohost.value, r.unit)} | {_value(r.workerd.value, r.unit)} "
+                f"| **{_num(r.ratio, 2)}** | {_cpu(r)} | ≥ {r.target:g}× "
+                f"| {'✓' if r.meets_target else '✗'} |"
+            )
+        else:
+            sign = "≤" if r.at_most else "≥"
+            out.append(
+                f"| {r.name} | {_value(r.value, r.unit)} | – | – | | {sign} {r.target:,g} {r.unit} "
+                f"| {'✓' if r.meets_target else '✗'} |"
+            )
+    return "\n".join(out)
+
+
+def target_table(targets: list[TargetRow]) -> str:
+    out = ["| measure | dohost | target | met | note | check |", "|---|--:|--:|:-:|---|---|"]
+    for t in targets:
+        sign = "≤" if t.at_most else "≥"
+        out.append(
+            f"| {t.name} | {_value(t.value, t.unit)} | {sign} {t.target:,g} {t.unit} "
+            f"| {'✓' if t.meets_target else '✗'} | {t.note} | {t.check} |"
         )
     return "\n".join(out)
 
@@ -119,7 +170,9 @@ def noise_summary(
 
 def markdown(rec: dict[str, Any], rows: list[Row], store: list[StorePoint],
              resident: list[ResidentPoint], micro: list[MicroRow],
-             profiles: dict[str, dict[str, Any]]) -> str:  # fmt: skip
+             profiles: dict[str, dict[str, Any]],
+             targets: list[TargetRow] | None = None) -> str:  # fmt: skip
+    targets = targets or []
     m, v = rec["machine"], rec["versions"]
     lines = [
         f"# dohost benchmarks, {rec['date']} ({v['dohost']})",
@@ -146,6 +199,16 @@ def markdown(rec: dict[str, Any], rows: list[Row], store: list[StorePoint],
     if rec.get("profiled"):
         lines += ["**Profiled run**: py-spy sampled the dohost server during its loads; its "
                   "numbers are perturbed by the sampling.", ""]  # fmt: skip
+    if any(r.key in ISSUE_ROWS for r in [*rows, *targets]):
+        lines += [
+            "## Issue 19: every row, per core (`--processes 1`)",
+            "",
+            "Side-by-side rows: the median of the interleaved pairs' ratios (below); rows "
+            "without a workerd counterpart: the absolute value against the absolute target.",
+            "",
+            issue_table(rows, targets),
+            "",
+        ]
     if rows:
         lines += [
             "## dohost vs workerd (interleaved A/B)",
@@ -169,6 +232,8 @@ def markdown(rec: dict[str, Any], rows: list[Row], store: list[StorePoint],
             lines += ["Notes:", "", *notes, ""]
         if checked:
             lines += ["Correctness checks:", "", *checked, ""]
+    if targets:
+        lines += ["## Rows with absolute targets (dohost)", "", target_table(targets), ""]
     if store:
         lines += ["## Scale: objects created and stored (dohost)", "", store_table(store), ""]
     if resident:

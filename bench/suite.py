@@ -12,6 +12,11 @@ Workloads (default: all):
     rss       RSS per resident object, N residents
     sql       100 single-row SQL INSERTs, and a 100-row SELECT as JSON, in one request;
               one object, c=1 (bench/sql_http.py)
+    calls     object -> object call, per call (bench/calls_micro.py)
+  dohost alone, against absolute targets:
+    restart   restart -> first response with 10^3 and 10^5 stored objects (bench/restart.py)
+    alarms    alarm lateness p99, 1,000 and 10,000 alarms due in one second
+              (bench/alarm_lateness.py)
   dohost alone:
     store     objects created and stored at 10^3, 10^4, 10^5 (+10^6 with --full):
               time and disk per object, restart -> first response
@@ -19,7 +24,8 @@ Workloads (default: all):
     micro     micro-benchmarks beside their physical floors
     ws        WebSocket broadcast to 1,000 members of a chat-room: messages/s, delivery
               p99, memory per idle connection (bench/ws_fanout.py; in the micro table)
-  groups: side (the first seven), scale (store, resident), all
+  groups: side (the first eight), scale (store, resident), issue19 (every row of issue
+  19: incr objects sql calls cold restart alarms resident), all
 
 Options: --quick (short: 2 s loads, 1 repetition, 2,000 objects), --full (10 s loads,
 3 repetitions, 10^6 stored objects), --durability os (dohost without fsync; rows are
@@ -56,12 +62,15 @@ from bench.common import (
     versions,
     write_json,
 )
-from bench.model import MicroRow, ResidentPoint, StorePoint
+from bench.model import MicroRow, ResidentPoint, StorePoint, TargetRow
 
-SIDE = ["noop", "read", "incr", "objects", "cold", "rss", "sql"]
+SIDE = ["noop", "read", "incr", "objects", "cold", "rss", "sql", "calls"]
+TARGETED = ["restart", "alarms"]
 SCALE = ["store", "resident"]
-ALL = [*SIDE, *SCALE, "micro", "ws"]
-ALIASES = {"create": ["objects"], "rand": ["objects"], "side": SIDE, "scale": SCALE, "all": ALL}
+ALL = [*SIDE, *TARGETED, *SCALE, "micro", "ws"]
+ISSUE19 = ["incr", "objects", "sql", "calls", "cold", "restart", "alarms", "resident"]
+ALIASES = {"create": ["objects"], "rand": ["objects"], "side": SIDE, "scale": SCALE,
+           "issue19": ISSUE19, "all": ALL}  # fmt: skip
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
@@ -154,6 +163,8 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
         "cold_reps": 3 if quick else 5,
         "store_sizes": [10**3, 10**4] if quick else [10**3, 10**4, 10**5],
         "resident_sizes": [10**3, 10**4] if quick else [10**3, 10**4, 3 * 10**4],
+        "restart_sizes": [10**3, 10**4] if quick else [10**3, 10**5],
+        "alarm_sizes": [10**3] if quick else [10**3, 10**4],
         # time caps: a slow disk (or peer) shortens a load instead of the run overrunning
         "create_cap_s": 20.0 if quick else 600.0 if full else 60.0,
         "store_cap_s": 60.0 if quick else 3600.0 if full else 120.0,
@@ -173,6 +184,25 @@ def settings(args: argparse.Namespace) -> dict[str, Any]:
 def _failed(check: str) -> bool:
     """A scale point's check failed: anything but "ok" and time-cap notes."""
     return any(not part.startswith("time cap") for part in check.split("; ") if part != "ok")
+
+
+def residents_row(points: list[ResidentPoint]) -> TargetRow:
+    """Issue 19's "residents per process": the most residents a point held with every
+    check passed, beside the ceiling the host derives from vm.max_map_count."""
+    held = max((p.residents for p in points if p.check == "ok" and p.residents >= 0), default=0)
+    note = "the most resident objects a scale point held (all checks passed)"
+    try:
+        from dohost.runtime import engine
+
+        note += (
+            f"; the host's ceiling here: {engine.resident_ceiling():,} "
+            f"({engine.MAPPINGS_PER_INSTANCE} memory mappings per resident, "
+            "vm.max_map_count − a reserve)"
+        )
+    except (ImportError, AttributeError):
+        pass
+    return TargetRow("residents", "residents per process", held, "objects", 32_768,
+                     at_most=False, note=note)  # fmt: skip
 
 
 TREE_ENV = "DOHOST_BENCH_TREE"
@@ -248,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
     store: list[StorePoint] = []
     resident: list[ResidentPoint] = []
     micro_rows: list[MicroRow] = []
+    targets: list[TargetRow] = []
     errors: list[str] = []
     rec["errors"] = errors
     try:
@@ -261,10 +292,38 @@ def main(argv: list[str] | None = None) -> int:
         rec["versions"] = vers
         ui.say(f"running {', '.join(sel)} ({rec['settings']}); dohost durability {args.durability}")
         with ui.live():
-            side = {w for w in sel if w in SIDE}
+            side = {w for w in sel if w in SIDE and w != "calls"}
             phases: list[tuple[str, Callable[[], None]]] = []
             if side:
                 phases.append(("side by side", lambda: sidebyside.run(ctx, side)))
+            if "calls" in sel:
+
+                def run_calls() -> None:
+                    ui.say("side by side: object → object calls")
+                    from bench import calls_side
+
+                    ctx.rows.extend(calls_side.run(s["reps"], not args.full, ctx.dlabel()))
+
+                phases.append(("calls", run_calls))
+            if "restart" in sel:
+
+                def run_restart() -> None:
+                    from bench import restart
+
+                    targets.extend(restart.run(ctx, s["restart_sizes"]))
+
+                phases.append(("restart", run_restart))
+            if "alarms" in sel:
+
+                def run_alarms() -> None:
+                    ui.say(f"alarm lateness ({', '.join(f'{n:,}' for n in s['alarm_sizes'])})")
+                    from bench import alarm_lateness
+
+                    targets.extend(
+                        alarm_lateness.run(s["alarm_sizes"], args.durability, ctx.dlabel())
+                    )
+
+                phases.append(("alarms", run_alarms))
             if "store" in sel:
                 phases.append(("store", lambda: store.extend(
                     scale.run_store(ctx, s["store_sizes"], s["store_cap_s"]))))  # fmt: skip
@@ -303,6 +362,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
         return 130
+    if resident:
+        targets.append(residents_row(resident))
     if args.profile and prof_dir.exists():
         from bench.profile import summarize
 
@@ -316,13 +377,14 @@ def main(argv: list[str] | None = None) -> int:
     png = out_dir / f"{stem}.png"
     if not args.no_write and report.plot(png, ctx.rows, store, resident):
         rec["plot"] = str(png.relative_to(out_dir.parent.parent) if png.is_absolute() else png)
-    md = report.markdown(rec, ctx.rows, store, resident, micro_rows, profiles)
+    md = report.markdown(rec, ctx.rows, store, resident, micro_rows, profiles, targets)
     print(md)
     if not args.no_write:
         rec["side_by_side"] = [r.to_json() for r in ctx.rows]
         rec["scale_store"] = [p.to_json() for p in store]
         rec["scale_resident"] = [p.to_json() for p in resident]
         rec["micro"] = [m.to_json() for m in micro_rows]
+        rec["targets"] = [t.to_json() for t in targets]
         rec["profiles"] = profiles
         write_json(out_dir / f"{stem}.json", rec)
         (out_dir / f"{stem}.md").write_text(md + "\n")
@@ -331,6 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     failed = [r.key for r in ctx.rows if r.checks] + errors
     failed += [f"store {p.n}" for p in store if _failed(p.check)]
     failed += [f"resident {p.n}" for p in resident if _failed(p.check)]
+    failed += [t.key for t in targets if t.check != "ok"]
     if failed:
         print(f"bench: correctness checks FAILED: {', '.join(failed)}", file=sys.stderr)
         return 2
