@@ -39,6 +39,7 @@ ROUND_TWO = {
     "log_flood",
     "cbor_bombs",
     "fd_write_iovecs",
+    "ws_flood",  # (tests/reliability/test_hostile_broadcast.py)
 }
 
 

@@ -16,6 +16,15 @@ what the kernel does not take is queued (bounded: a client that does not read is
 closed with 1008), and a writer task runs only while something is queued. So a
 broadcast to 1,000 connections is 1,000 `send` calls and no awaits, and an idle
 connection holds one task and no buffers.
+
+No broadcast holds the loop (issue 15): an event may send 32 MiB per recipient, so its
+output is applied in steps of at most `APPLY_PAIRS_PER_STEP` (message, recipient)
+pairs and `DIRECT_BYTES_PER_STEP` bytes written straight to sockets; the rest of an
+object's output waits in its backlog (in order, behind which later events' output
+queues) for a pump task that does one step per loop turn. Writer tasks send at most
+`WRITE_CHUNK` bytes at a time, and at most `WRITERS_AT_ONCE` of them send in one loop
+turn host-wide. A client that leaves more than `send_queue_bytes` unread is still
+closed with 1008.
 """
 
 from __future__ import annotations
@@ -61,15 +70,34 @@ log = logging.getLogger("dohost.websockets")
 Deliver = Callable[[str, str, ObjectId, str, bytes], Awaitable["EventOutcome | None"]]
 
 RECV_BYTES = 65_536
+# Output per loop turn (see the module docstring): (message, recipient) pairs handed to
+# connections and bytes written straight to sockets per step of an object's backlog,
+# bytes per send of a writer task, and writer sends per loop turn host-wide.
+APPLY_PAIRS_PER_STEP = 1024
+DIRECT_BYTES_PER_STEP = 256 * 1024
+WRITE_CHUNK = 64 * 1024
+WRITERS_AT_ONCE = 4
 # After the host sends a close frame: how long the client has to answer before the TCP
 # connection is cut.
 CLOSE_WAIT_S = 5.0
 
 
+class _Output:
+    """One event's output not yet handed to its connections: `ops` from op `i`; of a
+    send, its encoded frame and the next recipient `j`."""
+
+    __slots__ = ("frame", "i", "j", "ops")
+
+    def __init__(self, ops: list[WsSend | WsClose]) -> None:
+        self.ops = ops
+        self.i = self.j = 0
+        self.frame: bytes | None = None
+
+
 class ObjectSockets:
     """One object's connections (insertion order = accept order) and auto-response."""
 
-    __slots__ = ("auto_response", "class_name", "conns", "key", "oid", "tenant")
+    __slots__ = ("auto_response", "backlog", "class_name", "conns", "key", "oid", "tenant")
 
     def __init__(self, key: WsKey, oid: ObjectId) -> None:
         self.key = key
@@ -77,6 +105,9 @@ class ObjectSockets:
         self.oid = oid
         self.conns: dict[int, WsConnection] = {}
         self.auto_response: tuple[bytes, bytes] | None = None
+        # Committed output still to hand to the connections, oldest first; None when
+        # empty (no pump task runs then).
+        self.backlog: collections.deque[_Output] | None = None
 
 
 class WsConnection:
@@ -85,6 +116,7 @@ class WsConnection:
     __slots__ = (
         "attachment",
         "auto_response_at",
+        "close_queued",
         "closing",
         "drained",
         "failure",
@@ -113,7 +145,7 @@ class WsConnection:
         self.proto = Connection(ConnectionType.SERVER)
         # Bytes the kernel did not take yet; None while empty (most connections, most of
         # the time: an empty deque costs ~600 bytes).
-        self.out: collections.deque[bytes] | None = None
+        self.out: collections.deque[bytes | memoryview] | None = None
         self.out_bytes = 0
         self.nursery: trio.Nursery | None = None  # while serving: for the writer task
         self.raw: socket.socket | None = None  # set while serving
@@ -121,6 +153,9 @@ class WsConnection:
         self.drained: trio.Event | None = None  # set when the writer task ends
         # Set once the host stopped treating it as open (closed by either side, failed).
         self.closing = False
+        # An event closed it and the close waits in the object's backlog behind earlier
+        # output: events no longer see it, the frames queued before still go out.
+        self.close_queued = False
         self.scope: trio.CancelScope | None = None
         # A failure found outside the reader (send queue full): the reader reports it
         # (error, then close event) in order with the connection's other events. The
@@ -130,21 +165,25 @@ class WsConnection:
 
     # ------------------------------------------------------------ output (loop thread)
 
-    def send_frame(self, frame: bytes) -> None:
-        """Queue bytes for the client, writing at once what the kernel takes. (Callers
-        check `closing` for data frames; close frames go out after it is set.)"""
+    def send_frame(self, frame: bytes | memoryview, direct: int = DIRECT_BYTES_PER_STEP) -> int:
+        """Queue bytes for the client, writing at once what the kernel takes, up to
+        `direct` bytes (the rest goes to the writer task). Returns the bytes written
+        at once. (Callers check `closing` for data frames; close frames go out after
+        it is set.)"""
         raw = self.raw
         out = self.out
-        if raw is not None and not out:
+        sent = 0
+        if raw is not None and not out and direct > 0:
             try:
-                sent = raw.send(frame)
+                sent = raw.send(frame if len(frame) <= direct else memoryview(frame)[:direct])
             except BlockingIOError:
                 sent = 0
             except OSError:
-                return  # the reader sees the broken connection
+                return 0  # the reader sees the broken connection
+            self.registry.bytes_written += sent
             if sent == len(frame):
-                return
-            frame = frame[sent:]
+                return sent
+            frame = memoryview(frame)[sent:]
         if out is None:
             out = self.out = collections.deque()
         out.append(frame)
@@ -159,34 +198,42 @@ class WsConnection:
                 f"the client did not read: more than {self.registry.send_queue_bytes} bytes "
                 "were waiting to be sent",
             )
-            return
+            return sent
         nursery = self.nursery
         if raw is not None and not self.writer and nursery is not None:
             self.writer = True
             nursery.start_soon(self._drain)
+        return sent
 
     async def _drain(self) -> None:
         raw = self.raw
+        registry = self.registry
         try:
             while self.out and raw is not None:
                 await trio.lowlevel.wait_writable(raw)
-                out = self.out
-                if not out:
-                    break  # dropped meanwhile (the connection failed)
-                frame = out[0]
-                try:
-                    sent = raw.send(frame)
-                except BlockingIOError:
-                    continue
-                except OSError:
-                    self.out = None
-                    self.out_bytes = 0
-                    return
+                # At most WRITERS_AT_ONCE writers send per loop turn, host-wide (the
+                # limiter's token is taken with a checkpoint: it spans a turn).
+                async with registry.write_turns:
+                    out = self.out
+                    if not out:
+                        break  # dropped meanwhile (the connection failed)
+                    frame = out[0]
+                    try:
+                        sent = raw.send(
+                            frame if len(frame) <= WRITE_CHUNK else memoryview(frame)[:WRITE_CHUNK]
+                        )
+                    except BlockingIOError:
+                        continue
+                    except OSError:
+                        self.out = None
+                        self.out_bytes = 0
+                        return
+                registry.bytes_written += sent
                 self.out_bytes -= sent
                 if sent == len(frame):
                     out.popleft()
                 else:
-                    out[0] = frame[sent:]
+                    out[0] = memoryview(frame)[sent:]  # (no copy of the rest)
             self.out = None
         finally:
             self.writer = False
@@ -332,6 +379,9 @@ class WebSockets:
             send_queue_bytes if send_queue_bytes is not None else 2 * max_message_bytes + 65_536
         )
         self.wall_ms = wall_ms
+        # Writer sends per loop turn, host-wide; bytes written to sockets (all time).
+        self.write_turns = trio.CapacityLimiter(WRITERS_AT_ONCE)
+        self.bytes_written = 0
         # Per-tenant connection limit (quotas), None: no limit. Set by the server.
         self.tenant_limit: Callable[[str], int | None] | None = None
         self._objects: dict[WsKey, ObjectSockets] = {}
@@ -357,14 +407,16 @@ class WebSockets:
             return ()
         # list() of a dict's values is one C call under the GIL: a consistent snapshot even
         # while the loop changes the dict.
-        return [c for c in list(obj.conns.values()) if not c.closing]
+        return [c for c in list(obj.conns.values()) if not (c.closing or c.close_queued)]
 
     def connection(self, key: WsKey, conn_id: int) -> WsConnection | None:
         obj = self._objects.get(key)
         if obj is None:
             return None
         conn = obj.conns.get(conn_id)
-        return conn if conn is not None and not conn.closing else None
+        if conn is None or conn.closing or conn.close_queued:
+            return None
+        return conn
 
     def new_id(self) -> int:
         return next(self._ids)  # itertools.count is atomic under the GIL
@@ -409,19 +461,72 @@ class WebSockets:
                 c.attachment = data
         if ws.auto_response_set:
             obj.auto_response = ws.auto_response
+        if not ws.output:
+            return
         for op in ws.output:
-            if isinstance(op, WsSend):
-                frame = encode_frame(op.kind, op.data)  # once for all its recipients
-                for conn_id in op.ids:
-                    c = obj.conns.get(conn_id)
-                    if c is not None and not c.closing:
-                        c.send_frame(frame)
-            elif isinstance(op, WsClose):
+            if isinstance(op, WsClose):
                 c = obj.conns.get(op.id)
-                if c is not None and not c.closing:
-                    c.send_close(op.code, op.reason)
-                    self.remove(c)  # an object's own close gets no close event
-                    self._cut_later(c)
+                if c is not None:
+                    c.close_queued = True  # later events no longer see it
+        pumping = obj.backlog is not None
+        if obj.backlog is None:
+            obj.backlog = collections.deque()
+        obj.backlog.append(_Output(ws.output))
+        if not pumping and not self._output_step(obj):
+            if self.background is None:
+                while not self._output_step(obj):
+                    pass
+            else:
+                self.background.start_soon(self._pump, obj)
+
+    def _output_step(self, obj: ObjectSockets) -> bool:
+        """Hand the object's backlog to its connections, in order, up to one step's
+        budget (APPLY_PAIRS_PER_STEP, DIRECT_BYTES_PER_STEP). True when it is empty."""
+        backlog = obj.backlog
+        assert backlog is not None
+        pairs = 0
+        direct = DIRECT_BYTES_PER_STEP
+        while backlog:
+            work = backlog[0]
+            ops = work.ops
+            while work.i < len(ops):
+                op = ops[work.i]
+                if isinstance(op, WsSend):
+                    frame = work.frame
+                    if frame is None:  # encoded once for all its recipients
+                        frame = work.frame = encode_frame(op.kind, op.data)
+                        pairs += len(frame) // WRITE_CHUNK  # (the copy is work too)
+                    ids = op.ids
+                    while work.j < len(ids):
+                        if pairs >= APPLY_PAIRS_PER_STEP:
+                            return False
+                        c = obj.conns.get(ids[work.j])
+                        work.j += 1
+                        pairs += 1
+                        if c is not None and not c.closing:
+                            direct -= c.send_frame(frame, direct)
+                    work.frame = None
+                    work.j = 0
+                elif isinstance(op, WsClose):
+                    c = obj.conns.get(op.id)
+                    if c is not None and not c.closing:
+                        c.send_close(op.code, op.reason)
+                        self.remove(c)  # an object's own close gets no close event
+                        self._cut_later(c)
+                work.i += 1
+            backlog.popleft()
+        obj.backlog = None
+        return True
+
+    async def _pump(self, obj: ObjectSockets) -> None:
+        """The rest of an object's backlog, one step per loop turn."""
+        try:
+            while True:
+                await trio.lowlevel.checkpoint()
+                if self._output_step(obj):
+                    return
+        finally:
+            obj.backlog = None  # (cancelled: the host is stopping; its output is dropped)
 
     def activation_dropped(self, key: WsKey) -> None:
         """An object without connections keeps its auto-response pair only while its
