@@ -1,4 +1,4 @@
-"""`dohost restore`: rebuild a data set's kv objects from a replica store
+"""`dohost restore`: rebuild a data set from a replica store
 (replica/restore.py), and the replica options shared by the commands that take a
 replica URL."""
 
@@ -102,9 +102,9 @@ def restore(
     at: str | None,
     durability: str,
 ) -> None:
-    """Rebuild the kv objects and their alarms of a replicated data set into a new
-    directory, as of now or of --at. (Tenants, classes and modules are not replicated
-    yet: deploy them again, or copy system.db and modules/ from a backup.)"""
+    """Rebuild a replicated data set into a new directory, as of now or of --at:
+    tenants, tokens, classes and modules, kv objects and their alarms. (SQL-backed
+    objects are not replicated yet.)"""
     from dohost.replica.restore import restore_kv
 
     at_ms = None if at is None else parse_time_ms(at)
@@ -124,7 +124,14 @@ def restore(
         f"restored {report.objects} objects ({report.alarms} with alarms) of "
         f"{report.partitions} partitions from {report.segments} segments into {data_dir} "
         f"in {took:.1f} s"
+        + (f", with tenants, classes and {report.modules} modules" if report.catalog else "")
     )
+    if not report.catalog:
+        click.echo(
+            "the replica holds no catalog (written by servers before this version): "
+            "create the tenants and deploy the classes again",
+            err=True,
+        )
     if report.ignored:
         click.echo(
             f"ignored {len(report.ignored)} segments outside the acknowledged history "

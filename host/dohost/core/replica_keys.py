@@ -8,6 +8,9 @@ Under the store's root (a directory, or an S3 bucket and prefix):
     p<partition>/e<epoch>/snap-s<seq>-t<ms>  a snapshot: the partition as of (epoch, seq),
                                              taken at wall-clock ms (in the key, so restore and
                                              retention choose a snapshot without reading it)
+    catalog/t<ms>-<writer>                   a copy of the system database (tenants, tokens,
+                                             classes, versions) taken at wall-clock ms
+    modules/<sha256>.wasm                    a module's bytes, named by their SHA-256
 
 Numbers are zero-padded decimals (partition 5 digits, epoch and seq 20: any u64; ms 13), so a
 listing in key order is in numeric order and a key says what it holds to a person reading
@@ -124,3 +127,31 @@ def parse_log_key(key: str) -> LogKey | None:
         return LogKey("segment", partition, epoch, seq) if seq <= MAX_U64 else None
     seq = int(m[5])
     return LogKey("snapshot", partition, epoch, seq, int(m[6])) if seq <= MAX_U64 else None
+
+
+_CATALOG_KEY = re.compile(r"catalog/t(\d{13})-([A-Za-z0-9_-]{1,64})")
+_MODULE_KEY = re.compile(r"modules/([0-9a-f]{64})\.wasm")
+CATALOG_PREFIX = "catalog/"
+
+
+def catalog_key(taken_ms: int, writer: str) -> str:
+    """A catalog copy's key; `writer` (letters, digits, '_', '-') keeps two writers of one
+    millisecond apart."""
+    _check_number("catalog time", taken_ms, MAX_MS)
+    key = f"{CATALOG_PREFIX}t{taken_ms:0{_MS_DIGITS}d}-{writer}"
+    if not _CATALOG_KEY.fullmatch(key):
+        raise DohostError(Code.INVALID_ARGUMENT, f"{writer!r} is not a catalog writer name")
+    return key
+
+
+def parse_catalog_key(key: str) -> int | None:
+    """The time a catalog key names; None for any other key."""
+    m = _CATALOG_KEY.fullmatch(key)
+    return None if m is None else int(m[1])
+
+
+def module_key(sha256: str) -> str:
+    key = f"modules/{sha256}.wasm"
+    if not _MODULE_KEY.fullmatch(key):
+        raise DohostError(Code.INVALID_ARGUMENT, f"{sha256!r} is not a module's SHA-256")
+    return key

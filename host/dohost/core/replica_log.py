@@ -40,6 +40,7 @@ MAGIC_SEGMENT = b"DOHSEG01"
 MAGIC_START = b"DOHSTA01"
 MAGIC_SNAPSHOT = b"DOHSNP01"
 MAGIC_FORMAT = b"DOHFMT01"
+MAGIC_CATALOG = b"DOHCAT01"
 _HEADER = struct.Struct(">8sQI")
 
 
@@ -382,3 +383,19 @@ def decode_format(data: bytes, where: str) -> int:
         return _int(m.get("partitions"), 1 << 16)
     except _Shape as e:
         raise corrupt(where, f"malformed FORMAT record ({e})") from None
+
+
+# ----------------------------------------------------------------------- catalog
+
+
+def encode_catalog(taken_ms: int, system_db: bytes) -> bytes:
+    """A copy of the system database (an SQLite file image) as of `taken_ms`."""
+    return seal(MAGIC_CATALOG, cbor.encode({"v": FORMAT_VERSION, "t": taken_ms, "db": system_db}))
+
+
+def decode_catalog(data: bytes, where: str) -> tuple[int, bytes]:
+    m = _body_map(MAGIC_CATALOG, data, where)
+    try:
+        return _int(m.get("t")), _bytes(m.get("db"))
+    except _Shape as e:
+        raise corrupt(where, f"malformed catalog ({e})") from None

@@ -11,9 +11,9 @@ A damaged object stops the restore with `replica_corrupt` naming it; a hole in t
 acknowledged history likewise. The target must be a new or empty directory, so a restore
 can never mix with live data.
 
-Not yet (issue 18): tenants, classes and modules (the system database) are not in the
-replica, so the restored directory holds the kv objects and their alarms only; sqlite
-objects are not replicated.
+The catalog (tenants, tokens, classes, versions, modules: replica/catalog.py) is
+restored first when the store holds one, so the directory serves as it is. Not yet
+(issue 18): sqlite objects are not replicated.
 """
 
 from __future__ import annotations
@@ -47,10 +47,12 @@ from dohost.core.replica_log import (
     decode_snapshot,
     decode_start,
 )
+from dohost.replica.catalog import restore_catalog
 from dohost.replica.store import ReplicaStore
 from dohost.storage.alarm_index import AlarmEntry, AlarmIndex
 from dohost.storage.api import Backend, Durability
 from dohost.storage.manager import RestoredKvObject, StorageManager
+from dohost.storage.partition_count import partition_count
 
 READ_THREADS = 8  # concurrent store reads (S3 round trips dominate a restore)
 
@@ -65,6 +67,8 @@ class RestoreReport:
     ends: dict[int, Position | None] = field(default_factory=dict)  # partition -> last position
     ignored: list[str] = field(default_factory=list)  # segments not in any history
     last_committed_ms: int = 0  # the commit time of the last change applied
+    catalog: bool = False  # the system database was restored
+    modules: int = 0
 
 
 def rebuild_partition(
@@ -107,9 +111,11 @@ def restore_kv(
     now_ms: int,
     at_ms: int | None = None,
     durability: str = Durability.FSYNC,
+    catalog: bool = True,
 ) -> RestoreReport:
-    """Rebuild the replica's kv objects (as of `at_ms`, or newest) in the new directory
-    `data_dir`."""
+    """Rebuild the replica's data set (as of `at_ms`, or newest) in the new directory
+    `data_dir`: the catalog (system database and modules, if the store holds one and
+    `catalog`), the kv objects and their alarms."""
     if data_dir.exists() and (not data_dir.is_dir() or any(data_dir.iterdir())):
         raise DohostError(
             Code.ALREADY_EXISTS,
@@ -159,6 +165,15 @@ def restore_kv(
                         AlarmEntry(tenant, obj.class_name, oid, obj.name, Backend.KV, obj.alarm)
                     )
     data_dir.mkdir(parents=True, exist_ok=True)
+    # The data set keeps the replica's partition count (objects keep their partitions).
+    partition_count(data_dir, partitions)
+    if catalog:
+        try:
+            report.modules = restore_catalog(store, data_dir, at_ms)
+            report.catalog = True
+        except DohostError as e:
+            if e.code is not Code.NOT_FOUND:
+                raise
     manager = StorageManager(data_dir, durability)
     try:
         for tenant, objects in sorted(by_tenant.items()):

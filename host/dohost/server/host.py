@@ -39,6 +39,7 @@ from dohost.core.websocket import (
     DEFAULT_MAX_MESSAGE_BYTES,
 )
 from dohost.replica import GATE_TIMEOUT_S
+from dohost.replica.catalog import CatalogShipper
 from dohost.replica.maintenance import MaintenancePolicy
 from dohost.replica.replicator import Replicator
 from dohost.replica.resync import CleanMarks, forget_clean, local_partitions
@@ -294,6 +295,17 @@ class Host:
                 # Registered before the storage, so it runs after the storage closed:
                 # the last commits are queued by then and get shipped.
                 stack.callback(self._close_replica)
+                if 0 in held:
+                    # One shipper of the catalog per data set: the owner of partition 0.
+                    catalog = CatalogShipper(
+                        self._replica,
+                        self.data_dir,
+                        writer=f"w{os.getpid()}",
+                        wall_clock_ms=lambda: int(self.wall_ms()),
+                        retention_ms=self.replicator.policy.retention_ms,
+                        registry=self.replicator.metrics.registry,
+                    )
+                    stack.callback(catalog.close)
             self.storage = StorageManager(
                 self.data_dir,
                 durability=self.durability,
