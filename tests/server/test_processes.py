@@ -8,6 +8,7 @@ opening connections until `/healthz` answers from that node.
 
 from __future__ import annotations
 
+import json
 import signal
 import socket
 import threading
@@ -197,6 +198,54 @@ def test_object_and_storage_quotas_are_exact_under_concurrent_nodes(
         assert usage["storage_bytes"] == 1000, usage
 
 
+def test_alarms_and_tail_answer_for_the_whole_host_on_any_node(server: ServerProcess) -> None:
+    token = server.new_tenant()
+    deploy(server, token, "call", "calltest.wasm")
+    owners = owned_names(server, token, "call", 10, path="/ping", method="GET")
+    a, b = owners[0][0], owners[1][0]
+    with server.client(token) as c:
+        for name, ms in ((b, 7_200_000), (a, 3_600_000)):
+            r = c.post(f"/v1/classes/call/objects/{name}/alarm_in", params={"ms": str(ms)})
+            assert r.status_code == 200, r.text
+    for node in (0, 1):
+        with client_on_node(server, token, node) as c:
+            alarms = c.get("/v1/alarms").json()["alarms"]
+            assert [x["name"] for x in alarms] == [a, b], alarms  # earliest first
+            assert c.get("/v1/alarms", params={"class": "nope"}).status_code == 404
+
+    # The tail on node 0 carries the events node 1 serves itself (requests that land on
+    # node 1), relayed from node 1's own stream.
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with client_on_node(server, token, 0) as c0, client_on_node(server, token, 1) as c1:
+            while not stop.is_set():
+                assert c0.get(f"/v1/classes/call/objects/{a}/ping").status_code == 200
+                r = c1.get(f"/v1/classes/call/objects/{b}/ping")
+                assert r.status_code == 200 and "x-dohost-via" not in r.headers
+
+    seen: set[str] = set()
+    with (
+        client_on_node(server, token, 0) as t,
+        t.stream("GET", "/v1/tail", params={"class": "call"}) as stream,
+    ):
+        th = threading.Thread(target=traffic)
+        th.start()
+        try:
+            for n, line in enumerate(stream.iter_lines()):
+                assert n < 100_000, seen
+                if line:
+                    record = json.loads(line)
+                    assert record["class"] == "call", record
+                    if record.get("path") == "/ping":
+                        seen.add(record["object"])
+                if seen == {a, b}:
+                    break
+        finally:
+            stop.set()
+            th.join(60)
+
+
 def test_metrics_of_any_node_report_the_whole_host(server: ServerProcess) -> None:
     token = server.new_tenant()
     name = server.names[token]
@@ -269,6 +318,10 @@ def test_sigstop_of_an_owner_fails_its_requests_clearly_and_sigcont_resumes(
             # Node 0's own objects are not held up.
             r = c0.post(f"/v1/classes/cc/objects/{owners[0][0]}/incr")
             assert r.status_code == 200 and r.headers["x-dohost-node"] == "0"
+            # A host-wide listing says it cannot be whole rather than leave node 1 out.
+            r = c0.get("/v1/alarms")
+            assert (r.status_code, error_code(r)) == (503, "owner_unavailable"), r.text
+            assert "node 1 did not answer" in r.json()["error"]["message"]
         finally:
             os.kill(pids[1], signal.SIGCONT)
         r = c0.get(f"/v1/classes/cc/objects/{owners[1][0]}/verify")

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import errno
 import socket
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -216,6 +217,52 @@ class Peers:
             raise
         stream = trio.SocketStream(trio.socket.from_stdlib_socket(sock))
         return Reply(status, headers, b"", False), stream, conn.buf
+
+    async def stream_lines(
+        self, peer: int, data: bytes, on_line: Callable[[bytes], Awaitable[None]]
+    ) -> None:
+        """Send a request for a streamed (chunked) answer on a connection of its own and
+        hand each line of its body to `on_line` (without the newline), until the peer
+        ends the stream. Raises NotDelivered, or OwnerLost when the answer is not a 200
+        stream or the connection breaks."""
+        conn = _Conn(await _connect(self.paths[peer]))
+        try:
+            await _send_all(conn.sock, data)
+            status, headers = parse_head(await _read_head(conn))
+            if status != 200 or ("transfer-encoding", "chunked") not in headers:
+                raise OwnerLost(f"the peer answered {status} to a stream request")
+            pending = b""
+            while True:
+                chunk = await _read_chunk(conn)
+                if chunk is None:
+                    return
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                if len(pending) > MAX_HEAD:
+                    raise OwnerLost("a streamed line is too long")
+                for line in lines:
+                    await on_line(line)
+        finally:
+            conn.close()
+
+
+async def _read_chunk(conn: _Conn) -> bytes | None:
+    """One chunk of a chunked body (None at its end)."""
+    while b"\r\n" not in conn.buf:
+        if len(conn.buf) > 64:
+            raise OwnerLost("a malformed chunk size line")
+        conn.buf += await _recv(conn)
+    size_line, conn.buf = conn.buf.split(b"\r\n", 1)
+    try:
+        size = int(size_line.split(b";")[0], 16)
+    except ValueError:
+        raise OwnerLost("a malformed chunk size line") from None
+    if size == 0:
+        return None
+    while len(conn.buf) < size + 2:
+        conn.buf += await _recv(conn)
+    chunk, conn.buf = conn.buf[:size], conn.buf[size + 2 :]
+    return chunk
 
 
 async def _send_all(sock: socket.socket, data: bytes) -> None:

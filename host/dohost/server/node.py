@@ -19,6 +19,7 @@ When the owner cannot be reached:
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -47,8 +48,12 @@ from dohost.storage.ownership_local import LocalOwnership
 log = logging.getLogger("dohost.node")
 
 OWNER_POLL_S = 0.05
+TAIL_RETRY_S = 0.5  # a peer's tail stream ended (it restarted): follow its next life
 CALL_PATH = "/_node/call"
 METRICS_PATH = "/_node/metrics"
+ALARMS_PATH = "/_node/alarms"
+TAIL_PATH = "/_node/tail"
+STATUS_PATH = "/_node/status"
 CALL_HEADER = "x-dohost-call"
 
 
@@ -239,26 +244,56 @@ class NodeContext:
 
     async def peer_metrics(self) -> list[tuple[int, bytes | None]]:
         """Every other node's own metrics (None for a node that did not answer)."""
-        out: list[tuple[int, bytes | None]] = []
-        data = encode_request("GET", METRICS_PATH, [("host", "dohost-node")], b"", self.index)
+        return await self.ask_peers(METRICS_PATH)
 
-        async def one(node: int) -> None:
-            try:
-                with trio.fail_after(min(5.0, self.role.forward_timeout_s)):
-                    reply = await self.peers.exchange(node, data, head_only=False)
-                out.append((node, reply.body if reply.status == 200 else None))
-            except (NotDelivered, OwnerLost, trio.TooSlowError):
-                out.append((node, None))
+    async def ask_peers(self, target: str) -> list[tuple[int, bytes | None]]:
+        """GET `target` (a node route) of every other node: see `ask_nodes`."""
+        timeout_s = min(5.0, self.role.forward_timeout_s)
+        return await ask_nodes(self.peers, self.others(), target, self.index, timeout_s)
 
-        async with trio.open_nursery() as nursery:
-            for node in range(self.count):
-                if node != self.index:
-                    nursery.start_soon(one, node)
-        return sorted(out, key=lambda x: x[0])
+    def others(self) -> list[int]:
+        return [i for i in range(self.count) if i != self.index]
+
+    async def relay_tail(self, peer: int, target: str, send: trio.MemorySendChannel[bytes]) -> None:
+        """Pass the lines of a peer's own tail stream (`target`: TAIL_PATH with the
+        filter) into `send` until cancelled, following the peer across restarts."""
+        data = encode_request("GET", target, [("host", "dohost-node")], b"", self.index)
+
+        async def on_line(line: bytes) -> None:
+            if line:  # (not its heartbeats: the receiving node sends its own)
+                await send.send(line + b"\n")
+
+        async with send:
+            while True:
+                with contextlib.suppress(NotDelivered, OwnerLost):
+                    await self.peers.stream_lines(peer, data, on_line)
+                await trio.sleep(TAIL_RETRY_S)
 
     def tag(self, resp: HttpResponse) -> HttpResponse:
         resp.headers.append((NODE_HEADER, self.name))
         return resp
+
+
+async def ask_nodes(
+    peers: Peers, nodes: list[int], target: str, from_node: int, timeout_s: float = 5.0
+) -> list[tuple[int, bytes | None]]:
+    """GET `target` of each node at once: (node, body of a 200 answer or None), in node
+    order. A node that does not answer within `timeout_s` gives None."""
+    out: list[tuple[int, bytes | None]] = []
+    data = encode_request("GET", target, [("host", "dohost-node")], b"", from_node)
+
+    async def one(node: int) -> None:
+        try:
+            with trio.fail_after(timeout_s):
+                reply = await peers.exchange(node, data, head_only=False)
+            out.append((node, reply.body if reply.status == 200 else None))
+        except (NotDelivered, OwnerLost, trio.TooSlowError):
+            out.append((node, None))
+
+    async with trio.open_nursery() as nursery:
+        for node in nodes:
+            nursery.start_soon(one, node)
+    return sorted(out, key=lambda x: x[0])
 
 
 async def watch_parent() -> None:

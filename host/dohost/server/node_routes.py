@@ -7,6 +7,14 @@ host's.
                           caller headers) -> 200 the callee's response (CBOR), or the
                           error of a call that could not be made (JSON, its code)
     GET  /_node/metrics   -> this node's metrics alone
+    GET  /_node/alarms?tenant=T[&class=C]   -> {"alarms": [...]} of this node's objects
+    GET  /_node/tail?tenant=T[&class=&object=&status=&logs=]
+                          -> this node's own tail stream (NDJSON, chunked), filtered
+    GET  /_node/status    -> {"events": in flight, "websockets": open} (the parent's
+                          shutdown message)
+
+These routes trust the tenant they are given: only the nodes and their parent can
+connect to the socket (mode 0600 in DATA/run/, 0700).
 """
 
 from __future__ import annotations
@@ -17,10 +25,19 @@ from typing import Any
 from dohost.core.envelopes import encode_response
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
-from dohost.server.api_util import error_response, not_found
+from dohost.server import api_dev
+from dohost.server.api_util import error_response, json_response, not_found, query_params
 from dohost.server.http_types import HttpRequest, HttpResponse
 from dohost.server.metrics import CONTENT_TYPE as METRICS_TYPE
-from dohost.server.node import CALL_HEADER, CALL_PATH, METRICS_PATH, NodeContext
+from dohost.server.node import (
+    ALARMS_PATH,
+    CALL_HEADER,
+    CALL_PATH,
+    METRICS_PATH,
+    STATUS_PATH,
+    TAIL_PATH,
+    NodeContext,
+)
 from dohost.server.state import ServerState
 
 
@@ -29,6 +46,22 @@ async def handle(state: ServerState, node: NodeContext, req: HttpRequest) -> Htt
         return HttpResponse(200, [("content-type", METRICS_TYPE)], state.metrics.render())
     if req.path == CALL_PATH and req.method == "POST":
         return await _call(state, node, req)
+    if req.method == "GET" and req.path in (ALARMS_PATH, TAIL_PATH):
+        params = query_params(req.query)
+        tenant = params.get("tenant")
+        if not tenant:
+            raise DohostError(Code.BAD_REQUEST, f"{req.path} needs ?tenant=")
+        if req.path == ALARMS_PATH:
+            alarms = api_dev.node_alarms(state, tenant, params.get("class") or None)
+            return json_response(200, {"alarms": alarms})
+        return api_dev.tail_response(state, api_dev.tail_filter(params, tenant), [], "")
+    if req.path == STATUS_PATH and req.method == "GET":
+        host = state.host
+        status = {
+            "events": host.supervisor.events_in_flight(),
+            "websockets": host.websockets.open_count(),
+        }
+        return json_response(200, status)
     raise not_found(req.path)
 
 

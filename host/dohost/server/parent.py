@@ -14,9 +14,12 @@ The parent serves nothing itself. It
 4. restarts a node that exits, after 0.1 s doubling to 5 s while it keeps dying within
    10 s of its start; the restarted node claims the same partitions (static placement)
    and serves them from the same data;
-5. on SIGTERM or SIGINT sends every node SIGTERM (they finish in-flight requests, bounded
-   by `--grace`), and on a second signal SIGTERM again (they stop waiting), then exits
-   once every node has.
+5. on SIGTERM or SIGINT asks every node what it still has running (`GET /_node/status`
+   on its Unix socket) and prints the one-process server's line for the whole host
+   (events in flight, WebSockets to close), then sends every node SIGTERM (they finish
+   in-flight requests, bounded by `--grace`); on a second signal it says it stops now and
+   sends SIGTERM again (they stop waiting), then exits once every node has. The nodes
+   themselves print neither line.
 """
 
 from __future__ import annotations
@@ -36,8 +39,15 @@ from typing import Any
 import trio
 
 from dohost.core.partitions import DEFAULT_PARTITIONS
-from dohost.server.node import NodeRole
-from dohost.server.serve import ServeConfig, _url, print_admin_line
+from dohost.server.forward import Peers
+from dohost.server.node import STATUS_PATH, NodeRole, ask_nodes, socket_path
+from dohost.server.serve import (
+    STOPPING_NOW,
+    ServeConfig,
+    _url,
+    print_admin_line,
+    waiting_line,
+)
 from dohost.server.shared_state import SharedState, shared_path
 from dohost.server.startup import listen_error, prepare_data_dir
 from dohost.server.tenancy import load_admin_token, remove_orphan_tenant_dirs
@@ -51,6 +61,7 @@ START_TIMEOUT_S = 120.0
 FIRST_BACKOFF_S = 0.1
 MAX_BACKOFF_S = 5.0
 STABLE_AFTER_S = 10.0
+STATUS_TIMEOUT_S = 2.0  # for a node's answer to "what is still running" at shutdown
 
 
 class NodeStartError(Exception):
@@ -248,13 +259,36 @@ class Parent:
                 n += 1
                 self.stopping = True
                 if n == 1:
-                    log.info("shutting down: the nodes finish their in-flight requests")
+                    print(await self._waiting_line(), file=sys.stderr, flush=True)
                     self._signal_all(signal.SIGTERM)
                 elif n == 2:
-                    log.info("second signal: the nodes stop at once")
+                    print(STOPPING_NOW, file=sys.stderr, flush=True)
                     self._signal_all(signal.SIGTERM)
                 else:
                     self._signal_all(signal.SIGKILL)
+
+    async def _waiting_line(self) -> str:
+        """What the whole host still waits for: every node's events in flight and open
+        WebSockets (a node that does not answer within STATUS_TIMEOUT_S is named)."""
+        nodes = list(range(self.processes))
+        peers = Peers([socket_path(self.run_dir, i) for i in nodes], -1)
+        try:
+            answers = await ask_nodes(peers, nodes, STATUS_PATH, -1, STATUS_TIMEOUT_S)
+        finally:
+            peers.close()
+        events = sockets = 0
+        silent: list[str] = []
+        for node, body in answers:
+            try:
+                status = json.loads(body or b"")
+                events += int(status["events"])
+                sockets += int(status["websockets"])
+            except (ValueError, KeyError, TypeError):
+                silent.append(str(node))
+        unknown = ""
+        if silent:
+            unknown = f" (node{'s' if len(silent) > 1 else ''} {', '.join(silent)} not counted)"
+        return waiting_line(events, sockets, self.config.grace_s, unknown)
 
 
 async def _drain(stream: trio.abc.ReceiveStream) -> None:

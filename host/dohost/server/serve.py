@@ -273,27 +273,36 @@ async def _close_websockets(shutdown: trio.Event, host: Host) -> None:
 async def _watch_signals(
     shutdown: trio.Event, scope: trio.CancelScope, host: Host, config: ServeConfig
 ) -> None:
+    # A node of `--processes N` says nothing: its parent tells the whole host's truth
+    # once (server/parent.py), counting every node's events.
+    quiet = config.node is not None
     with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
         async for _ in signals:
             if not shutdown.is_set():
-                print(_waiting_for(host, config.grace_s), file=sys.stderr, flush=True)
+                if not quiet:
+                    events = host.supervisor.events_in_flight()
+                    line = waiting_line(events, host.websockets.open_count(), config.grace_s)
+                    print(line, file=sys.stderr, flush=True)
                 shutdown.set()
                 continue
             # A second signal: end the running events now (the host still closes cleanly).
-            print("stopping now: ending in-flight events", file=sys.stderr, flush=True)
+            if not quiet:
+                print(STOPPING_NOW, file=sys.stderr, flush=True)
             host.stop_now()
             scope.cancel()
             return
 
 
-def _waiting_for(host: Host, grace_s: float) -> str:
-    """The first signal's line: what the server still waits for, and how to stop at once."""
-    events = host.supervisor.events_in_flight()
-    sockets = host.websockets.open_count()
+STOPPING_NOW = "stopping now: ending in-flight events"
+
+
+def waiting_line(events: int, sockets: int, grace_s: float, unknown: str = "") -> str:
+    """The first signal's line: what the server still waits for, and how to stop at
+    once. `unknown`: what could not be counted (nodes that did not answer)."""
     parts = [f"{events} event{'s' if events != 1 else ''} in flight"]
     if sockets:
         parts.append(f"{sockets} WebSocket{'s' if sockets != 1 else ''} to close")
     return (
-        f"shutting down: waiting for {' and '.join(parts)} (at most {grace_s:g} s); "
+        f"shutting down: waiting for {' and '.join(parts)}{unknown} (at most {grace_s:g} s); "
         "send the signal again (Ctrl-C) to stop now"
     )
