@@ -390,7 +390,7 @@ def test_objects_of_two_nodes_calling_each_other_at_once_get_call_cycle_not_a_ti
     a, b = owners[0][0], owners[1][0]
     # Both events busy-wait until `go` (wall clock), so both hold their objects before
     # either calls; the test checks they both run before `go` comes.
-    go = int(time.time() * 1000) + 4000
+    go = int(time.time() * 1000) + 8000
     results: dict[str, str] = {}
 
     def run(me: str, other: str) -> None:
