@@ -19,11 +19,13 @@ import statistics
 from pathlib import Path
 from typing import Any
 
+import pytest
 import trio
 from quiet_probe import NOOP, RATIO, SLACK_MS, quiet_round
 from trio.testing import MockClock
 
 from dohost import Host
+from dohost.server import supervisor
 from dohost.server.supervisor import HEAVY_FOR_S
 
 ROUNDS = 5
@@ -139,3 +141,40 @@ async def test_a_persistently_heavy_object_is_retried_inline_less_and_less_often
         assert not await tried_inline()
         mock_clock.jump(2 * HEAVY_FOR_S)
         assert await tried_inline()
+
+
+async def test_a_slow_first_event_marks_the_tenant_budget_not_the_object(
+    tmp_path: Path, wasm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first event of an activation pays one-time costs (`dohost_init`, loading the
+    object, fresh memory): a hot object marked heavy for it went to the workers, two
+    thread hand-offs per event, for the next 10 s. It is charged to the tenant's inline
+    budget instead (an attacker's new objects are all first events)."""
+    monkeypatch.setattr(supervisor, "INLINE_SLOW_CPU_S", 0.0)  # every event is "slow"
+    async with Host(tmp_path / "data", durability="os") as host:
+        await host.deploy("t", "noop", wasm("noop"))
+        stats, limits = host.supervisor.stats, host.tenant_limits
+        await host.fetch("t", "noop", "n", NOOP)  # creates the activation: not heavy
+        assert limits.tenant_heavy_marks.get("t", 0) == 0
+        await host.fetch("t", "noop", "n", NOOP)  # inline again; slow: heavy
+        assert stats.inline == 2
+        # Both were charged to the tenant: its budget (2) is spent.
+        assert limits.tenant_heavy_marks["t"] == 1
+        await host.fetch("t", "noop", "n", NOOP)
+        assert stats.inline == 2  # on a worker
+
+
+async def test_an_inline_attempt_stopped_by_the_deadline_with_little_cpu_is_not_heavy(
+    tmp_path: Path, wasm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The inline deadline is wall time: a loop thread preempted on a busy machine reaches
+    it without running the guest. Such an attempt still moves to a worker, but only CPU
+    really used (`INLINE_SLOW_CPU_S`) marks the object heavy. Here every attempt counts as
+    using little (the bound is set above what cpu_burn uses)."""
+    monkeypatch.setattr(supervisor, "INLINE_SLOW_CPU_S", 60.0)
+    async with Host(tmp_path / "data", durability="os") as host:
+        await host.deploy("noisy", "cpu", wasm("cpu_burn"))
+        stats = host.supervisor.stats
+        for n in range(1, 3):
+            await host.fetch("noisy", "cpu", "c", NOOP)
+            assert stats.offloads == n  # tried inline each time: never marked heavy

@@ -324,7 +324,11 @@ class Supervisor:
                     slot, cls, kind, data, self.inline_ticks, expect_alarm, ws_upgrade_key
                 )
                 if result.offload:
-                    if result.offload_cpu:  # a blocking import is no reason to stay away
+                    # A blocking import is no reason to stay away, nor is an epoch deadline
+                    # reached with little CPU used: the deadline is wall time, and a loop
+                    # thread preempted on a busy machine (or waiting for the GIL) reaches it
+                    # without running the guest.
+                    if result.offload_cpu and _slow(result):
                         self._heavy(slot)
                     elif result.offload_call:  # (not heavy: it waits, not runs)
                         slot.calls_until = trio.current_time() + HEAVY_FOR_S
@@ -333,7 +337,16 @@ class Supervisor:
                 else:
                     self.stats.inline += 1
                     if _slow(result):
-                        self._heavy(slot)
+                        if result.activation_s:
+                            # The first event of an activation runs dohost_init, loads the
+                            # object and touches fresh memory (0.3-1.2 ms for the counter
+                            # here): not a pattern of the object, which stays inline (a
+                            # hot object marked for it went to the workers, two thread
+                            # hand-offs per event, for the next 10 s). Its class and
+                            # tenant are charged, as an attacker's new objects must be.
+                            self._charge_class(slot)
+                        else:
+                            self._heavy(slot)
                     else:
                         slot.heavy_strikes = 0
             if result is None:
@@ -417,6 +430,11 @@ class Supervisor:
         """An inline attempt proved heavy: mark the object, and charge its tenant (new
         objects each get a first try, so the object's mark alone does not bound it)."""
         _mark_heavy(slot)
+        self._charge_class(slot)
+
+    def _charge_class(self, slot: ObjectSlot) -> None:
+        """A heavy inline event of the slot's class: mark the class (its new objects
+        start on a worker for a while) and charge the tenant's inline budget."""
         now = trio.current_time()
         marks = self._class_heavy_until
         if len(marks) >= 100_000:
