@@ -143,13 +143,13 @@ async def test_a_persistently_heavy_object_is_retried_inline_less_and_less_often
         assert await tried_inline()
 
 
-async def test_a_slow_first_event_marks_the_tenant_budget_not_the_object(
+async def test_a_slow_first_event_charges_the_class_and_tenant_not_the_object(
     tmp_path: Path, wasm: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The first event of an activation pays one-time costs (`dohost_init`, loading the
     object, fresh memory): a hot object marked heavy for it went to the workers, two
-    thread hand-offs per event, for the next 10 s. It is charged to the tenant's inline
-    budget instead (an attacker's new objects are all first events)."""
+    thread hand-offs per event, for the next 10 s. It marks the class and charges the
+    tenant's inline budget instead (an attacker's new objects are all first events)."""
     monkeypatch.setattr(supervisor, "INLINE_SLOW_CPU_S", 0.0)  # every event is "slow"
     async with Host(tmp_path / "data", durability="os") as host:
         await host.deploy("t", "noop", wasm("noop"))
