@@ -497,3 +497,23 @@ def test_websocket_output_is_capped_per_event() -> None:
     with pytest.raises(DohostError) as e:  # a broadcast counts each recipient
         ws_imports._queue(rec, tuple(range(ws_imports.MAX_EVENT_WS_MESSAGES + 1)), 0, b"", "t")
     assert e.value.code is Code.LIMIT_EXCEEDED and rec.output == []
+
+
+async def test_resident_guest_memory_is_bounded_host_wide(tmp_path: Path) -> None:
+    """A stream of new objects each declaring (and touching) 16 MiB: the activations'
+    memory counted together stays within the host's resident memory budget (here 64 MiB:
+    four of them) plus the one running, by dropping least recently used idle activations
+    early; their objects still answer (rebuilt on their next event)."""
+    async with Host(tmp_path / "data", durability="os") as host:
+        await host.deploy("noisy", "fill", hostile("heavy_new_objects")())
+        sup = host.supervisor
+        sup.max_resident_memory = 64 << 20
+        most = 0
+        for i in range(12):
+            r = await host.fetch("noisy", "fill", f"m{i}", NOOP)
+            assert r.status == 204
+            most = max(most, sup.resident_memory)
+            assert sup.resident_memory <= sup.max_resident_memory
+        assert most == 64 << 20 and sup.resident <= 4
+        assert sup.stats.evictions >= 8
+        assert (await host.fetch("noisy", "fill", "m0", NOOP)).status == 204  # rebuilt

@@ -27,6 +27,10 @@ from dohost import Host, Request
 OBJECTS = [f"obj-{i}" for i in range(10)]
 FIRST_REQUESTS = 1000
 PACE_S = 0.002
+# Only the test hibernates objects (hibernate_idle): on a loaded machine a burst of 1,000
+# requests can take longer than the default 10 s idle timeout, and the reaper would drop
+# activations in the middle of it (one more constructor run than the test counts).
+NEVER_IDLE_S = 24 * 3600.0
 
 
 class Probe:
@@ -79,7 +83,7 @@ def with_custom_section(wasm: bytes, payload: bytes) -> bytes:
 async def test_concurrent_first_requests_activate_each_object_once(
     tmp_path: Path, wasm: Any
 ) -> None:
-    async with Host(tmp_path / "data", durability="os") as host:
+    async with Host(tmp_path / "data", durability="os", idle_timeout=NEVER_IDLE_S) as host:
         await host.deploy("acme", "probe", wasm("activation_probe"))
         before = host.supervisor.stats.activations
 
@@ -109,7 +113,7 @@ async def test_concurrent_first_requests_activate_each_object_once(
 async def test_redeploy_storm_never_has_two_live_activations(tmp_path: Path, wasm: Any) -> None:
     base = wasm("activation_probe")
     deploys = 12
-    async with Host(tmp_path / "data", durability="os") as host:
+    async with Host(tmp_path / "data", durability="os", idle_timeout=NEVER_IDLE_S) as host:
         await host.deploy("acme", "probe", base)
         before = host.supervisor.stats.activations
         seen: dict[str, list[Probe]] = defaultdict(list)

@@ -167,6 +167,10 @@ class Activation:
             ev.emit_logs()
         self.needs_init = self._init is not None
 
+    def memory_bytes(self) -> int:
+        """The guest memory's current size (the host's bound on what it holds of it)."""
+        return self.mem.size()
+
     @staticmethod
     def _opt_export(
         store: wasmtime.Store, ex: Any, name: str, nparams: int, nresults: int, fast: bool

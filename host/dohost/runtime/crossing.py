@@ -21,6 +21,7 @@ _U32 = 0xFFFFFFFF
 
 
 class GuestMemory(Protocol):
+    def size(self) -> int: ...
     def check(self, ptr: int, n: int) -> bool: ...
     def read(self, ptr: int, n: int) -> bytes | None: ...
     def write(self, ptr: int, data: bytes) -> bool: ...
@@ -98,6 +99,10 @@ class PortableMemory:
 
     def refresh(self) -> None:
         self._size = self._mem.data_len(self._store)
+
+    def size(self) -> int:
+        self.refresh()
+        return self._size
 
     def check(self, ptr: int, n: int) -> bool:
         end = (ptr & _U32) + (n & _U32)

@@ -261,6 +261,11 @@ class FastMemory:
         self._base = _memory_data(self._ctx, self._mem_addr) or 0
         self._size = _memory_data_size(self._ctx, self._mem_addr)
 
+    def size(self) -> int:
+        """The memory's current size in bytes."""
+        self.refresh()
+        return self._size
+
     def check(self, ptr: int, n: int) -> bool:
         """True when [ptr, ptr+n) (both read as unsigned 32-bit) is inside the memory."""
         end = (ptr & _U32) + (n & _U32)

@@ -63,6 +63,11 @@ HEAVY_MAX_DOUBLINGS = 5
 # collections during it (runtime/gc_time.py): a GC pause is not the guest's doing and
 # must not demote a quiet object.
 INLINE_SLOW_CPU_S = 0.001
+# Guest memory the resident activations may hold together (their memories' sizes, as
+# declared and grown: an upper bound of what they have touched). Past it, the least
+# recently used idle activations are dropped (hibernated early), so a stream of new
+# objects each touching its memory cannot make the host hold ~16 MiB x 10,000 residents.
+DEFAULT_MAX_RESIDENT_MEMORY = 4 << 30
 
 
 def _slow(result: EventOutcome) -> bool:
@@ -81,6 +86,7 @@ class ObjectSlot:
         "key",
         "last_used",
         "lock",
+        "mem_bytes",
         "name",
         "object_id",
         "reset_pending",
@@ -100,6 +106,7 @@ class ObjectSlot:
         self.storage: ObjectStorage | None = None
         self.activation: Activation | None = None
         self.activation_version = 0
+        self.mem_bytes = 0  # its activation's memory size after its last event (loop)
         self.ticket: CommitTicket | None = None
         self.waiting = 0
         self.last_used = 0.0
@@ -193,6 +200,8 @@ class Supervisor:
         self._limits = limits
         self.idle_timeout = idle_timeout
         self.max_resident = max_resident
+        self.max_resident_memory = DEFAULT_MAX_RESIDENT_MEMORY
+        self.resident_memory = 0  # sum of the slots' mem_bytes
         # Events first try to run on the loop thread with this many epoch ticks of CPU
         # (0 disables it); see Activation.run_event for why that is safe. Two ticks, because
         # an epoch deadline of one tick can fire at the very next tick, microseconds away.
@@ -361,6 +370,7 @@ class Supervisor:
                         self._class_heavy_until[(tenant, class_name)] = now + HEAVY_FOR_S
             if result.ticket is not None:
                 slot.ticket = result.ticket
+            self._account_memory(slot)
         finally:
             if creating:
                 self.creating -= 1
@@ -370,6 +380,8 @@ class Supervisor:
             slot.lock.release()
             if self._room:
                 self._room.unpark_all()
+        if self.resident_memory > self.max_resident_memory:
+            self._evict_for_memory()
         slot.last_used = trio.current_time()
         self.stats.events += 1
         if result.error is not None:
@@ -581,6 +593,7 @@ class Supervisor:
         if slot.activation is not None:
             slot.activation = None
             self.resident -= 1
+        self._forget_memory(slot)
         storage, slot.storage = slot.storage, None
         slot.ticket = None
         if storage is not None:
@@ -620,11 +633,37 @@ class Supervisor:
             if self.observer is not None:
                 self.observer.dropped(slot.tenant, slot.class_name, "eviction")
 
+    def _account_memory(self, slot: ObjectSlot) -> None:
+        """(Loop, slot lock held, after an event.) Its activation's memory, counted."""
+        act = slot.activation
+        size = act.memory_bytes() if act is not None else 0
+        if size != slot.mem_bytes:
+            self.resident_memory += size - slot.mem_bytes
+            slot.mem_bytes = size
+
+    def _forget_memory(self, slot: ObjectSlot) -> None:
+        self.resident_memory -= slot.mem_bytes
+        slot.mem_bytes = 0
+
+    def _evict_for_memory(self) -> None:
+        """Drop least recently used idle activations while their memory is over the
+        budget (busy ones cannot be: the overshoot is bounded by the running events)."""
+        for slot in list(self._slots.values()):
+            if self.resident_memory <= self.max_resident_memory:
+                break
+            if slot.activation is None or not slot.idle():
+                continue
+            self._drop(slot)
+            self.stats.evictions += 1
+            if self.observer is not None:
+                self.observer.dropped(slot.tenant, slot.class_name, "eviction")
+
     def _drop(self, slot: ObjectSlot) -> None:
         """Forget an idle slot's activation and storage (loop thread, slot idle)."""
         if slot.activation is not None:
             slot.activation = None
             self.resident -= 1
+        self._forget_memory(slot)
         if self.websockets is not None:
             self.websockets.activation_dropped(slot.key)
         if slot.storage is not None:
@@ -717,3 +756,4 @@ class Supervisor:
                 slot.storage = None
         self._slots.clear()
         self.resident = 0
+        self.resident_memory = 0
