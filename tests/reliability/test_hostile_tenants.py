@@ -274,8 +274,9 @@ async def test_new_objects_of_a_class_that_proved_heavy_start_on_a_worker(
 ) -> None:
     """Deterministic (trio's MockClock): after one object of a class proves heavy on the
     loop, no new object of that class tries the loop while the mark lasts; a probation
-    event that is heavy on its worker extends the mark; another class of the same
-    tenant and objects with an activation are not affected; the mark expires."""
+    event that is heavy on its worker extends the mark, and sends that object's next
+    event to a worker too (a heavy one there marks the object); another class of the
+    same tenant is not affected; the mark expires."""
     async with Host(tmp_path / "data", durability="os") as host:
         await host.deploy("noisy", "fill", hostile("heavy_new_objects")())
         await host.deploy("noisy", "noop", wasm("noop"))
@@ -291,6 +292,12 @@ async def test_new_objects_of_a_class_that_proved_heavy_start_on_a_worker(
         for i in range(5):
             assert not await tries_inline("fill", f"new{i}")
         assert stats.probation == 5
+        # A slow first event on probation: the object's next event runs on a worker too
+        # (one-time costs are no proof), and being slow again marks the object heavy.
+        assert not await tries_inline("fill", "new0")
+        assert not await tries_inline("fill", "new0")
+        slot = host.supervisor.slot_for("noisy", "fill", host.id_from_name("noisy", "fill", "new0"))
+        assert slot.heavy_until > trio.current_time() and not slot.suspect
         assert await tries_inline("noop", "light")  # the tenant's other class: inline
         mock_clock.jump(HEAVY_FOR_S - 1)
         assert not await tries_inline("fill", "late")  # heavy on its worker: extended

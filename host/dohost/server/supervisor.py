@@ -91,6 +91,7 @@ class ObjectSlot:
         "object_id",
         "reset_pending",
         "storage",
+        "suspect",
         "tenant",
         "ticket",
         "waiting",
@@ -119,6 +120,10 @@ class ObjectSlot:
         self.calls_until = 0.0
         # A commit failed while another event held the lock: reset before the next one.
         self.reset_pending = False
+        # Its first event ran on a worker (its class was marked) and was slow: its next
+        # event runs on a worker too, and marks it heavy if slow again (a first event's
+        # one-time costs alone must not send a hot object to the workers for 10 s).
+        self.suspect = False
 
     def idle(self) -> bool:
         return (
@@ -327,6 +332,7 @@ class Supervisor:
                 and slot.heavy_until <= now
                 and slot.calls_until <= now
                 and not probation
+                and not slot.suspect
                 and self._tenant_heavy_until.get(tenant, 0.0) <= now
             ):
                 result = self._run(
@@ -365,9 +371,14 @@ class Supervisor:
                 )
                 if probation:
                     self.stats.probation += 1
-                    if _slow(result):  # it would have held the loop: keep it (and its
-                        _mark_heavy(slot)  # class's next new objects) on the workers
+                    if _slow(result):  # it would have held the loop: its class's next
+                        # new objects stay on the workers, and its own next event too
+                        slot.suspect = True
                         self._class_heavy_until[(tenant, class_name)] = now + HEAVY_FOR_S
+                elif slot.suspect:  # (the evidence: a second event, on a worker)
+                    slot.suspect = False
+                    if _slow(result):
+                        _mark_heavy(slot)
             if result.ticket is not None:
                 slot.ticket = result.ticket
             self._account_memory(slot)
