@@ -36,7 +36,8 @@ run: venv
 
 # The tests that go through a real `dohost serve` run again with two node processes.
 SERVE_TESTS = tests/server/test_api_serve.py tests/server/test_api_tenancy.py \
-	tests/server/test_api_errors.py tests/server/test_api_quotas.py tests/cli
+	tests/server/test_api_errors.py tests/server/test_api_quotas.py tests/cli \
+	tests/server/test_cli_client.py
 
 test: build
 	$(PY) -m pytest -q -p no:cacheprovider

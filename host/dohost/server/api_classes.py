@@ -15,23 +15,12 @@ from __future__ import annotations
 from typing import Any
 
 from dohost.core.errors import Code, DohostError
+from dohost.server import class_nodes
 from dohost.server.api_util import MethodNotAllowed, json_body, json_response, query_params
 from dohost.server.http_types import HttpRequest, HttpResponse
 from dohost.server.state import ServerState
 
 KINDS = ("versions", "rollback", "rename")
-
-
-def single_node_only(state: ServerState, what: str) -> None:
-    """Deleting or renaming a class waits for its events on this node only
-    (class_lifecycle.py); other nodes would go on running theirs, so with several node
-    processes it is refused until the nodes coordinate it."""
-    if state.node is not None and state.node.count > 1:
-        raise DohostError(
-            Code.NOT_SUPPORTED,
-            f"{what} a class is not supported yet with --processes > 1 (the other node "
-            "processes' events of the class would not be waited for); run one process to do it",
-        )
 
 
 def update_options(source: dict[str, Any]) -> tuple[str, float | None]:
@@ -86,20 +75,15 @@ async def handle(
         return json_response(
             201, {**class_json(state, tenant, info.name), "rolled_back_to": version}
         )
-    single_node_only(state, "renaming")
     new = body.get("to")
     if not isinstance(new, str) or set(body) != {"to"}:
         raise DohostError(Code.INVALID_ARGUMENT, 'the body must be {"to": "<new class name>"}')
-    info = await host.rename_class(tenant, class_name, new)
-    state.usage.get(tenant).rename_class(class_name, new)
-    state.tenancy.rename_class(tenant, class_name, new)
+    await class_nodes.rename_class(state, tenant, class_name, new)
     return json_response(200, {**class_json(state, tenant, new), "renamed_from": class_name})
 
 
 async def delete(state: ServerState, tenant: str, class_name: str) -> HttpResponse:
-    single_node_only(state, "deleting")
-    n = await state.host.delete_class(tenant, class_name)
-    state.usage.get(tenant).forget_class(class_name)
+    n = await class_nodes.delete_class(state, tenant, class_name)
     return json_response(200, {"class": class_name, "deleted": True, "objects": n})
 
 

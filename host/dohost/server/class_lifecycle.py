@@ -26,7 +26,7 @@ delete can be run again.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -97,49 +97,74 @@ async def rollback(
 
 
 @contextlib.asynccontextmanager
-async def _quiesced(host: Host, tenant: str, name: str) -> AsyncIterator[list[ClassRuntime]]:
-    """Steps 1-2 of the module's docstring. The class is restored if the block fails
-    before it empties the list it is given (the operation's commit point)."""
+async def quiesced(
+    host: Host, tenant: str, name: str, reserve: str | None = None
+) -> AsyncIterator[list[ClassRuntime]]:
+    """Steps 1-2 of the module's docstring, on this host. The class is restored if the
+    block ends (normally or not) without emptying the list it is given (the operation's
+    commit point). `reserve`: a rename's new name, held unserved for the block."""
     cls = host.classes.remove(tenant, name)
+    if reserve is not None:
+        host.classes.reserve(tenant, reserve)
     holder = [cls]
     try:
         host.websockets.close_class(tenant, name, CLOSE_GOING_AWAY, "the class was changed")
         async with host.alarms.hold_class(tenant, name):
             await host.supervisor.forget_class(tenant, name)
             yield holder
-    except BaseException:
+    finally:
         if holder:
             host.classes.restore(cls)
-        raise
-    finally:
         host.classes.retired(tenant, name)
+        if reserve is not None:
+            host.classes.unreserve(tenant, reserve)
 
 
-def wipe_class(storage: StorageManager, tenant: str, name: str, backend: str) -> int:
-    """Delete every object of a class (worker thread); returns how many."""
+def wipe_class(
+    storage: StorageManager,
+    tenant: str,
+    name: str,
+    backend: str,
+    owns: Callable[[bytes], bool] | None = None,
+) -> int:
+    """Delete every object of a class (worker thread); returns how many. `owns`: only
+    the objects it accepts, each deletion fenced by its partition's claim (a node of
+    `serve --processes N` deletes its own); without it every object, unfenced (a class
+    or tenant goes as a whole, whichever node owns its objects)."""
     n = 0
     after: bytes | None = None
     while True:
         page = storage.list_objects(tenant, name, backend, after=after, limit=1000)
         for o in page.objects:
-            # Unfenced: a class goes as a whole, whichever node owns its objects.
-            storage.delete_object(tenant, name, o.object_id, backend, unfenced=True)
+            if owns is not None and not owns(o.object_id):
+                continue
+            storage.delete_object(tenant, name, o.object_id, backend, unfenced=owns is None)
             n += 1
         if page.next_after is None:
             return n
         after = page.next_after
 
 
+async def wipe_own_objects(host: Host, tenant: str, name: str, backend: str) -> int:
+    """Delete the class's objects of the partitions this host serves (inside `quiesced`)."""
+    return await trio.to_thread.run_sync(wipe_class, host.storage, tenant, name, backend, host.owns)
+
+
+def commit_delete(host: Host, tenant: str, name: str, holder: list[ClassRuntime]) -> None:
+    """The end of a delete, once every object is gone: its alarms, then its rows."""
+    host.alarms.drop_class(tenant, name)
+    host.alarm_index.remove_tenant(tenant, name)
+    host.system.delete_class(tenant, name)
+    holder.clear()
+
+
 async def delete_class(host: Host, tenant: str, name: str) -> int:
     """Delete a class with its objects' storage and alarms; returns the objects deleted."""
     check_name("tenant", tenant)
-    async with _quiesced(host, tenant, name) as holder:
+    async with quiesced(host, tenant, name) as holder:
         backend = holder[0].row.storage
-        host.alarms.drop_class(tenant, name)
         n = await trio.to_thread.run_sync(wipe_class, host.storage, tenant, name, backend)
-        host.alarm_index.remove_tenant(tenant, name)
-        host.system.delete_class(tenant, name)
-        holder.clear()
+        commit_delete(host, tenant, name, holder)
     return n
 
 
@@ -160,8 +185,8 @@ def finish_renames(system: SystemDb, storage: StorageManager, index: AlarmIndex)
     return len(pending)
 
 
-async def rename_class(host: Host, tenant: str, old: str, new: str) -> ClassRuntime:
-    """Rename a class keeping its objects, ids, versions, alarms and scoped tokens."""
+def check_rename(host: Host, tenant: str, old: str, new: str) -> None:
+    """A rename's bad input, refused before anything stops."""
     check_name("tenant", tenant)
     check_name("class", new)
     host.classes.get(tenant, old)
@@ -169,12 +194,48 @@ async def rename_class(host: Host, tenant: str, old: str, new: str) -> ClassRunt
         raise DohostError(Code.INVALID_ARGUMENT, f"the class is already named {old!r}")
     if host.system.get_class(tenant, new) is not None:
         raise DohostError(Code.ALREADY_EXISTS, f"a class named {new!r} already exists")
-    async with _quiesced(host, tenant, old) as holder:
-        host.system.rename_class(tenant, old, new)  # the commit point (raises if taken)
-        cls = holder.pop()
-        await trio.to_thread.run_sync(
-            move_objects, host.system, host.storage, host.alarm_index, tenant, old, new
-        )
-        host.alarms.rename_class(tenant, old, new)
-        return host.classes.renamed(cls, new)
+
+
+async def commit_rename(
+    host: Host, tenant: str, old: str, new: str, holder: list[ClassRuntime]
+) -> ClassRuntime:
+    """Inside `quiesced(host, tenant, old, reserve=new)`: the commit point, then the
+    storage moves and this host's alarms."""
+    host.system.rename_class(tenant, old, new)  # the commit point (raises if taken)
+    cls = holder.pop()
+    await trio.to_thread.run_sync(
+        move_objects, host.system, host.storage, host.alarm_index, tenant, old, new
+    )
+    host.alarms.rename_class(tenant, old, new)
+    return host.classes.renamed(cls, new)
+
+
+async def rename_class(host: Host, tenant: str, old: str, new: str) -> ClassRuntime:
+    """Rename a class keeping its objects, ids, versions, alarms and scoped tokens."""
+    check_rename(host, tenant, old, new)
+    async with quiesced(host, tenant, old, reserve=new) as holder:
+        return await commit_rename(host, tenant, old, new, holder)
     raise AssertionError("unreachable")  # (mypy: the context manager may swallow)
+
+
+async def settle(
+    host: Host, tenant: str, old: str, new: str | None, holder: list[ClassRuntime]
+) -> str:
+    """Inside `quiesced` on a node that took part in another node's delete or rename:
+    apply what the system db says the operation did, whether its node said it ended or
+    died. Returns "restored" (the class is still there: the operation failed before its
+    commit point), "renamed" (a rename whose storage moves a dead node left unfinished
+    are finished here: they are idempotent) or "deleted"."""
+    if host.system.get_class(tenant, old) is not None:
+        return "restored"
+    if new is not None and host.system.get_class(tenant, new) is not None:
+        if any(r[:2] == (tenant, old) for r in host.system.pending_renames()):
+            await trio.to_thread.run_sync(
+                move_objects, host.system, host.storage, host.alarm_index, tenant, old, new
+            )
+        host.alarms.rename_class(tenant, old, new)
+        host.classes.renamed(holder.pop(), new)
+        return "renamed"
+    host.alarms.drop_class(tenant, old)
+    holder.clear()
+    return "deleted"

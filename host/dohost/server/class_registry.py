@@ -159,15 +159,23 @@ class ClassRegistry:
             (r.tenant, r.name): ClassRuntime(r) for r in system.classes()
         }
         self._retiring: dict[tuple[str, str], ClassRuntime] = {}
+        # The new names of renames in progress: not served, not deployable, until the
+        # rename ends (class_lifecycle.quiesced).
+        self._reserved: set[tuple[str, str]] = set()
 
     def reload(self) -> None:
         """Take the classes' current versions from the system db (another node deployed
         or deleted some): a class whose version moved gets a new runtime (linked at its
-        next event; its activations are replaced as after a deploy here)."""
+        next event; its activations are replaced as after a deploy here). A class being
+        deleted or renamed here, and a rename's new name, are left as they are: the
+        operation settles them (the rows may already say what it has not finished)."""
         rows = {(r.tenant, r.name): r for r in self._system.classes()}
-        for key in [k for k in self._classes if k not in rows]:
+        busy = self._retiring.keys() | self._reserved
+        for key in [k for k in self._classes if k not in rows and k not in busy]:
             del self._classes[key]
         for key, row in rows.items():
+            if key in busy:
+                continue
             known = self._classes.get(key)
             if known is None or known.row.version != row.version:
                 self._classes[key] = ClassRuntime(row)
@@ -184,6 +192,11 @@ class ClassRegistry:
     def remove(self, tenant: str, name: str) -> ClassRuntime:
         """Take a class out of service: new events of it fail with `unknown_class`.
         Events already running still find its backend (`backend`) until `retired`."""
+        if (tenant, name) in self._retiring:
+            raise DohostError(
+                Code.OVERLOADED,
+                f"class {name!r} is already being deleted or renamed; retry once that ends",
+            )
         cls = self.get(tenant, name)
         del self._classes[(tenant, name)]
         self._retiring[(tenant, name)] = cls
@@ -199,6 +212,13 @@ class ClassRegistry:
 
     def retired(self, tenant: str, name: str) -> None:
         self._retiring.pop((tenant, name), None)
+
+    def reserve(self, tenant: str, name: str) -> None:
+        """Hold a rename's new name until `unreserve` (see `reload` and `deploy`)."""
+        self._reserved.add((tenant, name))
+
+    def unreserve(self, tenant: str, name: str) -> None:
+        self._reserved.discard((tenant, name))
 
     def backend(self, tenant: str, name: str) -> str:
         """The storage backend of a class, also while it is being deleted or renamed (an
@@ -279,6 +299,11 @@ class ClassRegistry:
         if storage not in STORAGE_BACKENDS:
             raise DohostError(
                 Code.INVALID_ARGUMENT, f"storage must be one of {', '.join(STORAGE_BACKENDS)}"
+            )
+        if (tenant, name) in self._retiring or (tenant, name) in self._reserved:
+            raise DohostError(
+                Code.OVERLOADED,
+                f"class {name!r} is being deleted or renamed; deploy again once that ends",
             )
         existing = self._classes.get((tenant, name))
         compiled = self.check_module(wasm)

@@ -27,6 +27,7 @@ import signal
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import trio
 
@@ -54,6 +55,7 @@ METRICS_PATH = "/_node/metrics"
 ALARMS_PATH = "/_node/alarms"
 TAIL_PATH = "/_node/tail"
 STATUS_PATH = "/_node/status"
+CLASS_PATH = "/_node/class"
 CALL_HEADER = "x-dohost-call"
 
 
@@ -242,6 +244,23 @@ class NodeContext:
         code, message = _error_of(reply)
         return DohostError(code, message)
 
+    async def ask(self, peer: int, path: str, body: Mapping[str, object]) -> dict[str, Any]:
+        """A JSON request to one of the nodes' own routes on another node: its JSON
+        answer, or its error raised as a DohostError with the peer's code."""
+        head = [("host", "dohost-node"), ("content-type", "application/json")]
+        payload = encode_request("POST", path, head, json.dumps(body).encode(), self.index)
+        reply = await self._send(peer, payload, False)
+        if reply.status != 200:
+            code, message = _error_of(reply, Code.OWNER_UNAVAILABLE)
+            raise DohostError(code, f"node {peer}: {message}")
+        try:
+            answer = json.loads(reply.body)
+        except ValueError:
+            answer = None
+        if not isinstance(answer, dict):
+            raise DohostError(Code.INTERNAL, f"node {peer} answered {path} with no JSON object")
+        return answer
+
     async def peer_metrics(self) -> list[tuple[int, bytes | None]]:
         """Every other node's own metrics (None for a node that did not answer)."""
         return await self.ask_peers(METRICS_PATH)
@@ -316,10 +335,10 @@ def _not_owner(reply: Reply) -> bool:
     return reply.status == 503 and reply.header("x-dohost-error") == Code.NOT_OWNER.code
 
 
-def _error_of(reply: Reply) -> tuple[Code, str]:
+def _error_of(reply: Reply, unknown: Code = Code.CALL_FAILED) -> tuple[Code, str]:
     try:
         err = json.loads(reply.body)["error"]
         code = next(c for c in Code if c.code == err["code"])
         return code, str(err["message"])
     except (ValueError, KeyError, TypeError, StopIteration):
-        return Code.CALL_FAILED, f"the owner answered {reply.status}"
+        return unknown, f"the owner answered {reply.status}"

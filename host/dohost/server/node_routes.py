@@ -12,6 +12,8 @@ host's.
                           -> this node's own tail stream (NDJSON, chunked), filtered
     GET  /_node/status    -> {"events": in flight, "websockets": open} (the parent's
                           shutdown message)
+    POST /_node/class     a step of another node's class delete or rename
+                          (server/class_nodes.py)
 
 These routes trust the tenant they are given: only the nodes and their parent can
 connect to the socket (mode 0600 in DATA/run/, 0700).
@@ -26,13 +28,20 @@ from dohost.core.envelopes import encode_response
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
 from dohost.server import api_dev
-from dohost.server.api_util import error_response, json_response, not_found, query_params
+from dohost.server.api_util import (
+    error_response,
+    json_body,
+    json_response,
+    not_found,
+    query_params,
+)
 from dohost.server.http_types import HttpRequest, HttpResponse
 from dohost.server.metrics import CONTENT_TYPE as METRICS_TYPE
 from dohost.server.node import (
     ALARMS_PATH,
     CALL_HEADER,
     CALL_PATH,
+    CLASS_PATH,
     METRICS_PATH,
     STATUS_PATH,
     TAIL_PATH,
@@ -62,6 +71,8 @@ async def handle(state: ServerState, node: NodeContext, req: HttpRequest) -> Htt
             "websockets": host.websockets.open_count(),
         }
         return json_response(200, status)
+    if req.path == CLASS_PATH and req.method == "POST" and state.class_holds is not None:
+        return json_response(200, await state.class_holds.handle(json_body(req.body)))
     raise not_found(req.path)
 
 

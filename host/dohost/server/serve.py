@@ -158,6 +158,8 @@ async def _serve_locked(
                 outer.start_soon(_close_websockets, shutdown, host)
                 if node is not None:
                     outer.start_soon(watch_parent)
+                    assert state.class_holds is not None
+                    await outer.start(state.class_holds.run)
                     # Forwarded requests from the other nodes: connections stay open
                     # (pooled by the senders) until shutdown.
                     node_limits = replace(

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import trio
 
 from dohost.core.websocket import CLOSE_GOING_AWAY
+from dohost.server.class_nodes import ClassHolds
 from dohost.server.host import Host
 from dohost.server.metrics import Metrics
 from dohost.server.node import NodeContext
@@ -37,6 +38,8 @@ class ServerState:
     shared: SharedState | None = None
     generation: int = 0
     _reloading: bool = field(default=False, repr=False)
+    # This node's part in other nodes' class deletes and renames (`serve.py` runs it).
+    class_holds: ClassHolds | None = None
 
     @classmethod
     async def attach(
@@ -75,7 +78,10 @@ class ServerState:
         sup.wrap_storage = usage.wrap
         sup.observer = metrics
         host.websockets.tenant_limit = lambda tenant: quotas.get(tenant).ws_connections
-        return cls(host, tenancy, quotas, usage, metrics, node, shared, generation)
+        state = cls(host, tenancy, quotas, usage, metrics, node, shared, generation)
+        if node is not None:
+            state.class_holds = ClassHolds(state)
+        return state
 
     def close(self) -> None:
         if self.shared is not None:

@@ -496,7 +496,13 @@ class StorageManager:
         if os.path.isdir(src):
             if os.path.isdir(dst) and not os.listdir(dst):
                 os.rmdir(dst)  # an empty directory left by a class of that name once
-            os.rename(src, dst)
+            try:
+                os.rename(src, dst)
+            except FileNotFoundError:
+                # Another node of the data set finished the same rename first (nodes
+                # finish interrupted renames at start, and after a node died mid-rename).
+                if not os.path.isdir(dst):
+                    raise
             if self.durability == Durability.FSYNC:
                 fsync_dir(os.path.dirname(src), self._fsync)
 
