@@ -12,7 +12,7 @@ import trio
 
 from dohost import config_file
 from dohost.cli_replica import replica_options, s3_options
-from dohost.core.errors import Code, DohostError
+from dohost.core.errors import DohostError
 from dohost.replica import GATE_TIMEOUT_S
 
 
@@ -194,14 +194,7 @@ def serve(
         replica_retention_ms=int(replica_retention * 86_400_000),
     )
     if processes is None:
-        # A replicated data set is served by one process (see the check below).
-        processes = 1 if replica_url is not None else default_processes()
-    if replica_url is not None and processes > 1:
-        raise DohostError(
-            Code.NOT_SUPPORTED,
-            "--replica with --processes above 1 is not supported yet (each node must ship "
-            "the partitions it claims): use --processes 1",
-        )
+        processes = default_processes()
     if processes == 1:
         trio.run(run_server, config)
         return

@@ -13,6 +13,8 @@ from typing import Any
 import trio
 
 from dohost import Host, Request
+from dohost.core.partitions import static_owner
+from dohost.core.replica_keys import parse_log_key
 from dohost.replica.file_store import FileReplicaStore
 from dohost.replica.restore import restore_kv
 from dohost.replica.store import ReplicaStore
@@ -103,13 +105,35 @@ def test_serve_ships_and_shows_the_replica_metrics(tmp_path: Path, wasm: Any) ->
     assert any(k.endswith("/start") for k in FileReplicaStore(str(replica)).list(""))
 
 
-def test_serve_refuses_a_replica_with_several_processes(tmp_path: Path) -> None:
-    import subprocess
-
-    r = subprocess.run(
-        [sys.executable, "-m", "dohost.cli", "serve", "--data", str(tmp_path / "d"), "--port", "0",
-         "--processes", "2", "--replica", f"file://{tmp_path}/r"],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert r.returncode != 0
-    assert r.stderr.startswith("error: not_supported: --replica with --processes above 1")
+def test_serve_with_two_processes_ships_each_nodes_partitions(tmp_path: Path, wasm: Any) -> None:
+    """`serve --processes 2 --replica`: each node ships the partitions it owns under its
+    claims' epochs (and the owner of partition 0 the catalog); a restore of the replica
+    alone holds every increment of both nodes' objects and serves them."""
+    replica = tmp_path / "replica"
+    server = ServerProcess(tmp_path / "data", "--replica", f"file://{replica}", processes=2)
+    objects = [f"o{i}" for i in range(12)]
+    try:
+        token = server.new_tenant()
+        with server.client(token) as c:
+            assert c.put("/v1/classes/counter", content=wasm("counter")).status_code == 201
+            for round_ in (1, 2):
+                for obj in objects:
+                    r = c.post(f"/v1/classes/counter/objects/{obj}/incr")
+                    assert (r.status_code, r.text) == (200, str(round_))
+    finally:
+        assert server.stop() == 0
+    store = FileReplicaStore(str(replica))
+    shipped = {k.partition for k in map(parse_log_key, store.list("")) if k and k.kind == "segment"}
+    # Both nodes shipped (node i owns the partitions p with p % 2 == i).
+    assert {static_owner(p, 2) for p in shipped} == {0, 1}, shipped
+    assert len([k for k in store.list("catalog/")]) >= 1
+    restored = tmp_path / "restored"
+    report = restore_kv(store, restored, now_ms=10**13 - 1)
+    assert report.objects == len(objects) and report.catalog and report.ignored == []
+    server = ServerProcess(restored, processes=1)
+    try:
+        with server.client(token) as c:
+            for obj in objects:
+                assert c.get(f"/v1/classes/counter/objects/{obj}/").text == "2"
+    finally:
+        assert server.stop() == 0

@@ -39,6 +39,7 @@ from typing import Any
 import trio
 
 from dohost.core.partitions import DEFAULT_PARTITIONS
+from dohost.replica.store import S3Options
 from dohost.server.forward import Peers
 from dohost.server.node import STATUS_PATH, NodeRole, ask_nodes, socket_path
 from dohost.server.serve import (
@@ -68,16 +69,38 @@ class NodeStartError(Exception):
     pass
 
 
+# S3 credentials reach the nodes in their environment, never on their command line
+# (which `ps` shows): config field -> variable (replica/store.py reads them).
+_S3_SECRETS = {
+    "access_key": "AWS_ACCESS_KEY_ID",
+    "secret_key": "AWS_SECRET_ACCESS_KEY",
+    "session_token": "AWS_SESSION_TOKEN",
+}
+
+
 def config_to_json(config: ServeConfig) -> str:
     d = asdict(config)
     d["data_dir"] = str(config.data_dir)
     d.pop("node", None)
+    for field in _S3_SECRETS:
+        d["replica_s3"].pop(field, None)
     return json.dumps(d)
+
+
+def node_env(config: ServeConfig) -> dict[str, str]:
+    """The nodes' environment: this one, with the S3 credentials given as flags."""
+    env = dict(os.environ)
+    for field, name in _S3_SECRETS.items():
+        value = getattr(config.replica_s3, field)
+        if value:
+            env[name] = value
+    return env
 
 
 def config_from_json(text: str, node: NodeRole) -> ServeConfig:
     d: dict[str, Any] = json.loads(text)
     d["data_dir"] = Path(d["data_dir"])
+    d["replica_s3"] = S3Options(**d["replica_s3"])
     return ServeConfig(**d, node=node)
 
 
@@ -156,6 +179,7 @@ class Parent:
             sockname = reserved.getsockname()
             port = int(sockname[1])
             self.node_config = config_to_json(ServeConfig(**{**asdict(config), "port": port}))
+            self.node_env = node_env(config)
             ready = [trio.Event() for _ in range(self.processes)]
             failed: list[str] = []
             async with trio.open_nursery() as outer:
@@ -201,6 +225,7 @@ class Parent:
                 stdout=subprocess.PIPE,
                 start_new_session=True,
                 pass_fds=() if self.lock_fd is None else (self.lock_fd,),
+                env=self.node_env,
             )
             self.procs[index] = proc
             started = trio.current_time()
