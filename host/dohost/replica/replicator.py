@@ -263,6 +263,11 @@ class Replicator:
         self._clean_marks = clean_marks
         self.policy = policy or MaintenancePolicy()
         self._newest_snapshot_ms: dict[int, int] = {}
+        # Maintenance visits a partition only when it may have work: segments shipped
+        # since its last visit, and that visit a snapshot period ago or that many
+        # segments (a visit lists the partition and reads its start records).
+        self._segments_since_visit: dict[int, int] = {}
+        self._last_visit_ms: dict[int, int] = {}
         self.last_error: DohostError | None = None
         self.metrics.lag.set_function(self._lag_seconds)
         self.metrics.pending.set_function(lambda: self._queued_total - self._shipped_total)
@@ -546,6 +551,7 @@ class Replicator:
             )
             return self._stopped_error(partition)
         self._next_seq[(partition, epoch)] = seq + 1
+        self._segments_since_visit[partition] = self._segments_since_visit.get(partition, 0) + 1
         self.metrics.segments.inc()
         self.metrics.bytes.inc(len(data))
         return None
@@ -621,11 +627,23 @@ class Replicator:
     # -------------------------------------------------------------- maintenance
 
     def maintain(self, now_ms: int | None = None) -> None:
-        """One pass of snapshots and retention over the partitions shipped this run."""
+        """One pass of snapshots and retention over the partitions shipped this run that
+        may have work (see `_segments_since_visit`)."""
         now = self._clock() if now_ms is None else now_ms
-        for partition, _epoch in sorted(self._next_seq):
-            if partition in self._stopped:
+        policy = self.policy
+        for partition in sorted(self._segments_since_visit):
+            waiting = self._segments_since_visit[partition]
+            last = self._last_visit_ms.get(partition)
+            if partition in self._stopped or not waiting:
                 continue
+            if (
+                last is not None
+                and now - last < policy.snapshot_every_ms
+                and waiting < policy.snapshot_after_segments
+            ):
+                continue
+            self._last_visit_ms[partition] = now
+            self._segments_since_visit[partition] = 0
             try:
                 done = maintain_partition(self.store, partition, now, self.policy)
             except DohostError as e:
