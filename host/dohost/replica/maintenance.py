@@ -2,9 +2,9 @@
 
 For each partition, from the replica store itself (so a snapshot holds exactly the
 history before it, whatever the local copy did since):
-- **Snapshot** when segments follow the newest snapshot on the chain and that snapshot is
-  older than `snapshot_every_ms` (or there is none), or `snapshot_after_segments` of them
-  wait: rebuild the partition as restore does, upload the state at the history's end
+- **Snapshot** when segments follow the newest snapshot on the chain and that snapshot
+  (else the history's first start record) is older than `snapshot_every_ms`, or
+  `snapshot_after_segments` of them wait: rebuild the partition as restore does, upload the state at the history's end
   (epoch, seq), stamped with the newest commit time it holds. It is uploaded only after
   every segment it covers is in the store (they were read from it), as the chain's
   planning assumes (core/replica_chain.py).
@@ -62,9 +62,16 @@ def maintain_partition(
     plan = plan_restore(listing, chain)
     newest = listing.snapshots[plan.snapshot] if plan.snapshot is not None else None
     done.newest_snapshot_ms = newest
+    # Due when many segments follow the newest snapshot, or when it (else the history's
+    # first start record) is a snapshot period old: retention can then drop what lies
+    # before it.
+    since = (
+        newest
+        if newest is not None
+        else min((s.written_ms for s in starts.values()), default=now_ms)
+    )
     due = plan.segments and (
-        newest is None
-        or now_ms - newest >= policy.snapshot_every_ms
+        now_ms - since >= policy.snapshot_every_ms
         or len(plan.segments) >= policy.snapshot_after_segments
     )
     if due and plan.end is not None:

@@ -552,6 +552,9 @@ class Replicator:
             return self._stopped_error(partition)
         self._next_seq[(partition, epoch)] = seq + 1
         self._segments_since_visit[partition] = self._segments_since_visit.get(partition, 0) + 1
+        # The first visit comes a snapshot period after the first segment (or sooner if
+        # many wait), not at the next pass: a fresh partition needs no snapshot yet.
+        self._last_visit_ms.setdefault(partition, self._clock())
         self.metrics.segments.inc()
         self.metrics.bytes.inc(len(data))
         return None
