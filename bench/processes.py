@@ -14,9 +14,15 @@ sample deployed, then:
 
 CPU accounting: "server us/req" is the CPU time (user+system) of the server's whole
 process tree (parent and nodes) over the run divided by the requests; "wrk us/req" is
-wrk's own CPU (from the children's rusage), so the load generator's share of the two
+wrk's own CPU (from the children's rusage), so the load generator's share of the
 cores is visible rather than hidden in the throughput. Nothing is pinned: with two
-processes the server needs both cores, and wrk shares them.
+processes the server needs both cores, and wrk shares them. "req/core-s" is requests
+per second of server CPU (1e6 / server us/req); "cores srv/wrk/idle" says how many of
+the machine's cores the server and wrk kept busy, and how many were left idle (a run
+with idle cores was not bound by CPU: by fsync, or by waiting). "CPU ceiling" is what 2
+processes could reach if the server got every core wrk leaves at its measured cost per
+request, against what 1 process did. The disk's fsync rate (one 4 KiB write + fsync at
+a time, in the data directory) is printed too: the kv committers of both nodes share it.
 
     python bench/processes.py [--duration 5] [--durability fsync|os] [--samples 2000]
 """
@@ -182,6 +188,22 @@ def latency(server: Server, samples: int) -> dict[str, float]:
         c.close()
 
 
+def fsync_rate(directory: Path, seconds: float = 1.0) -> float:
+    """fsyncs per second of one 4 KiB append + fsync at a time in `directory`."""
+    path = directory / "fsync-probe"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        n, t0 = 0, time.perf_counter()
+        while time.perf_counter() - t0 < seconds:
+            os.write(fd, b"x" * 4096)
+            os.fsync(fd)
+            n += 1
+        return n / (time.perf_counter() - t0)
+    finally:
+        os.close(fd)
+        path.unlink()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--duration", type=int, default=5, help="seconds per wrk run")
@@ -194,6 +216,7 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()}", flush=True)
     results: dict[int, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="dohost-bench-proc-") as tmp:
+        fsyncs = fsync_rate(Path(tmp))
         for processes in (1, 2):
             server = Server(processes, args.durability, Path(tmp))
             try:
@@ -212,19 +235,28 @@ def main() -> None:
             finally:
                 server.stop()
     print(f"load average after: {os.getloadavg()}")
-    print(f"\ndurability {args.durability}, c={args.connections}, {args.duration} s per run")
+    cores = os.cpu_count() or 1
+    print(f"\ndurability {args.durability}, c={args.connections}, {args.duration} s per run; "
+          f"{cores} cores; the disk: {fsyncs:.0f} fsyncs/s (one at a time)")  # fmt: skip
     print(f"{'workload':<18} {'procs':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
-          f"{'server us/req':>13} {'wrk us/req':>10} {'errors':>6}")  # fmt: skip
+          f"{'server us/req':>13} {'wrk us/req':>10} {'req/core-s':>10} "
+          f"{'cores srv/wrk/idle':>18} {'errors':>6}")  # fmt: skip
     for name in ("incr 10k objects", "create objects"):
         for p in (1, 2):
             r = results[p][name]
+            srv, wrk = r["server_us"] * r["rps"] / 1e6, r["wrk_us"] * r["rps"] / 1e6
+            busy = f"{srv:.2f}/{wrk:.2f}/{max(0.0, cores - srv - wrk):.2f}"
             print(
                 f"{name:<18} {p:>5} {r['rps']:>9.0f} {r['p50_ms']:>8.3f} {r['p99_ms']:>8.3f} "
-                f"{r['server_us']:>13.1f} {r['wrk_us']:>10.1f} "
-                f"{int(r['errors'] + r['non2xx']):>6}"
+                f"{r['server_us']:>13.1f} {r['wrk_us']:>10.1f} {1e6 / r['server_us']:>10.0f} "
+                f"{busy:>18} {int(r['errors'] + r['non2xx']):>6}"
             )
-        ratio = results[2][name]["rps"] / results[1][name]["rps"]
-        print(f"{'':<18} 2 vs 1: {ratio:.2f}x")
+        one, two = results[1][name], results[2][name]
+        ratio = two["rps"] / one["rps"]
+        # All the cores wrk leaves (at its cost per request), at 2 processes' cost per request.
+        ceiling = cores / (two["server_us"] + two["wrk_us"]) * 1e6
+        print(f"{'':<18} 2 vs 1: {ratio:.2f}x; CPU ceiling of 2 processes: {ceiling:.0f} req/s "
+              f"= {ceiling / one['rps']:.2f}x of 1 process")  # fmt: skip
     one = results[1]["latency"]["on owner"]
     two = results[2]["latency"]
     one_cpu = results[1]["latency"]["on owner cpu"]

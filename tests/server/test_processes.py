@@ -8,6 +8,7 @@ opening connections until `/healthz` answers from that node.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import socket
@@ -15,6 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -23,6 +25,9 @@ from api_helpers import ServerProcess, error_code
 from multi_helpers import client_on_node, node_pids, owned_names, wait_until
 from test_websockets import Client
 from wsproto.events import CloseConnection
+
+from dohost.core.partitions import partition_of, static_owner
+from dohost.storage.partition_count import read_partition_count
 
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "tests" / "fixtures" / "build"
@@ -157,45 +162,51 @@ def test_object_and_storage_quotas_are_exact_under_concurrent_nodes(
 ) -> None:
     """Both nodes create objects and write at the same moment: together they never pass
     the tenant's quota (each check reserves its room host-wide before it answers)."""
+    # Each request is sent on a connection of its own to the node that owns its object
+    # (no forwarding: both owners check at once), all released together.
     token = server.new_tenant(quotas={"objects": 10})
     deploy(server, token, "kv", "kvtest.wasm", storage)
-    with client_on_node(server, token, 0) as c0, client_on_node(server, token, 1) as c1:
-
-        def create(c: httpx.Client, name: str) -> Callable[[], str]:
-            def job() -> str:
-                r = c.post(f"/v1/classes/kv/objects/{name}/put?key=k", content=b"x")
-                return r.text.split()[0] if r.status_code == 200 else error_code(r)
-
-            return job
-
-        # 24 new objects, 12 through each node (each node owns about half of them).
-        jobs = [create((c0, c1)[i % 2], f"new{i}") for i in range(24)]
-        got = _at_once(jobs)
-        assert got.count("0") == 10 and got.count("quota_exceeded") == 14, got
+    got = _at_once(_puts(server, token, [f"new{i}" for i in range(24)], b"x"))
+    assert got.count("0") == 10 and got.count("-7") == 14, got
     with server.admin() as a:
         assert a.get(f"/v1/tenants/{server.names[token]}").json()["usage"]["objects"] == 10
 
     bytes_tenant = server.new_tenant(quotas={"storage_bytes": 1000})
     deploy(server, bytes_tenant, "kv", "kvtest.wasm", storage)
-    with (
-        client_on_node(server, bytes_tenant, 0) as c0,
-        client_on_node(server, bytes_tenant, 1) as c1,
-    ):
-
-        def put(c: httpx.Client, name: str) -> Callable[[], str]:
-            def job() -> str:
-                r = c.post(f"/v1/classes/kv/objects/{name}/put?key=k", content=b"x" * 99)
-                return r.text.split()[0]
-
-            return job
-
-        # 100 bytes each (key + value): room for 10 of 24, wherever they run.
-        got = _at_once([put((c0, c1)[i % 2], f"o{i}") for i in range(24)])
-        assert got.count("0") == 10 and got.count("-7") == 14, got
+    # 100 bytes each (key + value): room for 10 of 24, wherever they run.
+    got = _at_once(_puts(server, bytes_tenant, [f"o{i}" for i in range(24)], b"x" * 99))
+    assert got.count("0") == 10 and got.count("-7") == 14, got
     with server.admin() as a:
         usage = a.get(f"/v1/tenants/{server.names[bytes_tenant]}").json()["usage"]
     if storage == "kv":
         assert usage["storage_bytes"] == 1000, usage
+
+
+def _puts(
+    server: ServerProcess, token: str, names: list[str], value: bytes
+) -> list[Callable[[], str]]:
+    """One job per object: PUT key k on a connection pinned to the object's owner; each
+    answers the status the guest saw ("0", or "-7" for quota_exceeded, whether the
+    object quota refused the event or the storage quota the write)."""
+    partitions = read_partition_count(server.data_dir)
+    assert partitions is not None
+    jobs = []
+    for name in names:
+        with server.client(token) as c:
+            oid = bytes.fromhex(c.get(f"/v1/classes/kv/objects/{name}").json()["id"])
+        owner = static_owner(partition_of(oid, partitions), 2)
+        stack = contextlib.ExitStack()
+        client = stack.enter_context(client_on_node(server, token, owner))
+
+        def job(c: httpx.Client = client, name: str = name, stack: Any = stack) -> str:
+            with stack:
+                r = c.post(f"/v1/classes/kv/objects/{name}/put?key=k", content=value)
+            if r.status_code != 200:
+                return "-7" if error_code(r) == "quota_exceeded" else r.text
+            return r.text.split()[0]
+
+        jobs.append(job)
+    return jobs
 
 
 def test_alarms_and_tail_answer_for_the_whole_host_on_any_node(server: ServerProcess) -> None:
@@ -393,13 +404,15 @@ def test_objects_of_two_nodes_calling_each_other_at_once_get_call_cycle_not_a_ti
     go = int(time.time() * 1000) + 8000
     results: dict[str, str] = {}
 
-    def run(me: str, other: str) -> None:
-        with server.client(token) as c:
+    def run(me: str, other: str, owner: int) -> None:
+        # On the owner's own connection: a relayed request would end at the forward
+        # timeout (3 s here) while its event waits for `go`.
+        with client_on_node(server, token, owner) as c:
             params = {"class": "call", "name": other, "path": "/append"}
             params |= {"query": f"v=from-{me}", "wait_until": str(go)}
             results[me] = c.post(f"/v1/classes/call/objects/{me}/call", params=params).text
 
-    threads = [threading.Thread(target=run, args=pair) for pair in ((a, b), (b, a))]
+    threads = [threading.Thread(target=run, args=job) for job in ((a, b, 0), (b, a, 1))]
     for t in threads:
         t.start()
     running = rf'^dohost_events_running\{{class="call",tenant="{server.names[token]}"\}} 2\.0$'

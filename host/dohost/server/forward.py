@@ -115,18 +115,6 @@ class _Conn:
         self.sock = sock
         self.buf = b""
 
-    def alive(self) -> bool:
-        """An idle pooled connection the peer has not closed (nor written to)."""
-        if self.buf:
-            return False
-        try:
-            self.sock.recv(1, socket.MSG_PEEK | socket.MSG_DONTWAIT)
-        except BlockingIOError:
-            return True
-        except OSError:
-            return False
-        return False  # EOF, or bytes nobody asked for
-
     def close(self) -> None:
         self.sock.close()
 
@@ -171,19 +159,25 @@ class Peers:
             c.close()
         self._idle[peer].clear()
 
-    async def _get(self, peer: int) -> _Conn:
-        idle = self._idle[peer]
-        while idle:
-            c = idle.pop()
-            if c.alive():
-                return c
-            c.close()
-        return _Conn(await _connect(self.paths[peer]))
-
     async def exchange(self, peer: int, data: bytes, *, head_only: bool) -> Reply:
         """Send one request, return the peer's reply. Raises NotDelivered or OwnerLost;
-        a cancellation (the caller's timeout) closes the connection."""
-        conn = await self._get(peer)
+        a cancellation (the caller's timeout) closes the connection.
+
+        A pooled connection is used without probing it first (a syscall per request):
+        if the peer closed it (it restarted), the send fails at once (a Unix socket
+        whose peer is gone refuses writes: EPIPE), nothing was delivered, and the
+        request goes again on a new connection."""
+        idle = self._idle[peer]
+        while idle:
+            conn = idle.pop()
+            try:
+                return await self._exchange_on(peer, conn, data, head_only)
+            except NotDelivered:
+                continue  # a stale connection: the next, or a new one
+        conn = _Conn(await _connect(self.paths[peer]))
+        return await self._exchange_on(peer, conn, data, head_only)
+
+    async def _exchange_on(self, peer: int, conn: _Conn, data: bytes, head_only: bool) -> Reply:
         ok = False
         try:
             await _send_all(conn.sock, data)

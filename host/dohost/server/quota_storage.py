@@ -60,7 +60,9 @@ class TenantUsage:
     under `lock` (and, with `--processes N`, under the tenant's host-wide lock with the
     other nodes' published numbers), so concurrent events, on this node or another,
     cannot together pass the quota. Reservations only ever count growth: room an event
-    frees counts once it commits."""
+    frees counts once it commits. Only growth takes the host-wide lock: a release, a
+    commit (a reservation becoming usage) and a delete publish without it
+    (`SharedState.publish_usage` orders the fields so that is safe)."""
 
     def __init__(self, tenant: str, max_bytes: int, max_objects: int) -> None:
         self.tenant = tenant
@@ -101,7 +103,8 @@ class TenantUsage:
         return len(self.objects) + sum(u[0] for u in self.unlisted.values())
 
     def _publish(self) -> None:
-        """Under `lock` and `_host_wide`: tell the other nodes our numbers."""
+        """Under `lock`, and under `_host_wide` if what this node holds (committed +
+        reserved) grew since it last published: tell the other nodes our numbers."""
         if self.shared is not None:
             new = sum(1 for k in self._admitted if k not in self.objects)
             self.shared.publish_usage(
@@ -114,7 +117,8 @@ class TenantUsage:
 
     def host_totals(self) -> tuple[int, int]:
         """(bytes, objects) of this tenant committed on the whole host."""
-        with self.lock, self._host_wide() as others:
+        with self.lock:
+            others = _NOTHING if self.shared is None else self.shared.others_usage(self.tenant)
             return self.total + others.bytes, self._count() + others.objects
 
     # ---------------------------------------------------------------- loading
@@ -201,19 +205,18 @@ class TenantUsage:
                 return
             self._admitted.pop(key, None)
             if key not in self.objects:  # a reservation ends (one that created is counted)
-                with self._host_wide():
-                    self._publish()
+                self._publish()
 
     def forget(self, key: ObjectKey) -> None:
         """The object was deleted (`learn` it before deleting it)."""
-        with self.lock, self._host_wide():
+        with self.lock:
             self.total -= self.objects.pop(key, 0)
             self._set_pending(key, 0)
             self._publish()
 
     def forget_class(self, class_name: str) -> None:
         """Every object of the class was deleted."""
-        with self.lock, self._host_wide():
+        with self.lock:
             for key in [k for k in self.objects if k[0] == class_name]:
                 self.total -= self.objects.pop(key)
                 self._set_pending(key, 0)
@@ -274,22 +277,22 @@ class TenantUsage:
             had_pending = key in self._pending
             if size is None:
                 if had_pending:
-                    with self._host_wide():
-                        self._set_pending(key, 0)
-                        self._publish()
+                    self._set_pending(key, 0)
+                    self._publish()
                 return None
             if written:
                 self.written_bytes[class_name] = self.written_bytes.get(class_name, 0) + written
             prev = self.objects.get(key)
-            with self._host_wide():
-                self._set_pending(key, 0)
-                self.objects[key] = size
-                self.total += size - (prev or 0)
-                self._publish()
+            # The reservation becomes usage (never more than was reserved).
+            self._set_pending(key, 0)
+            self.objects[key] = size
+            self.total += size - (prev or 0)
+            self._publish()
             return prev
 
     def revert(self, key: ObjectKey, size: int, prev: int | None) -> None:
-        """A commit failed: put back the size it replaced (unless a later one moved on)."""
+        """A commit failed: put back the size it replaced (unless a later one moved on;
+        under the host-wide lock: the object may grow back)."""
         with self.lock:
             if self.objects.get(key) != size:
                 return

@@ -57,6 +57,7 @@ RATE_SLOT = 32
 _USAGE = struct.Struct("<Qqqqq")  # key, bytes, objects, reserved bytes, reserved objects
 USAGE_SLOT = 40
 _U64 = struct.Struct("<Q")
+_I64 = struct.Struct("<q")
 
 
 def shared_path(run_dir: Path) -> Path:
@@ -244,22 +245,35 @@ class SharedState:
             fcntl.lockf(self._fd, fcntl.LOCK_UN, 1, byte)
 
     def publish_usage(self, tenant: str, usage: Usage) -> None:
-        """This node's usage of a tenant (under `tenant_lock`)."""
+        """This node's usage of a tenant. Under `tenant_lock` when it grows what the
+        node holds (committed + reserved); without it when it only shrinks it or turns
+        a reservation into usage: the fields are written usage first, reservations
+        last, and read in the opposite order (`others_usage`), so a reader that sees a
+        reservation gone also sees the usage that replaced it (x86 and the other
+        TSO machines keep stores, and loads, in program order)."""
         off = self._usage_slot(self.node, tenant_key(tenant), claim=True)
         if off is not None:
-            _USAGE.pack_into(self._mm, off, tenant_key(tenant), *usage)
+            mm = self._mm
+            _I64.pack_into(mm, off + 8, usage.bytes)
+            _I64.pack_into(mm, off + 16, usage.objects)
+            _I64.pack_into(mm, off + 24, usage.reserved_bytes)
+            _I64.pack_into(mm, off + 32, usage.reserved_objects)
 
     def others_usage(self, tenant: str) -> Usage:
-        """The sum of what the other nodes published for a tenant."""
+        """The sum of what the other nodes published for a tenant (see `publish_usage`
+        for the order of the reads)."""
         key = tenant_key(tenant)
         total = [0, 0, 0, 0]
+        mm = self._mm
         for node in range(self.nodes):
             if node == self.node:
                 continue
             off = self._usage_slot(node, key, claim=False)
             if off is not None:
-                for i, v in enumerate(_USAGE.unpack_from(self._mm, off)[1:]):
-                    total[i] += v
+                total[3] += _I64.unpack_from(mm, off + 32)[0]
+                total[2] += _I64.unpack_from(mm, off + 24)[0]
+                total[1] += _I64.unpack_from(mm, off + 16)[0]
+                total[0] += _I64.unpack_from(mm, off + 8)[0]
         return Usage(*total)
 
     def _warn_full(self) -> None:
