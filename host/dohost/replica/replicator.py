@@ -99,6 +99,7 @@ RETRY_MAX_S = 5.0
 UPLOAD_THREADS = 32
 MAX_PENDING_BYTES = 256 * 1024 * 1024
 MAINTAIN_EVERY_S = 60.0
+MISMATCH_READS = 3  # reads of a taken key holding other bytes before it counts as fenced
 
 
 def wall_ms() -> int:
@@ -251,6 +252,7 @@ class Replicator:
         self._stopped: set[int] = set()  # partitions that queue no more (fenced, overflowed)
         self._fenced: set[int] = set()  # partitions that ship nothing more
         self._format_checked = False
+        self._mismatches: dict[str, int] = {}
         self.sync = sync
         self._claim_holds = claim_holds
         self._gate_timeout_s = gate_timeout_s
@@ -566,7 +568,21 @@ class Replicator:
             self.store.put_new(key, data)
             return True
         except ReplicaKeyExists:
-            return self.store.get(key) == data
+            found = self.store.get(key)
+        if found == data:
+            return True
+        # Another writer of the same epoch is impossible while ownership holds, so other
+        # bytes may also be the store's answer to our own broken try (seen once with
+        # SeaweedFS under heavy load after a connection failed mid-request): read it again
+        # a few times (retried with backoff) before calling it another writer's.
+        seen = self._mismatches[key] = self._mismatches.get(key, 0) + 1
+        if seen < MISMATCH_READS:
+            raise DohostError(
+                Code.REPLICA_UNAVAILABLE,
+                f"{key} in {self.store.description} holds other bytes than this writer's "
+                f"({len(found)} vs {len(data)}); reading it again",
+            )
+        return False
 
     def _check_format(self) -> None:
         data = encode_format(self.partitions)
