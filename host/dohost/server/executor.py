@@ -26,6 +26,8 @@ from typing import Any, TypeVar
 import outcome
 import trio
 
+from dohost.server.loop_inbox import LoopInbox, current_inbox
+
 T = TypeVar("T")
 SPARE_IDLE_S = 10.0  # how long a spare worker waits for work before it ends
 # Workers run below the loop thread's CPU priority (a nice value, per thread on Linux):
@@ -51,11 +53,7 @@ class WorkerPool:
             collections.deque()
         )
         self._cond = threading.Condition(threading.Lock())
-        self._done: collections.deque[tuple[trio.lowlevel.Task, outcome.Outcome[Any]]] = (
-            collections.deque()
-        )
-        self._done_lock = threading.Lock()
-        self._delivery_scheduled = False
+        self._inbox: LoopInbox | None = None  # finished jobs go back through it (batched)
         self._closed = False
         self._token: trio.lowlevel.TrioToken | None = None
         self._threads = [
@@ -75,6 +73,7 @@ class WorkerPool:
 
     def start(self) -> None:
         self._token = trio.lowlevel.current_trio_token()
+        self._inbox = current_inbox()
         if not self._started:
             self._started = True
             for t in self._threads:
@@ -143,21 +142,8 @@ class WorkerPool:
             self._deliver(task, result)
 
     def _deliver(self, task: trio.lowlevel.Task, result: outcome.Outcome[Any]) -> None:
-        with self._done_lock:
-            self._done.append((task, result))
-            if self._delivery_scheduled:
-                return
-            self._delivery_scheduled = True
-        assert self._token is not None
-        with contextlib.suppress(trio.RunFinishedError):
-            self._token.run_sync_soon(self._deliver_all)
-
-    def _deliver_all(self) -> None:
-        with self._done_lock:
-            done, self._done = self._done, collections.deque()
-            self._delivery_scheduled = False
-        for task, result in done:
-            trio.lowlevel.reschedule(task, result)
+        assert self._inbox is not None
+        self._inbox.post(trio.lowlevel.reschedule, task, result)
 
     def close(self) -> None:
         """Stop the threads once the queued jobs have run."""

@@ -38,6 +38,7 @@ from dohost.runtime import ws_imports
 from dohost.runtime.activation import Activation
 from dohost.runtime.event import EventOutcome, ObjectIdent, OffloadRequest, check_alarm
 from dohost.server.calls import CallRouter, EventNode
+from dohost.server.loop_inbox import current_inbox
 from dohost.server.tenant_limits import TenantLimits
 from dohost.storage.alarm_index import AlarmEntry
 from dohost.storage.api import CommitTicket, ObjectStorage
@@ -175,14 +176,9 @@ async def wait_ticket(ticket: CommitTicket) -> DohostError | None:
     """Await a commit ticket from the trio loop (it completes on a storage thread)."""
     if ticket.done:
         return ticket.error
-    token = trio.lowlevel.current_trio_token()
+    inbox = current_inbox()  # a batch of tickets resolved together wakes the loop once
     done = trio.Event()
-
-    def on_done(_t: CommitTicket) -> None:
-        with contextlib.suppress(trio.RunFinishedError):
-            token.run_sync_soon(done.set)
-
-    ticket.add_done_callback(on_done)
+    ticket.add_done_callback(lambda _t: inbox.post(done.set))
     await done.wait()
     return ticket.error
 

@@ -9,9 +9,10 @@ some storage thread) once the writes are fsync'd, or fails.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol
 
@@ -50,6 +51,40 @@ class Backend:
 
     KV = "kv"  # sharded: many objects' rows in a few SQLite files per tenant
     SQLITE = "sqlite"  # one SQLite file per object
+
+
+_together = threading.local()
+
+
+@contextlib.contextmanager
+def resolving_together() -> Iterator[None]:
+    """Resolve a batch of tickets as one (on the committing thread): work that ticket
+    callbacks hand to `after_resolving` (waking the event loop) runs once, when the block
+    ends, instead of once per ticket."""
+    if getattr(_together, "hooks", None) is not None:
+        yield  # (nested: the outer block runs the hooks)
+        return
+    hooks: dict[object, Callable[[], None]] = {}
+    _together.hooks = hooks
+    try:
+        yield
+    finally:
+        _together.hooks = None
+        for fn in hooks.values():
+            try:
+                fn()
+            except Exception:
+                _log.exception("a commit batch hook failed")
+
+
+def after_resolving(key: object, fn: Callable[[], None]) -> bool:
+    """Inside `resolving_together` on this thread: run `fn` when it ends, once per `key`,
+    and return True. Outside one, return False (the caller does the work now)."""
+    hooks: dict[object, Callable[[], None]] | None = getattr(_together, "hooks", None)
+    if hooks is None:
+        return False
+    hooks.setdefault(key, fn)
+    return True
 
 
 class CommitTicket:

@@ -39,7 +39,7 @@ import apsw
 
 from dohost.core.errors import DohostError
 from dohost.core.partitions import progressions
-from dohost.storage.api import CommitTicket, Durability, storage_error
+from dohost.storage.api import CommitTicket, Durability, resolving_together, storage_error
 from dohost.storage.fencing import Claims, claim_lost, fenced
 from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path, sync_data
 from dohost.storage.wal_heal import heal_wal
@@ -550,13 +550,14 @@ class KvShard:
                 if self._inflight.get(ws.object_id) is ws.ticket:
                     del self._inflight[ws.object_id]
         gated = self._gated
-        for ws in batch:
-            err = ws.writer.error
-            if err is not None:
-                self.stats.failed_write_sets += 1
-                ws.ticket.resolve(err)
-            elif not gated:
-                ws.ticket.resolve(None)
+        with resolving_together():  # one loop wake-up for the batch
+            for ws in batch:
+                err = ws.writer.error
+                if err is not None:
+                    self.stats.failed_write_sets += 1
+                    ws.ticket.resolve(err)
+                elif not gated:
+                    ws.ticket.resolve(None)
         if self._on_commit is not None and error is None:
             done = [ws for ws in live if ws.writer.error is None]
             if done:

@@ -29,7 +29,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from dohost.core.errors import DohostError
-from dohost.storage.api import CommitTicket, Durability, storage_error
+from dohost.storage.api import CommitTicket, Durability, resolving_together, storage_error
 from dohost.storage.fsutil import Fsync, fsync_dir, sync_data
 
 _log = logging.getLogger(__name__)
@@ -167,10 +167,11 @@ class WalFlusher:
         self.stats.requests += len(batch)
         self.stats.fsyncs += sum(1 for err, ino in synced if err is None and ino >= 0)
         self.stats.fsync_seconds += time.perf_counter() - t0
-        for path, tickets in by_path.items():
-            err = results[path]
-            for t in tickets:
-                t.resolve(err)
+        with resolving_together():  # one loop wake-up for the round
+            for path, tickets in by_path.items():
+                err = results[path]
+                for t in tickets:
+                    t.resolve(err)
 
     def _pool(self) -> ThreadPoolExecutor:
         if self._executor is None:
