@@ -41,20 +41,23 @@ def tenants_in(data_dir: Path) -> list[str]:
         db.close()
 
 
-def shipper(data: Path, store: ReplicaStore, clock: Clock, **kw: int) -> CatalogShipper:
-    # poll_s: the background thread is not what these tests drive (ship_if_changed is).
-    return CatalogShipper(store, data, writer="t", wall_clock_ms=clock, poll_s=3600,
-                          retention_ms=kw.get("retention_ms", 30 * DAY_MS))  # fmt: skip
+def open_data(
+    tmp_path: Path, store: ReplicaStore, retention_ms: int = 30 * DAY_MS
+) -> tuple[SystemDb, Clock, CatalogShipper]:
+    """A data directory's system database, a clock, and its catalog shipper (whose
+    background thread these tests do not rely on: they call ship_if_changed)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    clock = Clock()
+    ship = CatalogShipper(store, data, writer="t", wall_clock_ms=clock, poll_s=3600,
+                          retention_ms=retention_ms)  # fmt: skip
+    return SystemDb(data), clock, ship
 
 
 def test_copies_follow_changes_and_restore_as_of_a_time(
     tmp_path: Path, store: ReplicaStore
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    db = SystemDb(data)
-    clock = Clock()
-    ship = shipper(data, store, clock)
+    db, clock, ship = open_data(tmp_path, store)
     try:
         db.create_tenant("acme", b"h" * 32)
         sha1 = deploy(db, "acme", b"\0asm-one")
@@ -81,10 +84,7 @@ def test_copies_follow_changes_and_restore_as_of_a_time(
 
 
 def test_a_damaged_module_stops_the_restore(tmp_path: Path, file_store: FileReplicaStore) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    db = SystemDb(data)
-    ship = shipper(data, file_store, Clock())
+    db, _clock, ship = open_data(tmp_path, file_store)
     try:
         sha = deploy(db, "acme", b"\0asm-one")
         assert ship.ship_if_changed()
@@ -106,11 +106,7 @@ def test_a_damaged_module_stops_the_restore(tmp_path: Path, file_store: FileRepl
 def test_old_copies_leave_with_the_retention_window(
     tmp_path: Path, file_store: FileReplicaStore
 ) -> None:
-    data = tmp_path / "data"
-    data.mkdir()
-    db = SystemDb(data)
-    clock = Clock()
-    ship = shipper(data, file_store, clock, retention_ms=10 * DAY_MS)
+    db, clock, ship = open_data(tmp_path, file_store, retention_ms=10 * DAY_MS)
     try:
         for day in range(0, 30, 5):
             clock.ms = 1_700_000_000_000 + day * DAY_MS

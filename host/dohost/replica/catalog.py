@@ -157,11 +157,7 @@ class CatalogShipper:
             self._modules_in_store.add(sha)
 
     def _trim(self, now_ms: int) -> None:
-        copies = sorted(
-            (t, k)
-            for k in self.store.list(CATALOG_PREFIX)
-            if (t := parse_catalog_key(k)) is not None
-        )
+        copies = catalog_copies(self.store)
         before = [c for c in copies if c[0] <= now_ms - self._retention_ms]
         for _t, key in before[:-1]:  # the newest of them is the base of the window
             self.store.delete(key)
@@ -178,12 +174,17 @@ class CatalogShipper:
         self._db.close()
 
 
+def catalog_copies(store: ReplicaStore) -> list[tuple[int, str]]:
+    """(time taken, key) of every catalog copy in the store, oldest first."""
+    return sorted(
+        (t, k) for k in store.list(CATALOG_PREFIX) if (t := parse_catalog_key(k)) is not None
+    )
+
+
 def restore_catalog(store: ReplicaStore, data_dir: Path, at_ms: int | None) -> int:
     """Write the catalog as of `at_ms` (or the newest) into `data_dir`; the modules
     restored. NOT_FOUND if the store holds no catalog."""
-    copies = sorted(
-        (t, k) for k in store.list(CATALOG_PREFIX) if (t := parse_catalog_key(k)) is not None
-    )
+    copies = catalog_copies(store)
     if not copies:
         raise DohostError(Code.NOT_FOUND, f"{store.description} holds no catalog")
     usable = [c for c in copies if at_ms is None or c[0] <= at_ms]
