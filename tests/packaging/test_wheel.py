@@ -10,7 +10,10 @@ checked against pyproject.toml, so a real `pip install` would fetch the same one
 
 from __future__ import annotations
 
+import fnmatch
+import json
 import re
+import shlex
 import signal
 import subprocess
 import sys
@@ -131,3 +134,49 @@ def test_dohost_serve_from_the_installed_wheel(venv: Path, tmp_path: Path) -> No
         proc.send_signal(signal.SIGTERM)
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err
+
+
+def test_the_container_recipe_runs_from_the_installed_wheel(
+    wheel: Path, venv: Path, tmp_path: Path
+) -> None:
+    """What of deploy/Containerfile can be checked without a container engine (none on
+    the test machines, so the image itself is never built here): every file it COPYs
+    exists in the build context (the checkout with the wheel in dist/), and its CMD,
+    HEALTHCHECK and STOPSIGNAL work with the wheel installed as its RUN installs it. The
+    address is 127.0.0.1 and the port any free one here, instead of the image's 0.0.0.0
+    and 8080 (tests listen on loopback only)."""
+    text = (ROOT / "deploy" / "Containerfile").read_text()
+    copies = re.findall(r"^COPY (\S+) (\S+)$", text, re.M)
+    assert copies, "no COPY lines"
+    for src, _ in copies:
+        if src.startswith("dist/"):
+            # `pip wheel . -w dist/`, as the recipe's header says: the name must match.
+            assert fnmatch.fnmatch(f"dist/{wheel.name}", src), (src, wheel.name)
+        else:
+            assert (ROOT / src).is_file(), f"COPY {src}: no such file in the checkout"
+    assert re.search(r"^RUN pip install --no-cache-dir /tmp/dohost-\*\.whl", text, re.M)
+    cmd = json.loads(re.search(r"^CMD (\[.*\])$", text, re.M).group(1))  # type: ignore[union-attr]
+    health = re.search(r"^HEALTHCHECK .*? CMD (.+)$", text, re.M).group(1)  # type: ignore[union-attr]
+    assert re.search(r"^STOPSIGNAL SIGTERM$", text, re.M)
+    assert cmd[0] == "dohost"  # on the image's PATH, as the venv's bin here
+    local = {"/etc/dohost/dohost.toml": str(ROOT / "deploy" / "dohost.toml"), "0.0.0.0": "127.0.0.1",
+             "/data": str(tmp_path / "data")}  # fmt: skip
+    args = [str(venv / "bin" / "dohost"), *(local.get(a, a) for a in cmd[1:]), "--port", "0"]
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
+    try:
+        line: list[bytes] = []
+        t = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+        t.start()
+        t.join(120)
+        m = re.search(rb"http://127\.0\.0\.1:(\d+)", line[0]) if line else None
+        assert m is not None, "no URL printed"
+        port = m.group(1).decode()
+        probe = shlex.split(health.replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
+        assert probe[0] == "python"  # the image's python, which has the wheel installed
+        r = subprocess.run([str(venv / "bin" / "python"), *probe[1:]], timeout=60)
+        assert r.returncode == 0  # the health check passes
+    finally:
+        proc.send_signal(signal.SIGTERM)  # STOPSIGNAL
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    assert (tmp_path / "data" / "system.db").exists()  # the volume holds the data
