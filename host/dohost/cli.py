@@ -201,6 +201,7 @@ SUMMARIES = {
     "id": "Print a new unique object id, or an object's id.",
     "init": "Create a project (C, Zig, Rust or AssemblyScript).",
     "restore": "Rebuild a data set from its replica.",
+    "restore-object": "Restore an object to a past time, or fork it.",
     "rm": "Delete an object's storage and alarm (asks first).",
     "run": "Deliver one event to an object in an embedded host.",
     "sdk": "Print where the guest SDK of a language is.",

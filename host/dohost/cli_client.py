@@ -423,6 +423,66 @@ def rm(class_name: str, obj: str, by_id: bool, yes: bool, url: str, token: str |
     click.echo(f"deleted {class_name} object {obj} ({oid[:16]}…)")
 
 
+@click.command("restore-object")
+@click.argument("class_name", metavar="CLASS")
+@click.argument("obj", metavar="OBJECT")
+@click.option("--at", "at", required=True, help="ms since 1970, or ISO 8601 with its zone.")
+@click.option(
+    "--to",
+    "to",
+    default=None,
+    metavar="NAME",
+    help="Fork: copy the state at --at into this new or empty object; OBJECT is untouched.",
+)
+@id_option
+@json_option
+@url_option
+@token_option
+def restore_object(
+    class_name: str,
+    obj: str,
+    at: str,
+    to: str | None,
+    by_id: bool,
+    as_json: bool,
+    url: str,
+    token: str | None,
+) -> None:
+    """Restore OBJECT of CLASS to its state at --at from the server's replica (its
+    keys and alarm; the object is deactivated first), or with --to fork that state into
+    another object. Needs `dohost serve --replica`; kv-backed classes only."""
+    from dohost.core.errors import DohostError
+    from dohost.core.time_text import parse_time_ms
+
+    try:
+        at_ms = parse_time_ms(at)
+    except DohostError as e:
+        fail(f"{e.code.code}: {e.message}", 2)
+    done = run(url, token, lambda c: c.restore_object(class_name, obj, at_ms, to=to, by_id=by_id))
+    if as_json:
+        echo_json(
+            {
+                "class": done.class_name,
+                "id": done.id,
+                "name": done.name,
+                "source": done.source,
+                "at_ms": done.at_ms,
+                "keys": done.keys,
+                "alarm": done.alarm,
+                "fork": done.fork,
+            }
+        )
+        return
+    alarm = "no alarm" if done.alarm is None else f"alarm at {done.alarm} ms"
+    if done.fork:
+        click.echo(
+            f"forked {class_name} object {obj} as of {at_ms} ms into {to}: "
+            f"{done.keys} keys, {alarm}"
+        )
+    else:
+        click.echo(f"restored {class_name} object {obj} to {at_ms} ms: {done.keys} keys, {alarm}")
+
+
 def _has_stored(client: Client, class_name: str, object_id: str) -> bool:
     """Whether the object is in the class's listing (objects that stored something):
     the page that starts right before its id."""
@@ -435,6 +495,6 @@ def _has_stored(client: Client, class_name: str, object_id: str) -> bool:
 def register(group: click.Group) -> None:
     from dohost import cli_ops
 
-    for cmd in (tenant, deploy, classes, call, objects, storage, rm):
+    for cmd in (tenant, deploy, classes, call, objects, storage, rm, restore_object):
         group.add_command(cmd)
     cli_ops.register(group, tenant)

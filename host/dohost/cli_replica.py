@@ -4,7 +4,6 @@ replica URL."""
 
 from __future__ import annotations
 
-import datetime
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -12,7 +11,7 @@ from typing import Any
 
 import click
 
-from dohost.core.errors import Code, DohostError
+from dohost.core.time_text import parse_time_ms
 from dohost.replica.store import S3Options, open_replica_store
 
 
@@ -54,23 +53,6 @@ def s3_options(
     endpoint: str | None, region: str | None, access_key: str | None, secret_key: str | None
 ) -> S3Options:
     return S3Options(endpoint=endpoint, region=region, access_key=access_key, secret_key=secret_key)
-
-
-def parse_time_ms(text: str) -> int:
-    """`--at`: milliseconds since the Unix epoch, or an ISO 8601 time with its zone."""
-    if text.isdigit():
-        return int(text)
-    try:
-        when = datetime.datetime.fromisoformat(text)
-    except ValueError:
-        when = None
-    if when is None or when.tzinfo is None:
-        raise DohostError(
-            Code.INVALID_ARGUMENT,
-            f"--at {text!r}: give milliseconds since 1970 or an ISO 8601 time with its zone "
-            "(2026-12-07T23:00:00Z)",
-        )
-    return int(when.timestamp() * 1000)
 
 
 @click.command()

@@ -70,7 +70,7 @@ async def test_c_sdk_installs_to_a_prefix(tmp_path: Path) -> None:
         env=zig_env(),
     )
     headers = sorted(p.name for p in (prefix / "include" / "dohost").iterdir())
-    assert headers == ["call.h", "cbor.h", "dohost.h", "json.h", "sql.h", "ws.h"]
+    assert headers == ["bookmark.h", "call.h", "cbor.h", "dohost.h", "json.h", "sql.h", "ws.h"]
     pc = (prefix / "lib" / "pkgconfig" / "dohost.pc").read_text()
     assert f"prefix={prefix}" in pc and "Libs: -L${libdir} -ldohost" in pc
     lib = prefix / "lib" / "wasm32-freestanding"

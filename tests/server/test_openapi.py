@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ import pytest
 from api_helpers import ADMIN_TOKEN, http_request, json_of
 
 from dohost import Host
+from dohost.replica.store import open_replica_store
 from dohost.server.api import Api
 from dohost.server.http_types import HttpResponse
 from dohost.server.quotas import Quotas
@@ -38,6 +40,8 @@ SHAPES = [
     "/v1/classes/counter/ids/{id}", "/v1/classes/counter/ids/{id}/storage",
     "/v1/classes/counter/ids/{id}/incr", "/v1/classes/counter/objects/o/storage/sql",
     "/v1/classes/counter/ids/{id}/storage/sql", "/v1/alarms", "/v1/tail",
+    "/v1/classes/counter/objects/o/storage/restore",
+    "/v1/classes/counter/ids/{id}/storage/restore",
 ]  # fmt: skip
 
 
@@ -54,6 +58,8 @@ def body_for(method: str, shape: str, n: int) -> bytes:
         ("POST", "/v1/classes/counter/objects/o/storage/sql"): {"sql": "SELECT 1 AS one"},
         ("POST", "/v1/classes/counter/ids/{id}/storage/sql"): {"sql": "SELECT 1 AS one"},
     }
+    if shape.endswith("/storage/restore"):
+        bodies[(method, shape)] = {"at": int(time.time() * 1000)}  # after "o" stored
     found = bodies.get((method, shape))
     return json.dumps(found).encode() if found is not None else b""
 
@@ -89,7 +95,9 @@ class Env:
 
 @pytest.fixture
 async def env(tmp_path: Path) -> AsyncIterator[Env]:
-    async with Host(tmp_path / "data", durability="os", workers=2) as host:
+    # With a replica store, so the restore route answers its success too.
+    replica = open_replica_store(f"file://{tmp_path / 'replica'}")
+    async with Host(tmp_path / "data", durability="os", workers=2, replica=replica) as host:
         yield Env(Api(await ServerState.attach(host, ADMIN_TOKEN, Quotas())))
 
 

@@ -20,6 +20,7 @@ from dohost.client.model import (
     ObjectPage,
     ObjectRef,
     ObjectSummary,
+    RestoreResult,
     StoragePage,
     Tenant,
     TokenInfo,
@@ -321,6 +322,28 @@ def get_object(class_name: str, obj: str, by_id: bool = False) -> Call[ObjectRef
 def delete_object(class_name: str, obj: str, by_id: bool = False) -> Call[str]:
     """Returns the deleted object's id."""
     return Call("DELETE", object_path(class_name, obj, by_id), lambda r: str(r.json()["id"]))
+
+
+def restore_object(
+    class_name: str, obj: str, at: int | str, *, to: str | None = None, by_id: bool = False
+) -> Call[RestoreResult]:
+    """Replace `obj`'s state with its state at `at` (ms since 1970, or ISO 8601 with its
+    zone) from the server's replica; with `to`, copy it into that new or empty object
+    instead (a fork) and leave `obj` as it is. `by_id`: `obj` is an id."""
+    body: dict[str, Any] = {"at": at}
+    if to is None:
+        path = object_path(class_name, obj, by_id)
+    else:
+        path = object_path(class_name, to)
+        body["from_id" if by_id else "from"] = obj
+    data, headers = _json_body(body)
+    return Call(
+        "POST",
+        path + "/storage/restore",
+        lambda r: RestoreResult.from_json(r.json()),
+        body=data,
+        headers=headers,
+    )
 
 
 def storage(

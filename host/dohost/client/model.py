@@ -145,6 +145,34 @@ class ObjectRef:
 
 
 @dataclass(frozen=True, slots=True)
+class RestoreResult:
+    """What restore_object did: `id` (and `name`) is the object written; `source` the
+    object whose history was read (the same one unless `fork`)."""
+
+    class_name: str
+    id: str
+    name: str | None
+    source: str
+    at_ms: int
+    keys: int
+    alarm: int | None
+    fork: bool
+
+    @staticmethod
+    def from_json(d: dict[str, Any]) -> RestoreResult:
+        return RestoreResult(
+            d["class"],
+            d["id"],
+            d.get("name"),
+            d["source"],
+            d["at_ms"],
+            d["keys"],
+            d.get("alarm"),
+            d["fork"],
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class StoragePage:
     """One page of an object's committed keys and values (decoded from base64); pass
     `next` as `cursor` for the following one."""

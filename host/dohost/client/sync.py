@@ -18,6 +18,7 @@ from dohost.client.model import (
     ObjectPage,
     ObjectRef,
     ObjectSummary,
+    RestoreResult,
     StoragePage,
     Tenant,
     TokenInfo,
@@ -180,6 +181,18 @@ class Client:
 
     def delete_object(self, class_name: str, obj: str, by_id: bool = False) -> str:
         return self.send(calls.delete_object(class_name, obj, by_id))
+
+    def restore_object(
+        self,
+        class_name: str,
+        obj: str,
+        at: int | str,
+        *,
+        to: str | None = None,
+        by_id: bool = False,
+    ) -> RestoreResult:
+        """Restore `obj` to its state at `at` from the replica, or fork it into `to`."""
+        return self.send(calls.restore_object(class_name, obj, at, to=to, by_id=by_id))
 
     def storage(
         self,

@@ -89,6 +89,8 @@ class Code(enum.Enum):
         None,
         500,
     )  # a replica object fails its checksum, or the log has a gap
+    # restore-object, fork or a guest's bookmark on a server without a replica store
+    NO_REPLICA = ("no_replica", None, 409)
 
     @property
     def abi_status(self) -> int | None:

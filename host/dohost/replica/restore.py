@@ -72,9 +72,14 @@ class RestoreReport:
 
 
 def rebuild_partition(
-    store: ReplicaStore, partition: int, keys: list[LogKey], at_ms: int | None
+    store: ReplicaStore,
+    partition: int,
+    keys: list[LogKey],
+    at_ms: int | None,
+    only: tuple[str, bytes] | None = None,
 ) -> tuple[PartitionState, RestoreReport]:
-    """The partition's objects as of its newest state, or as of `at_ms`."""
+    """The partition's objects as of its newest state, or as of `at_ms`; with `only`
+    (tenant, object id), that object alone (restore-object, bookmarks)."""
     report = RestoreReport()
     listing = PartitionListing.of(partition, keys)
     starts = {
@@ -91,6 +96,8 @@ def rebuild_partition(
         state = decode_snapshot(
             store.get(plan.snapshot_key), partition, epoch, seq, plan.snapshot_key
         ).objects
+        if only is not None:
+            state = {only: state[only]} if only in state else {}
     for epoch, seq in plan.segments:
         key = segment_key(partition, epoch, seq)
         segment = decode_segment(store.get(key), partition, epoch, seq, key)
@@ -98,6 +105,8 @@ def rebuild_partition(
         for change in segment.changes:
             if at_ms is not None and change.committed_ms > at_ms:
                 return state, report
+            if only is not None and (change.tenant, change.object_id) != only:
+                continue
             apply_change(state, change)
             report.changes += 1
             report.last_committed_ms = max(report.last_committed_ms, change.committed_ms)

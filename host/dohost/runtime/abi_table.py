@@ -64,6 +64,9 @@ DOHOST_IMPORTS: dict[str, Sig] = {
     "ws_attachment_set": sig("iii", "i"),
     "ws_attachment_get": sig("iii", "i"),
     "ws_auto_response": sig("iiii", "i"),
+    "bookmark_current": sig("ii", "i"),
+    "bookmark_for_time": sig("Iii", "i"),
+    "bookmark_restore": sig("ii", "i"),
 }
 
 # Names reserved for later issues; importing them today is refused with a pointer to why.

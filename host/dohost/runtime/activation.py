@@ -19,7 +19,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import wasmtime
 
@@ -38,6 +38,9 @@ from dohost.runtime.event import (
 from dohost.runtime.linker import CURRENT
 from dohost.runtime.module_loader import ModuleInfo
 from dohost.runtime.ws_imports import WsHostView, WsKey
+
+if TYPE_CHECKING:
+    from dohost.runtime.bookmark_imports import BookmarkHost
 from dohost.storage.api import ObjectStorage
 
 guest_log = logging.getLogger("dohost.guest")
@@ -102,6 +105,7 @@ class Activation:
         self.wall_ms: Callable[[], float] = _wall_ms
         self.ws_host: WsHostView | None = None
         self.ws_key: WsKey = (ident.tenant, ident.class_name, b"")
+        self.bookmarks: BookmarkHost | None = None  # None: no replica (not_supported)
         self.has_ws_message = False
         # The tenant's log rate (server/tenant_limits.py), asked before a log write is
         # copied out of guest memory; what it refuses is dropped (and counted there).

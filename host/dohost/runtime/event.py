@@ -64,6 +64,7 @@ from dohost.storage.api import CommitTicket, ObjectStorage
 if TYPE_CHECKING:
     from dohost.core.calls import CallTarget
     from dohost.core.envelopes import Request
+    from dohost.runtime.bookmark_imports import BookmarkHost
     from dohost.runtime.crossing import GuestMemory
     from dohost.runtime.ws_imports import WsEvent, WsHostView, WsKey
 
@@ -185,6 +186,9 @@ class EventHost(Protocol):
     log_gate: LogGate | None  # the tenant's log rate (None: no limit)
     # Each guest log line as it reaches the log (server/tail.py: `dohost tail`, `dev`).
     on_log: Callable[[ObjectIdent, int, str], None] | None
+    # The object's bookmarks (runtime/bookmark_imports.py); None: no replica, the
+    # bookmark imports answer not_supported.
+    bookmarks: BookmarkHost | None
 
     def set_deadline(self, ticks: int) -> None:
         """Arm the store's epoch deadline `ticks` from now."""

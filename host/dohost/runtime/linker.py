@@ -26,6 +26,7 @@ from dohost.core.errors import ABI_STATUS, Code, DohostError
 from dohost.runtime import (
     abi_table,
     alarm_imports,
+    bookmark_imports,
     call_imports,
     crossing,
     event_imports,
@@ -50,6 +51,7 @@ DOHOST_IMPORTS: dict[str, Callable[..., int]] = {
     **sql_imports.IMPORTS,
     **call_imports.IMPORTS,
     **ws_imports.IMPORTS,
+    **bookmark_imports.IMPORTS,
 }
 
 

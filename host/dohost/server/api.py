@@ -40,6 +40,7 @@ from dohost.core.calls import CALLER_HEADERS
 from dohost.core.envelopes import Request, Response
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
+from dohost.core.time_text import parse_time_ms
 from dohost.core.token_scope import Scope
 from dohost.core.websocket import accept_token, handshake_key
 from dohost.server import api_admin, api_classes, api_dev, api_tokens, node_routes, openapi
@@ -53,6 +54,7 @@ from dohost.server.api_util import (
     decode_segment,
     error_response,
     int_param,
+    json_body,
     json_response,
     not_found,
     query_params,
@@ -323,6 +325,8 @@ class Api:
             return await self._storage(req, tenant, class_name, oid)
         if rest == "storage/sql" and method == "POST":
             return await api_dev.sql(self.state, req, tenant, class_name, oid)
+        if rest == "storage/restore" and method == "POST":
+            return await self._restore(req, tenant, class_name, oid)
         return await self._fetch(req, ref, "/" + rest)
 
     # ---------------------------------------------------------------- object traffic
@@ -378,6 +382,40 @@ class Api:
         await self.host.delete_object(tenant, class_name, oid)
         usage.forget((class_name, oid.raw))
         return json_response(200, {"class": class_name, "id": oid.hex, "deleted": True})
+
+    async def _restore(
+        self, req: HttpRequest, tenant: str, class_name: str, oid: ObjectId
+    ) -> HttpResponse:
+        """`POST …/storage/restore` {"at", "from" | "from_id"}: this object's state at a
+        time, or (fork) another object's, from the replica (server/object_restore.py)."""
+        body = json_body(req.body)
+        unknown = sorted(set(body) - {"at", "from", "from_id"})
+        if unknown:
+            raise DohostError(
+                Code.BAD_REQUEST, f"unknown field {unknown[0][:64]!r}: use at, from, from_id"
+            )
+        at = body.get("at")
+        if isinstance(at, bool) or not isinstance(at, int | str):
+            raise DohostError(
+                Code.BAD_REQUEST,
+                '"at" is required: milliseconds since 1970, or an ISO 8601 time with its zone',
+            )
+        at_ms = at if isinstance(at, int) else parse_time_ms(at, '"at"')
+        if at_ms < 0:
+            raise DohostError(Code.INVALID_ARGUMENT, '"at" must be >= 0')
+        source: str | ObjectId | None = None
+        if "from" in body and "from_id" in body:
+            raise DohostError(Code.BAD_REQUEST, 'give "from" (a name) or "from_id", not both')
+        if "from" in body:
+            if not isinstance(body["from"], str):
+                raise DohostError(Code.BAD_REQUEST, '"from" is an object name (a string)')
+            source = body["from"]
+        elif "from_id" in body:
+            if not isinstance(body["from_id"], str):
+                raise DohostError(Code.BAD_REQUEST, '"from_id" is an object id (64 hex)')
+            source = self.host.id_from_string(tenant, class_name, body["from_id"])
+        done = await self.host.restore_object(tenant, class_name, oid, at_ms, source=source)
+        return json_response(200, done.to_json())
 
     async def _storage(
         self, req: HttpRequest, tenant: str, class_name: str, oid: ObjectId

@@ -33,6 +33,7 @@ from dohost.core.ids import ObjectId, new_unique_id
 from dohost.core.limits import EventLimits
 from dohost.core.names import check_name
 from dohost.core.partitions import DEFAULT_PARTITIONS, partition_of
+from dohost.core.replica_log import ObjectState
 from dohost.core.websocket import (
     CLOSE_GOING_AWAY,
     DEFAULT_MAX_CONNECTIONS_PER_OBJECT,
@@ -41,6 +42,7 @@ from dohost.core.websocket import (
 from dohost.replica import GATE_TIMEOUT_S
 from dohost.replica.catalog import CatalogShipper
 from dohost.replica.maintenance import MaintenancePolicy
+from dohost.replica.object_history import object_state_at
 from dohost.replica.replicator import Replicator
 from dohost.replica.resync import CleanMarks, forget_clean, local_partitions
 from dohost.replica.store import ReplicaStore
@@ -60,6 +62,12 @@ from dohost.server.alarms import AlarmScheduler
 from dohost.server.class_registry import ClassRegistry, ClassRuntime
 from dohost.server.deploy_queue import DeployQueue
 from dohost.server.executor import WorkerPool
+from dohost.server.object_restore import (
+    FLUSH_TIMEOUT_S,
+    RestoredObject,
+    check_backend,
+    no_replica,
+)
 from dohost.server.startup import prepare_data_dir
 from dohost.server.supervisor import Supervisor
 from dohost.server.tail import TailHub, TailRecord
@@ -365,6 +373,8 @@ class Host:
                 self.alarms.stats.trace = []
             self.supervisor.index_alarm = self.alarm_index.upsert_durable
             self.supervisor.on_alarm_committed = self.alarms.schedule
+            if self._replica is not None:
+                self.supervisor.read_state = self._object_state_at
             nursery = await stack.enter_async_context(trio.open_nursery())
             self._nursery = nursery
             self.websockets.background = nursery
@@ -766,6 +776,70 @@ class Host:
                 self.storage.delete_object, tenant, class_name, oid.raw, cls.row.storage
             )
         return oid
+
+    async def _object_state_at(self, tenant: str, oid: ObjectId, at_ms: int) -> ObjectState | None:
+        """The kv object's state at `at_ms` as the replica holds it (None: none then).
+        Changes committed but not shipped yet are shipped first."""
+        store = self._replica
+        if store is None:
+            raise no_replica()
+        replicator = self.replicator
+        now_ms = int(self.wall_ms())
+
+        def read() -> ObjectState | None:
+            if replicator is not None and not replicator.flush(FLUSH_TIMEOUT_S):
+                raise DohostError(
+                    Code.REPLICA_UNAVAILABLE,
+                    f"committed changes did not reach the replica within {FLUSH_TIMEOUT_S:g} s "
+                    "(the store is failing or slow; see dohost_replica_lag_seconds): the "
+                    "object's history there is not complete yet, try again",
+                )
+            return object_state_at(store, self.partition_of(oid), tenant, oid.raw, at_ms, now_ms)
+
+        return await trio.to_thread.run_sync(read)
+
+    async def restore_object(
+        self,
+        tenant: str,
+        class_name: str,
+        obj: str | ObjectId,
+        at_ms: int,
+        *,
+        source: str | ObjectId | None = None,
+    ) -> RestoredObject:
+        """Replace object `obj`'s state with its state at `at_ms` read from the replica;
+        with `source` (fork), copy `source`'s state at `at_ms` into `obj`, which must be
+        new or empty, and leave `source` untouched. The object is held (its running and
+        queued events finish first, later ones wait), its activation dropped, and the
+        restore is one transaction of its storage, its alarm included."""
+        if self._replica is None:
+            raise no_replica()
+        ref = self.resolve(tenant, class_name, obj)
+        cls, oid = ref.cls, ref.oid
+        check_backend(class_name, cls.row.storage)
+        src = oid if source is None else self.resolve(tenant, class_name, source).oid
+        fork = source is not None
+        if fork and src.raw == oid.raw:
+            raise DohostError(
+                Code.INVALID_ARGUMENT,
+                "a fork copies into another object: name a different target, or restore "
+                "the object in place (without a target)",
+            )
+        self._check_owner(oid)
+        state = await self._object_state_at(tenant, src, at_ms)
+        if state is None:
+            raise DohostError(
+                Code.NOT_FOUND,
+                f"the replica holds no state of object {src.name or src.hex} of class "
+                f"{class_name} at {at_ms} ms (not written yet then, deleted, or not replicated)",
+            )
+        async with self.supervisor.forget(tenant, class_name, oid):
+            slot = self.supervisor.slot_for(tenant, class_name, oid)
+            self.supervisor.pending_restores.pop(slot.key, None)  # superseded
+            keys = await self.supervisor.replace_state(
+                slot, cls.row.storage, state, require_empty=fork
+            )
+        return RestoredObject(class_name, oid.hex, oid.name, src.hex, at_ms, keys, state.alarm)
 
     async def delete_tenant(self, tenant: str) -> bool:
         """Delete a tenant: its classes, activations and every object's storage. Returns

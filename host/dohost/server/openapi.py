@@ -102,6 +102,18 @@ SCHEMAS: dict[str, Any] = {
     ),
     "NewId": obj({"id": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}),
     "ObjectRef": obj({"class": STR, "id": STR, "name": NULL_STR}),
+    "Restored": obj(
+        {
+            "class": STR,
+            "id": STR,
+            "name": NULL_STR,
+            "source": STR,
+            "at_ms": INT,
+            "keys": INT,
+            "alarm": NULL_INT,
+            "fork": BOOL,
+        }
+    ),
     "ObjectDeleted": obj({"class": STR, "id": STR, "deleted": {"const": True}}),
     "SqlResult": obj(
         {
@@ -278,6 +290,21 @@ def _object_routes(kind: str, param: dict[str, Any]) -> dict[str, Any]:
                 _json_response("SqlResult", "The rows (at most 1,000)"),
                 params=params,
                 body=json_body(obj({"sql": STR}, {"params": {"type": "array"}})),
+            ),
+        },
+        base + "/storage/restore": {
+            "post": op(
+                "Restore the object's state at a time from the server's replica; with "
+                "`from`/`from_id`, fork another object's state at that time into this new "
+                "or empty object (POST only; kv-backed classes)",
+                _json_response("Restored", "Restored: the object now holds that state"),
+                params=params,
+                body=json_body(
+                    obj(
+                        {"at": {"type": ["integer", "string"]}},
+                        {"from": STR, "from_id": STR},
+                    )
+                ),
             ),
         },
         base + "/{path}": fetch,

@@ -25,7 +25,7 @@ import collections
 import contextlib
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Protocol
 
@@ -34,11 +34,13 @@ import trio
 from dohost.core.errors import Code, DohostError
 from dohost.core.ids import ObjectId
 from dohost.core.limits import EventLimits
+from dohost.core.replica_log import ObjectState
 from dohost.runtime import ws_imports
 from dohost.runtime.activation import Activation
 from dohost.runtime.event import EventOutcome, ObjectIdent, OffloadRequest, check_alarm
 from dohost.server.calls import CallRouter, EventNode
 from dohost.server.loop_inbox import current_inbox
+from dohost.server.object_restore import SlotBookmarks, check_backend, write_state
 from dohost.server.tenant_limits import TenantLimits
 from dohost.storage.alarm_index import AlarmEntry
 from dohost.storage.api import CommitTicket, ObjectStorage
@@ -50,6 +52,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("dohost.supervisor")
 
 SlotKey = tuple[str, str, bytes]
+# (tenant, object id, ms) -> the object's state then, from the replica (None: none)
+ReadState = Callable[[str, ObjectId, int], Awaitable[ObjectState | None]]
 # How long an object whose inline attempt ran out of budget goes straight to workers; the
 # period doubles each time the object proves heavy again right after it (up to 2^5 times
 # this: 320 s), since each new try holds the loop for up to an inline budget.
@@ -91,6 +95,7 @@ class ObjectSlot:
         "name",
         "object_id",
         "reset_pending",
+        "restore_request",
         "storage",
         "suspect",
         "tenant",
@@ -125,6 +130,8 @@ class ObjectSlot:
         # event runs on a worker too, and marks it heavy if slow again (a first event's
         # one-time costs alone must not send a hot object to the workers for 10 s).
         self.suspect = False
+        # The running event asked to restore a bookmark (ms) at the next activation.
+        self.restore_request: int | None = None
 
     def idle(self) -> bool:
         return (
@@ -250,6 +257,12 @@ class Supervisor:
         # attacker addressing a new object per request gets one inline try per class,
         # not one per object. A probation event that is heavy on the worker extends it.
         self._class_heavy_until: dict[tuple[str, str], float] = {}
+        # Bookmarks (server/object_restore.py), set by a host with a replica store:
+        # reads an object's state at a time (tenant, id, ms). Restores guests asked for
+        # (slot key -> ms) wait here until the object's next event, kept across
+        # eviction; lost if the process stops first.
+        self.read_state: ReadState | None = None
+        self.pending_restores: dict[SlotKey, int] = {}
 
     @property
     def pool(self) -> WorkerPool:
@@ -308,6 +321,9 @@ class Supervisor:
         try:
             if cls is None or cls.superseded:  # the version current when the event starts
                 cls = self._classes.get(tenant, class_name)
+            if self.pending_restores and slot.key in self.pending_restores:
+                yielded = True
+                await self._restore_bookmark(slot, cls)
             if slot.activation is None:
                 if self.resident + self.creating >= self.max_resident:
                     # An object call does not wait: its caller holds a slot, and a chain of
@@ -377,6 +393,8 @@ class Supervisor:
                         _mark_heavy(slot)
             if result.ticket is not None:
                 slot.ticket = result.ticket
+            if slot.restore_request is not None:
+                self._take_restore_request(slot, result)  # (may drop the activation)
             self._account_memory(slot)
         finally:
             if creating:
@@ -544,6 +562,7 @@ class Supervisor:
                 act.on_log = self.on_log
                 act.ws_host = self.websockets
                 act.ws_key = slot.key
+                act.bookmarks = self._bookmarks(slot, cls)
                 slot.activation = act
                 slot.activation_version = cls.version
                 self.resident += 1
@@ -566,6 +585,82 @@ class Supervisor:
             return EventOutcome(offload=True, offload_cpu=o.cpu)
         except DohostError as e:
             return EventOutcome(error=e)
+
+    # ------------------------------------------------------------------ bookmarks
+
+    def _bookmarks(self, slot: ObjectSlot, cls: ClassRuntime) -> SlotBookmarks | None:
+        if self.read_state is None:
+            return None  # no replica: the imports answer not_supported
+
+        def request(at_ms: int) -> None:
+            slot.restore_request = at_ms
+
+        return SlotBookmarks(cls.class_key, slot.object_id.raw, self.wall_ms, request)
+
+    def _take_restore_request(self, slot: ObjectSlot, result: EventOutcome) -> None:
+        """(Slot lock held, after a run.) A successful event's restore request ends the
+        activation and waits for the next event; a failed event's is dropped. (An
+        inline attempt never records one: bookmark_restore moves it to a worker.)"""
+        at_ms, slot.restore_request = slot.restore_request, None
+        if at_ms is None or result.error is not None or result.offload:
+            return
+        self.pending_restores[slot.key] = at_ms
+        if slot.activation is not None:
+            slot.activation = None
+            self.resident -= 1
+
+    async def _restore_bookmark(self, slot: ObjectSlot, cls: ClassRuntime) -> None:
+        """(Slot lock held, before the next event.) Apply a guest's restore request: the
+        object's storage becomes its state at the bookmark. A store failure keeps the
+        request for the next event; any other failure drops it. Either fails this event."""
+        at_ms = self.pending_restores[slot.key]
+        read = self.read_state
+        assert read is not None
+        try:
+            check_backend(slot.class_name, cls.row.storage)
+            state = await read(slot.tenant, slot.object_id, at_ms)
+            await self.replace_state(slot, cls.row.storage, state, require_empty=False)
+        except DohostError as e:
+            if e.code is not Code.REPLICA_UNAVAILABLE:
+                del self.pending_restores[slot.key]
+            raise DohostError(
+                e.code, f"restoring the object to its bookmark failed: {e.message}"
+            ) from None
+        del self.pending_restores[slot.key]
+
+    async def replace_state(
+        self, slot: ObjectSlot, backend: str, state: ObjectState | None, *, require_empty: bool
+    ) -> int:
+        """(Slot lock held.) Drop the activation and replace the object's storage with
+        `state` in one transaction (server/object_restore.py), wait until it is durable
+        and schedule its alarm. Returns the number of keys written."""
+        if slot.ticket is not None:
+            await wait_ticket(slot.ticket)
+        self._reset_slot(slot)
+        storage = self._open_storage(slot.tenant, slot.class_name, slot.object_id, backend)
+        if self.wrap_storage is not None:
+            storage = self.wrap_storage(slot.tenant, slot.class_name, slot.object_id, storage)
+        slot.storage = storage
+        index = None if self.index_alarm is None else self._alarm_indexer(slot, backend)
+        try:
+            ticket = await trio.to_thread.run_sync(
+                lambda: write_state(storage, state, require_empty=require_empty, index_alarm=index)
+            )
+            err = await wait_ticket(ticket)
+        except BaseException:
+            self._reset_slot(slot)
+            raise
+        if err is not None:
+            self._reset_slot(slot)
+            raise err
+        alarm = None if state is None else state.alarm
+        if alarm is not None and self.on_alarm_committed is not None:
+            self.on_alarm_committed(
+                AlarmEntry(
+                    slot.tenant, slot.class_name, slot.object_id.raw, slot.name, backend, alarm
+                )
+            )
+        return 0 if state is None else len(state.rows)
 
     def _alarm_indexer(self, slot: ObjectSlot, backend: str) -> Callable[[int], None]:
         index = self.index_alarm
