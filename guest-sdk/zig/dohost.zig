@@ -44,6 +44,8 @@ pub const sql = @import("sql.zig");
 /// Calls to other objects (`call`, `object_info`): call.zig.
 pub const calls = @import("call.zig");
 pub const websocket = @import("websocket.zig");
+/// The object's bookmarks (point-in-time recovery of its storage): bookmark.zig.
+pub const bookmarks = @import("bookmark.zig");
 
 const Allocator = std.mem.Allocator;
 

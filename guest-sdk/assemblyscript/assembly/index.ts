@@ -12,7 +12,7 @@
 //
 // Beyond Storage, Alarm and log: Call (other objects of the tenant, Call.caller(req)), Sql
 // (SQL on a class deployed with storage="sqlite") and WebSocket (ws.ts: connections the
-// host keeps across hibernation). Calls that can fail return a status or null, with the status kept
+// host keeps across hibernation) and Bookmark (point-in-time recovery of the object's storage). Calls that can fail return a status or null, with the status kept
 // (Storage.status, Call.status, Sql.status, WebSocket.status) and the host's
 // message in lastError().
 //
@@ -25,6 +25,7 @@ export { Header, Request, Response } from "./http";
 export { Entry, ListOptions, ListIterator, Storage } from "./storage";
 export { Level, log, logBytes, nowMs, randomFill } from "./util";
 export { Alarm } from "./alarm";
+export { Bookmark } from "./bookmark";
 export { Sql, SqlResult, SqlType, SqlValue, sqlNull, sqlInt, sqlFloat, sqlText, sqlBlob } from "./sql";
 export { Call, CallRequest, CallResponse, ObjectRef } from "./call";
 export { WebSocket, WsClose, WsError, WsInfo, WsKind, WsLimits, WsMessage } from "./ws";

@@ -106,3 +106,14 @@ export declare function ws_attachment_get(connId: u32, out: usize, cap: usize): 
 // @ts-ignore: decorator
 @external("dohost", "ws_auto_response")
 export declare function ws_auto_response(req: usize, reqLen: usize, resp: usize, respLen: usize): i32;
+/** Bookmarks (bookmark.ts): the bookmark's length under the output-buffer rule. */
+// @ts-ignore: decorator
+@external("dohost", "bookmark_current")
+export declare function bookmark_current(out: usize, cap: usize): i32;
+// @ts-ignore: decorator
+@external("dohost", "bookmark_for_time")
+export declare function bookmark_for_time(timeMs: i64, out: usize, cap: usize): i32;
+/** Restore at the next activation; returns 0. */
+// @ts-ignore: decorator
+@external("dohost", "bookmark_restore")
+export declare function bookmark_restore(ptr: usize, len: usize): i32;

@@ -40,6 +40,7 @@
 //!     -C panic=abort -C lto -C linker=wasm-ld --extern dohost=libdohost.rlib app.rs -o app.wasm
 //! ```
 
+pub mod bookmark;
 pub mod call;
 pub mod cbor;
 mod error;

@@ -75,4 +75,8 @@ extern "C" {
         resp: *const u8,
         resp_len: usize,
     ) -> i32;
+    // Bookmarks (bookmark.rs)
+    pub fn bookmark_current(out: *mut u8, cap: usize) -> i32;
+    pub fn bookmark_for_time(time_ms: i64, out: *mut u8, cap: usize) -> i32;
+    pub fn bookmark_restore(ptr: *const u8, len: usize) -> i32;
 }

@@ -8,6 +8,7 @@
 //! The SQL and call routes (/sql, /call, /whoami, /caller) go through `dohost::sql` and
 //! `dohost::call`.
 
+use dohost::bookmark;
 use dohost::call::{self, CallRequest, ObjectRef};
 use dohost::sql::{self, Value};
 use dohost::storage::{self, ListOptions};
@@ -262,6 +263,29 @@ fn route_alarm_set(req: &Request, relative: bool) -> Result<Response> {
     };
     let at = if relative { dohost::now_ms() + ms } else { ms };
     reply_status(200, unit(alarm::set(at)))
+}
+
+fn reply_bookmark(r: Result<String>) -> Result<Response> {
+    match r {
+        Ok(b) => plain(200, b.into_bytes()),
+        Err(e) => reply_status(200, e.code()),
+    }
+}
+
+fn route_bookmark_for_time(req: &Request) -> Result<Response> {
+    match req.query_param("ms").and_then(|v| parse_i64(&v)) {
+        Some(ms) => reply_bookmark(bookmark::for_time(ms)),
+        None => Ok(Response::text(400, "need ms=<integer>\n")),
+    }
+}
+
+fn route_bookmark_restore(req: &Request) -> Result<Response> {
+    let st = unit(bookmark::restore(&req.body));
+    if req.query_param("then_fail").is_some() {
+        let _ = storage::put(b"fail", b"1");
+        return Err(Error::from_code(1));
+    }
+    reply_status(200, st)
 }
 
 fn route_alarm_get() -> Result<Response> {
@@ -521,6 +545,9 @@ impl DurableObject for KvTest {
                 Ok(r) => reply_ref(&r),
                 Err(e) => reply_status(200, e.code()),
             },
+            "/bookmark_current" => reply_bookmark(bookmark::current()),
+            "/bookmark_for_time" => route_bookmark_for_time(&req),
+            "/bookmark_restore" => route_bookmark_restore(&req),
             "/caller" => match req.caller() {
                 Some(r) => reply_ref(&r),
                 None => plain(200, b"none".to_vec()),

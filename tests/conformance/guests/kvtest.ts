@@ -9,7 +9,7 @@
 // through the SDK's Sql and Call classes.
 
 import {
-  Alarm, AlarmInfo, Call, CallRequest, DurableObject, Entry, Level, ListOptions, ObjectRef, Request,
+  Alarm, AlarmInfo, Bookmark, Call, CallRequest, DurableObject, Entry, Level, ListOptions, ObjectRef, Request,
   Response, Sql, SqlType, SqlValue, Status, Storage, sqlBlob, sqlFloat, sqlInt, sqlNull, sqlText, str,
   failEvent, lastError, lastErrorCallStatus, logBytes, nowMs, parseInt64, parsed,
   percentDecode, randomFill, register, statusName, utf8,
@@ -272,6 +272,25 @@ function routeAlarmGet(): Response {
   return plain(200, new Text().int(at));
 }
 
+function replyBookmark(b: string | null): Response {
+  return b !== null ? Response.text(200, b) : replyStatus(200, Bookmark.status);
+}
+
+function routeBookmarkForTime(req: Request): Response {
+  const v = req.param("ms");
+  if (v === null || !parseInt64(v)) return Response.text(400, "need ms=<integer>\n");
+  return replyBookmark(Bookmark.forTime(parsed));
+}
+
+function routeBookmarkRestore(req: Request): Response | null {
+  const st = Bookmark.restoreBytes(req.body);
+  if (req.param("then_fail") !== null) {
+    Storage.putText("fail", "1");
+    return failEvent(1);
+  }
+  return replyStatus(200, st);
+}
+
 // ---- SQL and calls (formats in kvtest.c's header) -----------------------------------------
 
 const HEX = "0123456789abcdef";
@@ -492,6 +511,9 @@ class KvTest extends DurableObject {
       const r = Call.self();
       return r !== null ? replyRef(r) : replyStatus(200, Call.status);
     }
+    if (p == "/bookmark_current") return replyBookmark(Bookmark.current());
+    if (p == "/bookmark_for_time") return routeBookmarkForTime(req);
+    if (p == "/bookmark_restore") return routeBookmarkRestore(req);
     if (p == "/caller") {
       const r = Call.caller(req);
       return r !== null ? replyRef(r) : plain(200, new Text().str("none"));

@@ -571,6 +571,24 @@ pub fn fetch(req: *const Request) !?Response {
         const ref = calls.objectInfo(a) catch |e| return try replyStatus(a, 200, dohost.statusOf(e));
         return try replyRef(a, ref);
     }
+    if (eql(u8, p, "/bookmark_current")) {
+        const b = dohost.bookmarks.current(a) catch |e| return try replyStatus(a, 200, dohost.statusOf(e));
+        return plain(200, b);
+    }
+    if (eql(u8, p, "/bookmark_for_time")) {
+        const v = (try req.queryParam("ms")) orelse return Response.text(400, "need ms=<integer>\n");
+        const ms = dohost.parseInt(v) orelse return Response.text(400, "need ms=<integer>\n");
+        const b = dohost.bookmarks.forTime(a, ms) catch |e| return try replyStatus(a, 200, dohost.statusOf(e));
+        return plain(200, b);
+    }
+    if (eql(u8, p, "/bookmark_restore")) {
+        const st = statusOf(dohost.bookmarks.restore(req.body));
+        if ((try req.queryParam("then_fail")) != null) {
+            storage.put("fail", "1") catch {};
+            return dohost.failEvent(1);
+        }
+        return try replyStatus(a, 200, st);
+    }
     if (eql(u8, p, "/caller")) {
         return try replyRef(a, calls.caller(req) orelse return Response{ .content_type = "text/plain", .body = "none" });
     }
