@@ -172,7 +172,10 @@ def test_http_api_client_and_cli(tmp_path: Path, file_store: ReplicaStore) -> No
 
     from dohost.client import ApiError
 
-    server = ServerProcess(tmp_path / "data", "--replica", f"file://{tmp_path / 'replica'}")
+    # One process: `serve --replica` with several is not there yet (docs/replication.md).
+    server = ServerProcess(
+        tmp_path / "data", "--replica", f"file://{tmp_path / 'replica'}", processes=1
+    )
     try:
         token = server.new_tenant()
         with server.client(token) as c:
@@ -233,6 +236,7 @@ def test_http_api_client_and_cli(tmp_path: Path, file_store: ReplicaStore) -> No
 
 
 def test_serve_without_a_replica_says_so(tmp_path: Path) -> None:
+    # With DOHOST_TEST_PROCESSES=2 the request is forwarded to the object's owner node.
     server = ServerProcess(tmp_path / "data")
     try:
         token = server.new_tenant()
