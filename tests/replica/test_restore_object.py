@@ -166,15 +166,16 @@ async def test_without_a_replica_restore_is_refused(tmp_path: Path) -> None:
 
 
 def test_http_api_client_and_cli(tmp_path: Path, file_store: ReplicaStore) -> None:
-    """`dohost serve --replica`: the route through `dohost.client` and the CLI, a scoped
-    token's limits, the route's bad input."""
+    """`dohost serve --replica --processes 2`: the route through `dohost.client` and the
+    CLI, a scoped token's limits, the route's bad input."""
     import time
 
     from dohost.client import ApiError
 
-    # One process: `serve --replica` with several is not there yet (docs/replication.md).
+    # Two nodes: each request reaches the node that owns the object written (a fork's
+    # target), which reads the source's history from the store.
     server = ServerProcess(
-        tmp_path / "data", "--replica", f"file://{tmp_path / 'replica'}", processes=1
+        tmp_path / "data", "--replica", f"file://{tmp_path / 'replica'}", processes=2
     )
     try:
         token = server.new_tenant()
