@@ -8,26 +8,19 @@ request outlives the activation's eviction. The host's wall clock is one the tes
 from __future__ import annotations
 
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from dohost import Code, DohostError, Host
-from dohost.replica.store import ReplicaStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "conformance"))
+import test_restore_object as restore_tests
 from conformance_helpers import Guest, deploy
 from test_restore_object import FAR, Clock, value
 
-
-@pytest.fixture
-async def world(tmp_path: Path, store: ReplicaStore) -> AsyncIterator[tuple[Host, Guest, Clock]]:
-    clock = Clock()
-    async with Host(
-        tmp_path / "data", durability="os", workers=2, replica=store, wall_clock_ms=clock
-    ) as host:
-        yield host, await deploy(host, "c"), clock
+# The same host as test_restore_object's: a replica store, a clock the test moves.
+world = restore_tests.world
 
 
 async def test_round_trip_restores_at_the_next_activation(
