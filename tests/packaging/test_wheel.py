@@ -69,6 +69,18 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path
     yield v
 
 
+def printed_url(proc: subprocess.Popen[bytes], timeout_s: float) -> str:
+    """The URL `dohost serve` prints on its first stdout line (read on a thread, so the
+    wait is bounded)."""
+    line: list[bytes] = []
+    t = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
+    t.start()
+    t.join(timeout_s)
+    m = re.search(rb"http://127\.0\.0\.1:\d+", line[0]) if line else None
+    assert m is not None, "no URL printed"
+    return m.group(0).decode()
+
+
 def test_the_wheel_declares_what_pyproject_declares(wheel: Path) -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
     with zipfile.ZipFile(wheel) as z:
@@ -110,13 +122,7 @@ def test_dohost_serve_from_the_installed_wheel(venv: Path, tmp_path: Path) -> No
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
     )  # fmt: skip
     try:
-        line: list[bytes] = []
-        t = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        t.start()
-        t.join(60)
-        m = re.search(rb"http://\S+", line[0]) if line else None
-        assert m is not None, "no URL printed"
-        url = m.group(0).decode()
+        url = printed_url(proc, 60)
         token = (tmp_path / "s" / "admin.token").read_text().strip()
         with httpx.Client(base_url=url, timeout=30) as c:
             assert c.get("/healthz").json() == {"status": "ok"}
@@ -164,13 +170,7 @@ def test_the_container_recipe_runs_from_the_installed_wheel(
     args = [str(venv / "bin" / "dohost"), *(local.get(a, a) for a in cmd[1:]), "--port", "0"]
     proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path)
     try:
-        line: list[bytes] = []
-        t = threading.Thread(target=lambda: line.append(proc.stdout.readline()), daemon=True)  # type: ignore[union-attr]
-        t.start()
-        t.join(120)
-        m = re.search(rb"http://127\.0\.0\.1:(\d+)", line[0]) if line else None
-        assert m is not None, "no URL printed"
-        port = m.group(1).decode()
+        port = printed_url(proc, 120).rsplit(":", 1)[1]
         probe = shlex.split(health.replace("127.0.0.1:8080", f"127.0.0.1:{port}"))
         assert probe[0] == "python"  # the image's python, which has the wheel installed
         r = subprocess.run([str(venv / "bin" / "python"), *probe[1:]], timeout=60)
