@@ -24,7 +24,8 @@ def test_a_package_build_carries_the_sdks_and_builds_a_project_with_them(tmp_pat
     with zipfile.ZipFile(wheel) as z:  # a wheel unpacked is an importable tree
         z.extractall(lib)
     sdk = lib / "dohost" / "sdk"
-    for f in ("c/dohost.h", "c/json.c", "c/README.md", "zig/dohost.zig", "rust/src/lib.rs",
+    for f in ("c/dohost.h", "c/json.c", "c/README.md", "zig/dohost.zig", "zig/build.zig.zon",
+              "zig/build.zig", "rust/src/lib.rs",
               "assemblyscript/assembly/index.ts", "assemblyscript/package.json"):  # fmt: skip
         assert (sdk / f).is_file() and not (sdk / f).is_symlink(), f
     assert not (sdk / "assemblyscript" / "node_modules").exists()

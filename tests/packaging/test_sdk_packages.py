@@ -8,8 +8,11 @@ that comes out serves a request in a real Host.
   the counter example compiled with imports from "dohost-guest-sdk".
 - Rust: `cargo package` (offline); the packaged crate's sources compiled for wasm32 and
   the counter example linked against them.
+- Zig: tools/pack_zig_sdk.py makes the package tarball from guest-sdk/zig/build.zig.zon;
+  the counter example compiled against the unpacked tarball; and (slow) a consumer's
+  `zig fetch --save` of the tarball and `zig build`.
 
-The AssemblyScript and Rust compiles take a minute on a loaded machine, so they are
+The AssemblyScript and Rust compiles (and Zig's build system) take a minute on a loaded machine, so they are
 `slow` (make test-slow); their packages' contents are checked in every run.
 """
 
@@ -17,10 +20,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tarfile
+import zlib
 from pathlib import Path
 
 import pytest
@@ -47,8 +52,8 @@ async def serves_a_counter(wasm: bytes, data: Path) -> None:
             assert (r.status, r.text) == (200, want)
 
 
-def run(cmd: list[str], **kw: object) -> subprocess.CompletedProcess[str]:
-    r = subprocess.run(cmd, capture_output=True, text=True, timeout=600, **kw)  # type: ignore[call-overload]
+def run(cmd: list[str], timeout: float = 600, **kw: object) -> subprocess.CompletedProcess[str]:
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)  # type: ignore[call-overload]
     assert r.returncode == 0, f"$ {' '.join(cmd)}\n{r.stdout}\n{r.stderr}"
     return r  # type: ignore[no-any-return]
 
@@ -216,3 +221,93 @@ def test_package_contents_npm_and_cargo(tmp_path: Path) -> None:
         ).stdout
     )
     assert meta["packages"][0]["license"] == "Apache-2.0"
+
+
+def test_zig_sdk_is_a_zig_package(tmp_path: Path) -> None:
+    """The package's manifest names every SDK file and a valid fingerprint, its tarball
+    holds exactly those, and an app compiled against the unpacked tarball alone (no file
+    of the repository) serves. No build runner: see the slow test below for that."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import pack_zig_sdk
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    name, version, paths = pack_zig_sdk.manifest()
+    assert (name, version) == ("dohost", "0.1.0")
+    sdk_files = {p.name for p in (SDK / "zig").glob("*.zig")} | {"build.zig.zon", "README.md"}
+    assert set(paths) == sdk_files  # a new SDK file must be listed, or it is not shipped
+    zon = (SDK / "zig" / "build.zig.zon").read_text()
+    fingerprint = int(re.search(r"\.fingerprint = 0x([0-9a-f]+)", zon).group(1), 16)  # type: ignore[union-attr]
+    # Zig's check (Package.Fingerprint): high half the CRC-32 of the name, low half an id.
+    assert fingerprint >> 32 == zlib.crc32(name.encode())
+    assert fingerprint & 0xFFFFFFFF not in (0, 0xFFFFFFFF)
+    tarball = pack_zig_sdk.pack(tmp_path / "dist")
+    assert tarball.name == "dohost-zig-0.1.0.tar.gz"
+    with tarfile.open(tarball) as t:
+        assert sorted(t.getnames()) == sorted(f"dohost-zig-0.1.0/{p}" for p in paths)
+        t.extractall(tmp_path / "unpacked", filter="data")
+    pkg = tmp_path / "unpacked" / "dohost-zig-0.1.0"
+    app = tmp_path / "app.zig"
+    shutil.copy(SDK / "zig" / "examples" / "counter" / "counter.zig", app)
+    out = tmp_path / "app.wasm"
+    run([*ZIG, "build-exe", "-target", "wasm32-freestanding", "-fno-entry", "-rdynamic",
+         "-O", "ReleaseSmall", "--dep", "dohost", f"-Mroot={app}", f"-Mdohost={pkg / 'dohost.zig'}",
+         f"-femit-bin={out}"], env=zig_env(), cwd=tmp_path)  # fmt: skip
+    await_counter(out)
+
+
+def await_counter(wasm: Path) -> None:
+    import trio
+
+    trio.run(serves_a_counter, wasm.read_bytes(), wasm.parent / "data")
+
+
+ZIG_APP_BUILD = """const std = @import("std");
+
+pub fn build(b: *std.Build) void {
+    const exe = b.addExecutable(.{
+        .name = "app",
+        .root_module = b.createModule(.{
+            .root_source_file = b.path("app.zig"),
+            .target = b.resolveTargetQuery(.{ .cpu_arch = .wasm32, .os_tag = .freestanding }),
+            .optimize = .ReleaseSmall,
+            .imports = &.{.{ .name = "dohost", .module = b.dependency("dohost", .{}).module("dohost") }},
+        }),
+    });
+    exe.entry = .disabled;
+    exe.rdynamic = true;
+    b.installArtifact(exe);
+}
+"""
+
+ZIG_APP_ZON = """.{
+    .name = .app,
+    .version = "0.0.1",
+    .fingerprint = 0x%x,
+    .dependencies = .{},
+    .paths = .{ "build.zig", "build.zig.zon", "app.zig" },
+}
+"""
+
+
+@pytest.mark.slow
+def test_zig_package_through_zig_fetch_and_zig_build(tmp_path: Path) -> None:
+    """A consumer as a Zig user makes one: `zig fetch --save=dohost <tarball>` (offline:
+    a local file), then `zig build`. Slow: Zig 0.17 compiles its build system from
+    source at first use (minutes of CPU; guest-sdk/zig/README.md)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import pack_zig_sdk
+    finally:
+        sys.path.remove(str(ROOT / "tools"))
+    tarball = pack_zig_sdk.pack(tmp_path / "dist")
+    app = tmp_path / "app"
+    app.mkdir()
+    (app / "build.zig").write_text(ZIG_APP_BUILD)
+    (app / "build.zig.zon").write_text(ZIG_APP_ZON % ((zlib.crc32(b"app") << 32) | 0x1234567))
+    shutil.copy(SDK / "zig" / "examples" / "counter" / "counter.zig", app / "app.zig")
+    run([*ZIG, "fetch", "--save=dohost", str(tarball)], env=zig_env(), cwd=app, timeout=3000)
+    zon = (app / "build.zig.zon").read_text()
+    assert ".dohost = .{" in zon and ".hash = " in zon, zon
+    run([*ZIG, "build"], env=zig_env(), cwd=app, timeout=3000)
+    await_counter(app / "zig-out" / "bin" / "app.wasm")
