@@ -21,8 +21,10 @@ per second of server CPU (1e6 / server us/req); "cores srv/wrk/idle" says how ma
 the machine's cores the server and wrk kept busy, and how many were left idle (a run
 with idle cores was not bound by CPU: by fsync, or by waiting). "CPU ceiling" is what 2
 processes could reach if the server got every core wrk leaves at its measured cost per
-request, against what 1 process did. The disk's fsync rate (one 4 KiB write + fsync at
-a time, in the data directory) is printed too: the kv committers of both nodes share it.
+request, against what 1 process did. The disk's fsync rate (4 KiB write + fsync, one
+file at a time and two at once, in the data directory) is printed too: the kv
+committers of both nodes share the disk, so if two files at once do not get more
+fsyncs per second than one, durable commits cannot scale with processes.
 
     python bench/processes.py [--duration 5] [--durability fsync|os] [--samples 2000]
 """
@@ -39,6 +41,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -188,20 +191,31 @@ def latency(server: Server, samples: int) -> dict[str, float]:
         c.close()
 
 
-def fsync_rate(directory: Path, seconds: float = 1.0) -> float:
-    """fsyncs per second of one 4 KiB append + fsync at a time in `directory`."""
-    path = directory / "fsync-probe"
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        n, t0 = 0, time.perf_counter()
-        while time.perf_counter() - t0 < seconds:
-            os.write(fd, b"x" * 4096)
-            os.fsync(fd)
-            n += 1
-        return n / (time.perf_counter() - t0)
-    finally:
-        os.close(fd)
-        path.unlink()
+def fsync_rate(directory: Path, writers: int = 1, seconds: float = 1.0) -> float:
+    """fsyncs per second, all writers together, of `writers` threads each appending
+    4 KiB + fsync to a file of its own in `directory`, one at a time (as the kv
+    committers of `writers` nodes would)."""
+    counts = [0] * writers
+
+    def one(i: int) -> None:
+        path = directory / f"fsync-probe-{i}"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            t0 = time.perf_counter()
+            while time.perf_counter() - t0 < seconds:
+                os.write(fd, b"x" * 4096)
+                os.fsync(fd)
+                counts[i] += 1
+        finally:
+            os.close(fd)
+            path.unlink()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(writers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return sum(counts) / seconds
 
 
 def main() -> None:
@@ -216,7 +230,7 @@ def main() -> None:
     print(f"load average before: {os.getloadavg()}", flush=True)
     results: dict[int, dict[str, dict[str, float]]] = {}
     with tempfile.TemporaryDirectory(prefix="dohost-bench-proc-") as tmp:
-        fsyncs = fsync_rate(Path(tmp))
+        fsyncs = fsync_rate(Path(tmp)), fsync_rate(Path(tmp), writers=2)
         for processes in (1, 2):
             server = Server(processes, args.durability, Path(tmp))
             try:
@@ -237,7 +251,8 @@ def main() -> None:
     print(f"load average after: {os.getloadavg()}")
     cores = os.cpu_count() or 1
     print(f"\ndurability {args.durability}, c={args.connections}, {args.duration} s per run; "
-          f"{cores} cores; the disk: {fsyncs:.0f} fsyncs/s (one at a time)")  # fmt: skip
+          f"{cores} cores; the disk: {fsyncs[0]:.0f} fsyncs/s one at a time, "
+          f"{fsyncs[1]:.0f}/s from two files at once")  # fmt: skip
     print(f"{'workload':<18} {'procs':>5} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} "
           f"{'server us/req':>13} {'wrk us/req':>10} {'req/core-s':>10} "
           f"{'cores srv/wrk/idle':>18} {'errors':>6}")  # fmt: skip

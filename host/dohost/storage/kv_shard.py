@@ -40,6 +40,7 @@ import apsw
 from dohost.core.errors import DohostError
 from dohost.core.partitions import progressions
 from dohost.storage.api import CommitTicket, Durability, resolving_together, storage_error
+from dohost.storage.busy_wait import set_short_busy_wait
 from dohost.storage.fencing import Claims, claim_lost, fenced
 from dohost.storage.fsutil import Fsync, ensure_dir, fsync_dir, fsync_path, sync_data
 from dohost.storage.wal_heal import heal_wal
@@ -263,7 +264,7 @@ class KvShard:
             flags=apsw.SQLITE_OPEN_READWRITE | apsw.SQLITE_OPEN_CREATE,
             vfs=self._vfs,
         )
-        conn.setbusytimeout(BUSY_TIMEOUT_MS)
+        set_short_busy_wait(conn, BUSY_TIMEOUT_MS)  # other nodes' committers: storage/busy_wait.py
         return conn
 
     def _reader(self) -> Any:
