@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import trio
@@ -14,6 +15,9 @@ from dohost import config_file
 from dohost.cli_replica import replica_options, s3_options
 from dohost.core.errors import DohostError
 from dohost.replica import GATE_TIMEOUT_S
+
+if TYPE_CHECKING:
+    from dohost.server.cluster import ClusterConfig
 
 
 def _parse_quota(text: str) -> object:
@@ -110,6 +114,29 @@ def _parse_quota(text: str) -> object:
     default=False,
     help="Print one line per event on stderr: method, path, object, status, duration, CPU.",
 )
+@click.option(
+    "--cluster",
+    "cluster_url",
+    default=None,
+    metavar="etcd://HOST:PORT[,HOST:PORT...][/NAME]",
+    help="Run as a node of a cluster coordinated by these etcd members (docs/cluster.md); "
+    "needs --node, --advertise and --replica.",
+)
+@click.option("--node", "node_name", default=None, help="With --cluster: this node's name.")
+@click.option(
+    "--advertise",
+    default=None,
+    metavar="http://HOST:PORT",
+    help="With --cluster: where the other nodes reach this node (its node port).",
+)
+@click.option("--location", default=None, help="With --cluster: this node's location label.")
+@click.option(
+    "--lease-ttl",
+    type=click.IntRange(min=2),
+    default=10,
+    show_default=True,
+    help="With --cluster: seconds of this node's etcd lease (failover takes about this long).",
+)
 @replica_options(required=False)
 @click.option(
     "--replica-sync",
@@ -158,6 +185,11 @@ def serve(
     replica_sync: str,
     replica_timeout: float,
     replica_retention: float,
+    cluster_url: str | None,
+    node_name: str | None,
+    advertise: str | None,
+    location: str | None,
+    lease_ttl: int,
 ) -> None:
     """Serve the HTTP API (docs/http-api.md) for many tenants until SIGINT/SIGTERM."""
     from dohost.server.quotas import parse_quota_option
@@ -193,6 +225,19 @@ def serve(
         replica_timeout_s=replica_timeout,
         replica_retention_ms=int(replica_retention * 86_400_000),
     )
+    if cluster_url is not None:
+        config = replace(
+            config,
+            cluster=cluster_config(
+                cluster_url, node_name, advertise, location, lease_ttl, replica_url, processes
+            ),
+        )
+        trio.run(run_server, config)
+        return
+    if node_name is not None or advertise is not None or location is not None:
+        raise DohostError(
+            Code.INVALID_ARGUMENT, "--node, --advertise and --location need --cluster"
+        )
     if processes is None:
         processes = default_processes()
     if processes == 1:
@@ -202,6 +247,47 @@ def serve(
 
     parent = Parent(config, processes, forward_timeout_s=forward_timeout)
     sys.exit(trio.run(parent.run))
+
+
+def cluster_config(
+    url: str,
+    node: str | None,
+    advertise: str | None,
+    location: str | None,
+    lease_ttl: int,
+    replica_url: str | None,
+    processes: int | None,
+) -> ClusterConfig:
+    """`serve --cluster`'s options, checked (each mistake one line)."""
+    from dohost.server.cluster import ClusterConfig, check_cluster_config
+    from dohost.server.etcd_client import parse_cluster_url
+
+    missing = [
+        flag
+        for flag, value in (
+            ("--node", node),
+            ("--advertise", advertise),
+            ("--replica", replica_url),
+        )
+        if value is None
+    ]
+    if missing:
+        raise DohostError(
+            Code.INVALID_ARGUMENT,
+            f"--cluster needs {', '.join(missing)}: a node's name, the URL other nodes reach "
+            "it at, and the replica store its partitions are restored from when they move",
+        )
+    if processes not in (None, 1):
+        raise DohostError(
+            Code.NOT_SUPPORTED, "--cluster runs one process per node: leave out --processes"
+        )
+    endpoints, name = parse_cluster_url(url)
+    assert node is not None and advertise is not None
+    config = ClusterConfig(
+        endpoints, name, node, advertise, location=location, lease_ttl_s=lease_ttl
+    )
+    check_cluster_config(config)
+    return config
 
 
 def default_processes() -> int:

@@ -95,6 +95,21 @@ def parse_endpoints(text: str) -> list[str]:
     return out
 
 
+def parse_cluster_url(text: str) -> tuple[list[str], str]:
+    """`etcd://HOST:PORT[,HOST:PORT...][/NAME]` -> (endpoint URLs, cluster name; "default"
+    without one). Several clusters can share one etcd under different names."""
+    head, sep, name = text.partition("://")
+    rest = name if sep else head
+    endpoints, slash, cluster = rest.partition("/")
+    cluster = cluster.strip("/") if slash else "default"
+    if not cluster or "/" in cluster:
+        raise DohostError(
+            Code.INVALID_ARGUMENT,
+            f"--cluster {text!r}: the cluster name after the endpoints is one path part",
+        )
+    return parse_endpoints(f"{head}://{endpoints}" if sep else endpoints), cluster
+
+
 class EtcdClient:
     """Calls to an etcd cluster through any of its members. One per node; safe to use
     from several trio tasks at once."""
@@ -222,6 +237,38 @@ class EtcdClient:
                 "success": [{"request_delete_range": {"key": k}}],
             },
         )
+        return bool(d.get("succeeded", False))
+
+    async def create_many(self, items: list[tuple[bytes, bytes]], *, lease: int = 0) -> int | None:
+        """Put every key only if none of them exists, in one txn: the revision of the
+        txn (every key's create revision) if it succeeded, None if some key existed."""
+        compare: list[dict[str, Any]] = []
+        success: list[dict[str, Any]] = []
+        for key, value in items:
+            k = _b64(key)
+            compare.append(
+                {"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": "0"}
+            )
+            put: dict[str, Any] = {"key": k, "value": _b64(value)}
+            if lease:
+                put["lease"] = str(lease)
+            success.append({"request_put": put})
+        d = await self.call("/v3/kv/txn", {"compare": compare, "success": success})
+        if not d.get("succeeded", False):
+            return None
+        return int(d.get("header", {}).get("revision", 0))
+
+    async def delete_many_if(self, items: list[tuple[bytes, int]]) -> bool:
+        """Delete every key only if each still has its create revision, in one txn."""
+        compare: list[dict[str, Any]] = []
+        success: list[dict[str, Any]] = []
+        for key, revision in items:
+            k = _b64(key)
+            compare.append(
+                {"key": k, "target": "CREATE", "result": "EQUAL", "create_revision": str(revision)}
+            )
+            success.append({"request_delete_range": {"key": k}})
+        d = await self.call("/v3/kv/txn", {"compare": compare, "success": success})
         return bool(d.get("succeeded", False))
 
     # ------------------------------------------------------------------ leases

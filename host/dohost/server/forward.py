@@ -36,10 +36,17 @@ RECV_SIZE = 64 * 1024
 MAX_IDLE_PER_PEER = 256
 MAX_HEAD = 256 * 1024
 FORWARDED_HEADER = "x-dohost-forwarded"
+CLUSTER_KEY_HEADER = "x-dohost-cluster-key"  # proves a peer of the cluster (server/cluster.py)
 NODE_HEADER = "x-dohost-node"  # the node that served a request
 VIA_HEADER = "x-dohost-via"  # the node that received it, when another served it
 # Request headers re-made for the hop (framing) or never taken from a client.
-_SKIP = frozenset({"content-length", "transfer-encoding", "expect", FORWARDED_HEADER})
+_SKIP = frozenset(
+    {"content-length", "transfer-encoding", "expect", FORWARDED_HEADER, CLUSTER_KEY_HEADER}
+)
+
+# Where a peer listens: a Unix socket (nodes of one machine) or (host, port) over TCP
+# (nodes of a cluster, server/cluster.py).
+Address = Path | tuple[str, int]
 
 
 class NotDelivered(Exception):
@@ -72,6 +79,7 @@ def encode_request(
     from_node: int,
     *,
     keep_connection: bool = False,
+    cluster_key: str | None = None,
 ) -> bytes:
     """The request as the owner will read it. `keep_connection`: pass Connection and
     Upgrade on (a WebSocket handshake); otherwise a `close` token is dropped so the
@@ -93,7 +101,11 @@ def encode_request(
     if not has_host:
         parts.append("host: dohost-node\r\n")
     parts += ("content-length: ", str(len(body)), "\r\n", FORWARDED_HEADER, ": ")
-    parts += (str(from_node), "\r\n\r\n")
+    if cluster_key is not None:
+        parts += (str(from_node), "\r\n", CLUSTER_KEY_HEADER, ": ", cluster_key)
+    else:
+        parts.append(str(from_node))
+    parts.append("\r\n\r\n")
     return "".join(parts).encode("latin-1") + body
 
 
@@ -119,12 +131,19 @@ class _Conn:
         self.sock.close()
 
 
-async def _connect(path: Path) -> socket.socket:
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+async def _connect(addr: Address) -> socket.socket:
+    if isinstance(addr, tuple):
+        family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        where = f"{addr[0]}:{addr[1]}"
+    else:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        where = addr.name
     sock.setblocking(False)
     try:
         try:
-            sock.connect(str(path))
+            sock.connect(addr if isinstance(addr, tuple) else str(addr))
         except BlockingIOError:  # the listener's backlog is full: wait for room
             await trio.lowlevel.wait_writable(sock)
             err = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
@@ -132,7 +151,7 @@ async def _connect(path: Path) -> socket.socket:
                 raise OSError(err, errno.errorcode.get(err, str(err))) from None
     except OSError as e:
         sock.close()
-        raise NotDelivered(f"cannot connect to {path.name}: {e.strerror or e}") from None
+        raise NotDelivered(f"cannot connect to {where}: {e.strerror or e}") from None
     except BaseException:
         sock.close()
         raise
@@ -140,12 +159,23 @@ async def _connect(path: Path) -> socket.socket:
 
 
 class Peers:
-    """Keep-alive connections to the other nodes' Unix sockets."""
+    """Keep-alive connections to the other nodes (Unix sockets, or TCP in a cluster)."""
 
-    def __init__(self, socket_path: list[Path], node: int) -> None:
+    def __init__(self, socket_path: list[Address], node: int) -> None:
         self.paths = socket_path
         self.node = node
         self._idle: list[list[_Conn]] = [[] for _ in socket_path]
+
+    def add(self, addr: Address) -> int:
+        """A new peer (a cluster member that joined): its index."""
+        self.paths.append(addr)
+        self._idle.append([])
+        return len(self.paths) - 1
+
+    def move(self, peer: int, addr: Address) -> None:
+        """A peer now listens elsewhere (a member that rejoined with a new address)."""
+        self.drop_idle(peer)
+        self.paths[peer] = addr
 
     def close(self) -> None:
         for idle in self._idle:

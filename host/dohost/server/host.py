@@ -75,6 +75,7 @@ from dohost.server.websockets import WebSockets, WsConnection
 from dohost.storage.alarm_index import AlarmEntry, AlarmIndex
 from dohost.storage.api import Durability
 from dohost.storage.dataset_lock import DataSetLock
+from dohost.storage.fencing import Ownership
 from dohost.storage.fsutil import Fsync, sync_data
 from dohost.storage.manager import StorageManager
 from dohost.storage.ownership_local import LocalOwnership
@@ -147,7 +148,7 @@ class Host:
         ws_max_connections_per_object: int = DEFAULT_MAX_CONNECTIONS_PER_OBJECT,
         ws_send_queue_bytes: int | None = None,
         dataset_lock: DataSetLock | None = None,
-        ownership: LocalOwnership | None = None,
+        ownership: Ownership | None = None,
         partitions: int = DEFAULT_PARTITIONS,
         program: str | None = None,
         replica: ReplicaStore | None = None,
@@ -388,7 +389,7 @@ class Host:
         self._stack = stack
         return self
 
-    def _open_ownership(self, stack: contextlib.AsyncExitStack) -> LocalOwnership:
+    def _open_ownership(self, stack: contextlib.AsyncExitStack) -> Ownership:
         """The given backend (its count must be the data set's), or this Host's own,
         holding every partition."""
         given = self._ownership
@@ -476,8 +477,8 @@ class Host:
             if self.claims_broken:
                 raise DohostError(
                     Code.FENCED,
-                    f"this node's claims on {self.data_dir} were broken (its partition lock "
-                    "file was replaced or removed); it serves nothing until restarted",
+                    f"this node's claims on {self.data_dir} were broken "
+                    f"({self.ownership.lost()}); it serves nothing until restarted",
                 )
             raise DohostError(
                 Code.NOT_OWNER,
@@ -492,20 +493,26 @@ class Host:
             await trio.sleep(CLAIMS_CHECK_S)
             if not self.claims_broken and not self.ownership.valid():
                 log.error(
-                    "the partition claims of %s were broken (%s replaced or removed): "
-                    "serving nothing until restarted",
+                    "the partition claims of %s were broken (%s): serving nothing until restarted",
                     self.data_dir,
-                    self.ownership.lock_path,
+                    self.ownership.lost(),
                 )
                 self.claims_broken = True
                 self._serving.clear()
                 self.alarms.unload(lambda _e: True)
 
-    async def claim(self, partitions: Iterable[int], wait: float = 0.0) -> dict[int, int]:
+    async def claim(
+        self,
+        partitions: Iterable[int],
+        wait: float = 0.0,
+        before_serving: Callable[[dict[int, int]], None] | None = None,
+    ) -> dict[int, int]:
         """Claim partitions on the running Host (waiting up to `wait` s for a previous
         owner to let go) and start serving those obtained: their claims are fenced in
         the open storage, their alarms loaded. Returns partition -> epoch of what this
-        Host now serves of `partitions`."""
+        Host now serves of `partitions`. `before_serving(new)` runs on a thread once the
+        new claims are fenced and before they are served (a cluster node restores them
+        from the replica store there: server/cluster_restore.py)."""
         wanted = list(partitions)
         got = await trio.to_thread.run_sync(lambda: self.ownership.claim(wanted, wait))
         new = {p: e for p, e in got.items() if self._serving.get(p) != e}
@@ -517,6 +524,12 @@ class Host:
                 got.pop(p)
             if refused:
                 await trio.to_thread.run_sync(self.ownership.release, refused)
+            if before_serving is not None and new:
+                try:
+                    await trio.to_thread.run_sync(before_serving, dict(new))
+                except BaseException:
+                    await trio.to_thread.run_sync(self.ownership.release, list(new))
+                    raise
             self._serving.update(new)
             ps = set(new)
             entries = await trio.to_thread.run_sync(self.alarm_index.entries)

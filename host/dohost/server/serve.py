@@ -31,21 +31,35 @@ from typing import Any
 import trio
 
 from dohost.core.limits import EventLimits
+from dohost.core.partitions import DEFAULT_PARTITIONS
 from dohost.replica import GATE_TIMEOUT_S
 from dohost.replica.maintenance import RETENTION_MS, MaintenancePolicy
 from dohost.replica.store import ReplicaStore, S3Options, open_replica_store
 from dohost.server.api import Api
+from dohost.server.cluster import (
+    ClusterConfig,
+    ClusterContext,
+    ClusterNode,
+    check_cluster_key,
+    cluster_key,
+    parse_advertise,
+)
+from dohost.server.cluster_restore import restore_claimed
+from dohost.server.etcd_client import EtcdClient
 from dohost.server.host import Host
 from dohost.server.http_server import serve_http
-from dohost.server.http_types import ServerLimits
+from dohost.server.http_types import HttpRequest, HttpResponse, ServerLimits
 from dohost.server.node import NodeContext, NodeRole, claim_static_partitions, watch_parent
+from dohost.server.ownership_etcd import EtcdOwnership
 from dohost.server.quotas import Quotas
 from dohost.server.startup import listen_error_of, prepare_data_dir
 from dohost.server.state import ServerState
 from dohost.server.tail import TailRecord
 from dohost.server.tenancy import load_admin_token, remove_orphan_tenant_dirs
 from dohost.storage.dataset_lock import DataSetLock
-from dohost.storage.ownership_local import LocalOwnership
+from dohost.storage.fencing import Ownership
+from dohost.storage.fsutil import sync_data
+from dohost.storage.partition_count import partition_count
 
 log = logging.getLogger("dohost.serve")
 
@@ -69,6 +83,7 @@ class ServeConfig:
     replica_sync: bool = True  # a response waits for the replica store (the output gate)
     replica_timeout_s: float = GATE_TIMEOUT_S  # how long it waits before a 503
     replica_retention_ms: int = RETENTION_MS  # the point-in-time-recovery window
+    cluster: ClusterConfig | None = None  # `--cluster`: a node of an etcd cluster
 
 
 @contextlib.asynccontextmanager
@@ -92,6 +107,9 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
     else:
         lock = DataSetLock.acquire(config.data_dir)
     try:
+        if config.cluster is not None:
+            await _serve_cluster_member(config, config.cluster, lock, task_status)
+            return
         ownership = None
         if role is not None:
             ownership = await trio.to_thread.run_sync(
@@ -106,11 +124,32 @@ async def serve(config: ServeConfig, *, task_status: Any = trio.TASK_STATUS_IGNO
         lock.release()
 
 
+async def _serve_cluster_member(
+    config: ServeConfig, cluster: ClusterConfig, lock: DataSetLock, task_status: Any
+) -> None:
+    """Join the etcd cluster, renew the lease from then on (also while the Host opens),
+    serve, and leave. A lost lease ends the node with `fenced` (server/cluster.py)."""
+    count = partition_count(config.data_dir, DEFAULT_PARTITIONS, sync_data)
+    client = EtcdClient(cluster.endpoints)
+    ownership = EtcdOwnership(cluster.node, count)
+    member = ClusterNode(cluster, client, ownership)
+    try:
+        await member.join()
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(member.renew)
+            await _serve_locked(config, lock, ownership, task_status, member)
+            nursery.cancel_scope.cancel()
+    finally:
+        ownership.close()
+        await client.aclose()
+
+
 async def _serve_locked(
     config: ServeConfig,
     lock: DataSetLock,
-    ownership: LocalOwnership | None,
+    ownership: Ownership | None,
     task_status: Any,
+    member: ClusterNode | None = None,
 ) -> None:
     admin_token, admin_source = load_admin_token(config.data_dir)
     defaults = replace(Quotas(), **config.quotas)
@@ -134,17 +173,37 @@ async def _serve_locked(
         replica_gate_timeout_s=config.replica_timeout_s,
         replica_policy=MaintenancePolicy(retention_ms=config.replica_retention_ms),
     )
-    node = NodeContext(config.node) if config.node is not None else None
+    node: NodeContext | None = None
+    key = cluster_key(admin_token)
+    if config.node is not None:
+        node = NodeContext(config.node)
     async with _closing(replica), host:
+        if member is not None:
+            node = ClusterContext(member, host, key, run_dir=config.data_dir / "run")
+            store = replica
+            if store is not None:
+
+                def restore(claimed: dict[int, int]) -> None:
+                    assert store is not None
+                    restore_claimed(host, store, claimed)
+
+                member.before_serving = restore
         if config.access_log:
             host.tail.add_listener(_access_log)
-        if node is None:
+        if config.node is None:
             # (The parent of `--processes N` does this before any node starts.)
             known = {row.name for row in host.system.tenants()}
             for name in remove_orphan_tenant_dirs(config.data_dir, known):
                 log.info("removed the data of deleted tenant %s", name)
-        state = await ServerState.attach(host, admin_token, defaults, node)
+        # (A cluster node keeps its own quotas and usage: no state shared between machines.)
+        state = await ServerState.attach(
+            host, admin_token, defaults, node if member is None else None
+        )
         api = Api(state, node)
+        handle = api.handle
+        if isinstance(node, ClusterContext):
+            handle = _gated(node, api.handle)
+            node.serve_here = api.handle_forwarded
         if node is not None:
             host.supervisor.calls.remote = node
         http_limits = ServerLimits(
@@ -156,7 +215,25 @@ async def _serve_locked(
             async with trio.open_nursery() as inner:
                 outer.start_soon(_watch_signals, shutdown, inner.cancel_scope, host, config)
                 outer.start_soon(_close_websockets, shutdown, host)
-                if node is not None:
+                if isinstance(node, ClusterContext) and member is not None:
+                    outer.start_soon(member.reconcile_forever, host)
+                    advertise = parse_advertise(member.config.advertise)
+                    peer_listeners = await trio.open_tcp_listeners(advertise[1], host=advertise[0])
+                    peer_handler = _node_port(node, api, key)
+                    await inner.start(
+                        lambda task_status: serve_http(
+                            peer_handler,
+                            limits=replace(
+                                http_limits,
+                                keepalive_idle_timeout=24 * 3600.0,
+                                send_timeout=3600.0,
+                            ),
+                            task_status=task_status,
+                            shutdown=shutdown,
+                            listeners=peer_listeners,
+                        )
+                    )
+                elif node is not None:
                     outer.start_soon(watch_parent)
                     assert state.class_holds is not None
                     await outer.start(state.class_holds.run)
@@ -178,12 +255,12 @@ async def _serve_locked(
                 try:
                     listeners = (
                         [await reuse_port_listener(config.host, config.port)]
-                        if node is not None
+                        if config.node is not None
                         else None
                     )
                     bound = await inner.start(
                         lambda task_status: serve_http(
-                            api.handle,
+                            handle,
                             config.host,
                             config.port,
                             limits=http_limits,
@@ -196,17 +273,42 @@ async def _serve_locked(
                     raise listen_error_of(e, config.host, config.port) from None
                 url = _url(bound)
                 print(f"dohost listening on {url}", flush=True)
-                if node is None:
+                if config.node is None:
                     print_admin_line(config, admin_source)
                 task_status.started(url)
+            if member is not None and member.lost is None:
+                # Graceful leave: hand the partitions over, drained, then end the lease.
+                await member.leave(host)
             if node is not None:
                 node.peers.close()
             state.close()
             # serve_http returned: no connection is left (or a second signal cut them).
             outer.cancel_scope.cancel()
         log.info("closing the host: flushing commits")
-    if shutdown.is_set() and node is None:  # (the parent of N nodes says it once)
+    if shutdown.is_set() and config.node is None:  # (the parent of N nodes says it once)
         print("dohost stopped", file=sys.stderr, flush=True)
+
+
+def _gated(node: ClusterContext, handler: Any) -> Any:
+    """A cluster node's public handler: every response passes the lease gate."""
+
+    async def handle(req: HttpRequest) -> HttpResponse:
+        return node.gate(await handler(req))
+
+    return handle
+
+
+def _node_port(node: ClusterContext, api: Api, key: str) -> Any:
+    """The handler of a cluster node's node port: other nodes only (the cluster key),
+    forwarded requests and node routes, every response through the lease gate."""
+
+    async def handle(req: HttpRequest) -> HttpResponse:
+        refused = check_cluster_key(req, key)
+        if refused is not None:
+            return refused
+        return node.gate(await api.handle_forwarded(req))
+
+    return handle
 
 
 def _access_log(record: TailRecord) -> None:

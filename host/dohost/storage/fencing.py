@@ -20,6 +20,7 @@ broken before any new owner touched the data stops the old owner too.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Protocol
 
 from dohost.core.errors import Code, DohostError
@@ -42,6 +43,20 @@ class Claims(Protocol):
     def held(self) -> dict[int, int]: ...
 
     def valid(self) -> bool: ...
+
+
+class Ownership(Claims, Protocol):
+    """An ownership backend as the Host drives it: `local` (storage/ownership_local.py)
+    or `etcd` (server/ownership_etcd.py). `claim` and `release` block (called off the
+    loop); `lost()` says, once `valid()` is false, why, in words for a log line."""
+
+    def claim(self, partitions: Iterable[int], wait: float = 0.0) -> dict[int, int]: ...
+
+    def release(self, partitions: Iterable[int]) -> None: ...
+
+    def lost(self) -> str: ...
+
+    def close(self) -> None: ...
 
 
 def fenced(partition: int, epoch: int, stored: int | None) -> DohostError:

@@ -506,10 +506,17 @@ class StorageManager:
             if self.durability == Durability.FSYNC:
                 fsync_dir(os.path.dirname(src), self._fsync)
 
-    def write_restored_kv(self, tenant: str, objects: list[RestoredKvObject]) -> None:
+    def write_restored_kv(
+        self,
+        tenant: str,
+        objects: list[RestoredKvObject],
+        fence: Callable[[bytes], tuple[int, int]] | None = None,
+    ) -> None:
         """Write whole kv objects of `tenant` (a restore from a replica): each object's
         rows, registry row and alarm replace what it had; returns once all are durable.
-        Submitted together, so the shards group-commit them."""
+        Submitted together, so the shards group-commit them. `fence`: the (partition,
+        epoch) each object is written under (a node restoring partitions it just claimed,
+        server/cluster_restore.py); without, unfenced (a new data directory)."""
         self._check_open()
         tickets = []
         for obj in objects:
@@ -527,6 +534,8 @@ class StorageManager:
                 writer=WriterState(),
                 alarm=obj.alarm,
             )
+            if fence is not None:
+                ws.partition, ws.epoch = fence(obj.object_id)
             tickets.append(shard.submit(ws))
         for ticket in tickets:
             err = ticket.wait()

@@ -283,6 +283,10 @@ class LocalOwnership:
             return False
         return (st.st_dev, st.st_ino) == self._identity
 
+    def lost(self) -> str:
+        """Why `valid()` is false, for the log and the `fenced` error."""
+        return f"its partition lock file {self.lock_path} was replaced or removed"
+
     # ------------------------------------------------------------------ lifecycle
 
     def close(self) -> None:
