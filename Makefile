@@ -4,6 +4,7 @@
 #   make run        a local server with the samples deployed (embedded SQLite storage)
 #   make test       the test suite (what CI runs)
 #   make test-slow  the long-running tests too
+#   make test-cluster  the cluster tests (etcd, SeaweedFS, node processes), long ones too
 #   make lint       ruff + mypy
 #   make bench      the benchmarks (writes bench/results/)
 
@@ -12,7 +13,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 export ZIG_GLOBAL_CACHE_DIR ?= $(CURDIR)/.zig-cache
 
-.PHONY: build venv guests run test test-slow lint bench clean
+.PHONY: build venv guests run test test-slow test-cluster lint bench clean
 
 build: venv guests
 
@@ -45,6 +46,10 @@ test: build
 
 test-slow: build
 	$(PY) -m pytest -q -p no:cacheprovider -m slow
+
+# The cluster tests (real etcd and SeaweedFS, node processes), long variants included.
+test-cluster: build
+	$(PY) -m pytest -q -p no:cacheprovider -m "slow or not slow" tests/cluster
 
 lint: venv
 	$(VENV)/bin/ruff check host tests bench tools

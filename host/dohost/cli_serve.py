@@ -105,7 +105,7 @@ def _parse_quota(text: str) -> object:
     type=click.FloatRange(min=0.001),
     default=60.0,
     show_default=True,
-    help="With --processes > 1: seconds a node waits for the owner of a forwarded "
+    help="With --processes > 1 or --cluster: seconds a node waits for the owner of a forwarded "
     "request before answering 503 owner_unavailable.",
 )
 @click.option(
@@ -229,7 +229,14 @@ def serve(
         config = replace(
             config,
             cluster=cluster_config(
-                cluster_url, node_name, advertise, location, lease_ttl, replica_url, processes
+                cluster_url,
+                node_name,
+                advertise,
+                location,
+                lease_ttl,
+                replica_url,
+                processes,
+                forward_timeout,
             ),
         )
         trio.run(run_server, config)
@@ -257,6 +264,7 @@ def cluster_config(
     lease_ttl: int,
     replica_url: str | None,
     processes: int | None,
+    forward_timeout: float = 60.0,
 ) -> ClusterConfig:
     """`serve --cluster`'s options, checked (each mistake one line)."""
     from dohost.server.cluster import ClusterConfig, check_cluster_config
@@ -284,7 +292,13 @@ def cluster_config(
     endpoints, name = parse_cluster_url(url)
     assert node is not None and advertise is not None
     config = ClusterConfig(
-        endpoints, name, node, advertise, location=location, lease_ttl_s=lease_ttl
+        endpoints,
+        name,
+        node,
+        advertise,
+        location=location,
+        lease_ttl_s=lease_ttl,
+        forward_timeout_s=forward_timeout,
     )
     check_cluster_config(config)
     return config

@@ -176,6 +176,16 @@ class Api:
             if req.method not in ("GET", "HEAD"):
                 raise MethodNotAllowed(req.method, "GET, HEAD")
             return json_response(200, {"status": "ok"})
+        if path == "/v1/cluster":  # `dohost cluster status` (server/cluster.py)
+            self._admin(req)
+            if req.method not in ("GET", "HEAD"):
+                raise MethodNotAllowed(req.method, "GET, HEAD")
+            status = getattr(self.node, "cluster_status", None)
+            if status is None:
+                raise DohostError(
+                    Code.NOT_FOUND, "this server is not a cluster node (serve --cluster)"
+                )
+            return json_response(200, status())
         if path == "/metrics":
             self._admin(req)
             if req.method not in ("GET", "HEAD"):

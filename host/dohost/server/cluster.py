@@ -113,6 +113,7 @@ class ClusterConfig:
     location: str | None = None
     lease_ttl_s: int = 10
     poll_s: float = 0.5
+    forward_timeout_s: float = 60.0  # a forwarded request's wait for the owner's answer
 
     @property
     def prefix(self) -> bytes:
@@ -453,6 +454,12 @@ class ClusterContext(NodeContext):
     def owner(self, object_id: bytes) -> int:
         """The peer index of the object's owner; -1 when it is this node or none is known."""
         return self._owner_index.get(partition_of(object_id, self.cluster.ownership.count), -1)
+
+    def cluster_status(self) -> dict[str, Any]:
+        """GET /v1/cluster: this node's view of the cluster."""
+        out = self.cluster.status()
+        out["serving"] = len(self.host.serving())
+        return out
 
     def tag(self, resp: HttpResponse) -> HttpResponse:
         resp.headers.append((NODE_HEADER, self.name))

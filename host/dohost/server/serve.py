@@ -179,7 +179,13 @@ async def _serve_locked(
         node = NodeContext(config.node)
     async with _closing(replica), host:
         if member is not None:
-            node = ClusterContext(member, host, key, run_dir=config.data_dir / "run")
+            node = ClusterContext(
+                member,
+                host,
+                key,
+                run_dir=config.data_dir / "run",
+                forward_timeout_s=member.config.forward_timeout_s,
+            )
             store = replica
             if store is not None:
 
