@@ -45,6 +45,11 @@ EVERY_KEY = {
     "replica-sync": '"off"',
     "replica-timeout": "2.5",
     "replica-retention": "7",
+    "cluster": '"etcd://127.0.0.1:2379/c"',
+    "node": '"n1"',
+    "advertise": '"http://127.0.0.1:8081"',
+    "location": '"eu"',
+    "lease-ttl": "5",
 }
 
 
@@ -139,7 +144,7 @@ def test_the_file_configures_the_server_and_flags_win(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "expected"),
     [
-        ("prot = 80\n", "key 'prot': not a serve setting (known: access-log, cpu-ms, data,"),
+        ("prot = 80\n", "key 'prot': not a serve setting (known: access-log, advertise, cluster,"),
         ('access-log = "yes"\n', "key 'access-log': must be true or false"),
         ('port = "eighty"\n', "key 'port': 'eighty' is not a valid integer"),
         ("port = 70000\n", "key 'port': 70000 is not in the range 0<=x<=65535"),
