@@ -6,8 +6,9 @@ copy), increments are linearizable, nothing surfaces from nowhere.
 - SIGKILL of a node under load: its lease expires, the other node claims its
   partitions, restores them from the replica store and serves them.
 - SIGSTOP of a node past its lease TTL, then SIGCONT: meanwhile the other node took its
-  partitions over; once running again the paused node acknowledges nothing (it answers
-  `fenced`, then stops), and its late writes never surface.
+  partitions over; once running again the paused node acknowledges nothing of what it
+  had been sent, its late writes never surface, and it rejoins with a new lease and
+  takes a share of the partitions back (restored from the replica store).
 
 Short runs (seconds): `make test`. No sleeps wait for anything: every wait polls a
 condition with a bound."""
@@ -20,7 +21,7 @@ import threading
 from pathlib import Path
 
 import httpx
-from cluster_helpers import Load, final_values, seed, settled, start_node, status, wait_until
+from cluster_helpers import Load, final_values, seed, settled, start_node, wait_until
 
 from dohost.core.counter_history import check_counters
 
@@ -52,7 +53,7 @@ def test_sigkill_of_an_owner_under_load_loses_nothing(
         b.stop()
 
 
-def test_a_node_paused_past_its_lease_acknowledges_nothing_after(
+def test_a_node_paused_past_its_lease_acknowledges_nothing_after_and_rejoins(
     tmp_path: Path, cluster_url: str, replica_args: list[str]
 ) -> None:
     seed_dir, token = seed(tmp_path)
@@ -77,17 +78,26 @@ def test_a_node_paused_past_its_lease_acknowledges_nothing_after(
             os.kill(b.proc.pid, signal.SIGCONT)
             for t in senders:
                 t.join(120)
-        # b noticed its lease had lapsed and stopped, acknowledging nothing meanwhile.
-        assert b.proc.wait(60) != 0
-        assert "lost its cluster membership" in b.stderr()
-        assert len(late) == 6
-        assert all(status_code != 200 for _, status_code, _ in late), late
+            # b noticed its lease had lapsed, acknowledged nothing it had been sent
+            # meanwhile, and rejoined: it serves a share again, restored.
+            assert len(late) == 6
+            assert all(status_code != 200 for _, status_code, _ in late), late
+            wait_until(lambda: settled(a, {"a", "b"}), 60, "b rejoined and claimed a share")
+            with Load([b.url], token, KEYS, threads=2) as load_b:
+                rejoined_at = load.acked() + load_b.acked()
+                wait_until(
+                    lambda: load.acked() + load_b.acked() >= rejoined_at + 100,
+                    120,
+                    "100 increments after b rejoined",
+                )
+        assert b.proc.poll() is None
+        log = b.stderr()
+        assert "lost its cluster membership" in log and "rejoined cluster" in log, log[-2000:]
         final = final_values(a, token, KEYS)
-        ops = load.ops
+        ops = load.ops + load_b.ops
         verdict = check_counters(ops, final)
-        assert verdict.valid, (verdict.problems, load.errors)
-        st = status(a)
-        assert st is not None and [m["name"] for m in st["members"]] == ["a"]
+        assert verdict.valid, (verdict.problems, load.errors, load_b.errors)
+        assert {op.node for op in load_b.ops if op.ok} == {"a", "b"}
     finally:
         if b.proc.poll() is None:
             os.kill(b.proc.pid, signal.SIGCONT)

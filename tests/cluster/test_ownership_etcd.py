@@ -41,7 +41,7 @@ def test_valid_until_the_lease_deadline_minus_the_margin() -> None:
     assert own.valid()
 
 
-def test_a_lost_lease_is_lost_for_good() -> None:
+def test_a_lost_lease_stays_lost_until_a_new_one() -> None:
     clock = Clock()
     own = EtcdOwnership("a", 8, clock=clock)
     own.renewed(100.0, 10, 1)
@@ -49,6 +49,11 @@ def test_a_lost_lease_is_lost_for_good() -> None:
     assert not own.valid() and own.lost() == "etcd says its lease expired"
     own.renewed(100.0, 10, 1)
     assert not own.valid()
+    # A new lease: valid again, with none of the old claims.
+    own.adopt({3: 7})
+    own.claim([3])
+    own.rejoined(100.0, 10, 1)
+    assert own.valid() and own.held() == {} and own.take_released() == {}
 
 
 def test_claims_pass_from_etcd_to_the_host_and_back() -> None:

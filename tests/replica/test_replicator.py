@@ -332,3 +332,36 @@ def test_what_waits_for_a_failing_store_is_bounded_and_the_log_stays_a_prefix(
         w.close()
     restore_kv(store, tmp_path / "restored", now_ms=w.clock.ms)
     assert restored(tmp_path / "restored", ["acme"]) == live(shipped_state)
+
+
+def test_an_epoch_started_at_its_restore_leaves_out_a_segment_landing_before_its_first_commit(
+    tmp_path: Path, store: ReplicaStore
+) -> None:
+    """A cluster node starts its epoch right after restoring (`start_epoch`, naming what
+    it restored): the old owner's late segment, uploaded after that but before the new
+    owner's first commit, is outside the history (a start written lazily at the first
+    commit would have counted it)."""
+    old = make_world(tmp_path / "old", store, epoch=1)
+    new = make_world(tmp_path / "new", store, epoch=2)
+    p = partition_of(oid(1), PARTITIONS)
+    try:
+        old.event("acme", 1, lambda o: o.put(b"k", b"1"))
+        assert old.replicator.flush(30)
+        new.replicator.start_epoch(p, 2, (1, 1))  # restored e1/s1
+        old.event("acme", 1, lambda o: o.put(b"k", b"late"))  # lands before the new commit
+        assert old.replicator.flush(30)
+        new.event("acme", 1, lambda o: o.put(b"j", b"1"))
+        assert new.replicator.flush(30)
+    finally:
+        old.close()
+        new.close()
+    late = segment_key(p, 1, 2)
+    assert store.get(late)
+    start = decode_start(store.get(start_key(p, 2)), p, 2, "start")
+    assert start.base == (1, 1)
+    report = restore_kv(store, tmp_path / "restored", now_ms=new.clock.ms + 10_000)
+    assert report.ignored == [late]
+    # (The new owner's own storage never had k=1: this world did not restore it.)
+    assert restored(tmp_path / "restored", ["acme"]) == {
+        ("acme", oid(1)): ({b"k": b"1", b"j": b"1"}, None)
+    }

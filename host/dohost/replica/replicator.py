@@ -596,6 +596,25 @@ class Replicator:
                 )
         self._format_checked = True
 
+    def start_epoch(self, partition: int, epoch: int, base: tuple[int, int] | None) -> None:
+        """Start (partition, epoch) now, its start record naming `base`: the last (epoch,
+        seq) its new owner restored (a cluster node that just restored a partition it
+        claimed, server/cluster_restore.py). A segment an older owner uploads after this
+        (never acknowledged: its claim was gone) is then outside the history, even when
+        it lands before this owner's first commit. Clears what an older epoch of this
+        process left on the partition (a fence, a stopped queue). Blocking."""
+        if not self._format_checked:
+            self._check_format()
+        record = encode_start(StartRecord(partition, epoch, base, self._clock()))
+        if not self._put_new(start_key(partition, epoch), record):
+            raise DohostError(
+                Code.FENCED, f"partition {partition}: another writer started epoch {epoch}"
+            )
+        with self._cv:
+            self._fenced.discard(partition)
+            self._stopped.discard(partition)
+            self._next_seq[(partition, epoch)] = 1
+
     def _begin_epoch(self, partition: int, epoch: int) -> int:
         """The first seq to write for (partition, epoch), after its start record."""
         keys = [k for k in map(parse_log_key, self.store.list(partition_prefix(partition))) if k]

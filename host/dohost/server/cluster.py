@@ -14,7 +14,9 @@ etcd holds, under `/dohost/<cluster>/`:
 - **renew**: a keep-alive every TTL/4; each one granted moves the local deadline of
   `EtcdOwnership` (server/ownership_etcd.py) to `sent + TTL - margin`. When the deadline
   passes (etcd unreachable) or etcd says the lease is gone, the node has lost its claims:
-  it answers nothing more (`gate`) and stops with `fenced`.
+  it answers nothing more (`gate`: `fenced`), stops serving every partition and drops
+  their activations, then takes a new lease and registers again (retrying while etcd
+  is unreachable), and claims afresh.
 - **reconcile** (every `poll_s`, and at once when poked): read members and claims in one
   range; rendezvous placement over the live members (core/placement.py) says which
   partitions this node should own. Those it holds and should not are drained by
@@ -34,6 +36,7 @@ derived from the admin token (`x-dohost-cluster-key`); the node port refuses oth
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import json
@@ -173,15 +176,19 @@ class ClusterNode:
         self.before_serving: Callable[[dict[int, int]], None] | None = None
         self._poke = trio.Event()
         self.reconciled = 0  # passes done (tests wait on it)
-        self.lost: str | None = None
+        self.lost: str | None = None  # why the lease was lost, until rejoined
+        self.losses = 0
+        self._lost_event = trio.Event()
+        self.host: Host | None = None  # set by reconcile_forever
 
     def _key(self, *parts: str) -> bytes:
         return self.config.prefix + "/".join(parts).encode()
 
     # ------------------------------------------------------------------ join and leave
 
-    async def join(self) -> None:
-        """Check the partition count, take a lease, register as a member."""
+    async def join(self, *, again: bool = False) -> None:
+        """Check the partition count, take a lease, register as a member. `again`: a
+        rejoin after a lost lease (the claims start afresh)."""
         count = str(self.ownership.count).encode()
         _, kv = await self.client.create(self._key("partitions"), count)
         if kv.value != count:
@@ -193,7 +200,6 @@ class ClusterNode:
             )
         sent = self.clock()
         self.lease, ttl = await self.client.lease_grant(self.config.lease_ttl_s)
-        self.ownership.renewed(sent, ttl, self.config.margin_s())
         me = json.dumps(
             {"advertise": self.config.advertise, "location": self.config.location}
         ).encode()
@@ -209,8 +215,16 @@ class ClusterNode:
                 "give this node another --node name, or stop the other one (its "
                 f"membership ends {self.config.lease_ttl_s} s after it stops)",
             )
-        log.info(
-            "joined cluster %s as %s (lease %x)", self.config.name, self.config.node, self.lease
+        if again:
+            self.ownership.rejoined(sent, ttl, self.config.margin_s())
+        else:
+            self.ownership.renewed(sent, ttl, self.config.margin_s())
+        log.warning(
+            "%s cluster %s as %s (lease %x)",
+            "rejoined" if again else "joined",
+            self.config.name,
+            self.config.node,
+            self.lease,
         )
 
     async def leave(self, host: Host) -> None:
@@ -226,40 +240,64 @@ class ClusterNode:
 
     # ------------------------------------------------------------------ loops
 
-    async def run(self, host: Host) -> None:
-        """Renew the lease and reconcile until cancelled; raises FENCED once the lease is
-        lost (the node must stop: it acknowledges nothing more)."""
-        async with trio.open_nursery() as nursery:
-            nursery.start_soon(self.renew)
-            nursery.start_soon(self.reconcile_forever, host)
-
     def poke(self) -> None:
         """Reconcile now (a forward found the view stale)."""
         self._poke.set()
 
     def _lose(self, reason: str) -> None:
+        """The lease is lost (or may have lapsed): acknowledge nothing from now on. The
+        renew task then drops every partition and rejoins (`_recover`)."""
         self.ownership.lose(reason)
-        self.lost = reason
-        log.error(
-            "node %s lost its etcd lease: %s; it acknowledges nothing more and stops",
-            self.config.node,
-            reason,
-        )
-        raise DohostError(
-            Code.FENCED,
-            f"node {self.config.node} lost its cluster membership ({reason}); it stopped "
-            "acknowledging before its lease could expire in etcd: restart it to rejoin",
-        )
+        if self.lost is None:
+            self.lost = reason
+            self.losses += 1
+            log.error(
+                "node %s lost its cluster membership (%s): it acknowledges nothing more, "
+                "drops its partitions and rejoins",
+                self.config.node,
+                reason,
+            )
+            self._lost_event.set()
+
+    async def _recover(self) -> None:
+        """After a loss: stop serving everything (at once: the Host's serving set is
+        emptied before anything waits), drop the activations, then take a new lease and
+        register again; the reconcile loop then claims afresh, with new epochs."""
+        host = self.host
+        if host is not None:
+            await host.release(range(self.ownership.count), lost=True)
+        self.ownership.take_released()  # their keys die with the old lease
+        old = self.lease
+        while True:
+            # The old lease may still stand in etcd (this node was cut off, or etcd lost
+            # its quorum and extended every lease when it came back): end it, so that
+            # the others can claim at once and this node's name is free again.
+            with trio.move_on_after(self.config.lease_ttl_s), contextlib.suppress(DohostError):
+                await self.client.lease_revoke(old)
+            try:
+                await self.join(again=True)
+                break
+            except DohostError as e:
+                log.warning("rejoining cluster %s: %s", self.config.name, e.message)
+                await trio.sleep(min(1.0, self.config.lease_ttl_s / 4))
+        if host is not None:
+            host.claims_broken = False
+        self.lost = None
+        self._lost_event = trio.Event()
+        self.poke()
 
     async def renew(self) -> None:
-        """Keep the lease: raises FENCED once it is lost."""
+        """Keep the lease; after a loss, recover and keep the new one."""
         interval = self.config.lease_ttl_s / 4
         margin = self.config.margin_s()
         while True:
+            if self.lost is not None:
+                await self._recover()
             sent = self.clock()
             left = self.ownership.deadline() - sent
             if left <= 0:
                 self._lose("it could not renew its lease in time")
+                continue
             try:
                 ttl = await self.client.lease_keepalive(
                     self.lease, timeout_s=max(0.2, min(left, interval))
@@ -272,16 +310,17 @@ class ClusterNode:
                 continue
             if ttl <= 0:
                 self._lose("etcd says its lease expired")
+                continue
             self.ownership.renewed(sent, ttl, margin)
-            await trio.sleep(interval)
+            with trio.move_on_after(interval):
+                await self._lost_event.wait()
 
     async def reconcile_forever(self, host: Host) -> None:
+        self.host = host
         while True:
             try:
                 await self.reconcile(host)
             except DohostError as e:
-                if e.code is Code.FENCED:
-                    raise
                 log.warning("cluster reconcile failed: %s", e.message)
             with trio.move_on_after(self.config.poll_s):
                 await self._poke.wait()
@@ -305,14 +344,18 @@ class ClusterNode:
 
     async def reconcile(self, host: Host) -> None:
         """One pass: release what placement gives to others, claim what it gives here."""
+        if self.lost is not None or not self.ownership.valid():
+            return  # the renew task recovers first
         await self.read_view()
         me = self.config.node
-        if self.ownership.valid() and me not in self.members:
+        if me not in self.members:
             self._lose("its member key is gone from etcd")
+            return
         held = host.serving()
         for p, epoch in held.items():
             if self.claims.get(p) != (me, epoch):
                 self._lose(f"its claim of partition {p} (epoch {epoch}) is gone from etcd")
+                return
         live = sorted(self.members)
         count = self.ownership.count
         want = {p for p in range(count) if owner_of(p, live) == me}
@@ -328,7 +371,7 @@ class ClusterNode:
         drop = {p: e for p, e in stray.items() if p not in want}
         if drop:
             await self._delete_claims(drop)
-        if got and self.ownership.valid():
+        if got and self.ownership.valid() and self.lost is None:
             self.ownership.adopt(got)
             await host.claim(sorted(got), before_serving=self.before_serving)
             for p, e in got.items():

@@ -10,6 +10,11 @@ in the alarm index, and delete the local objects of those partitions that the hi
 does not have (a stale copy from an earlier ownership of this node). kv objects only:
 sqlite-backed objects are not replicated yet (issue 18).
 
+The new epoch's start record is written right after the restore, naming the last
+(epoch, seq) restored: a segment the old owner uploads later (it can only be one it
+never acknowledged, its lease having lapsed) is outside the history for good. (For a
+partition with no history yet, the start is written at the first commit as usual.)
+
 Costs, known: the restored objects are written as new changes, so they are shipped
 again as the first segment of the new epoch (whole objects: replaying them is harmless);
 finding stale local objects lists every local kv object once per claim pass.
@@ -60,6 +65,10 @@ def restore_claimed(host: Host, store: ReplicaStore, claimed: dict[int, int]) ->
             continue
         state, report = rebuild_partition(store, p, keys, None)
         out.partitions += report.partitions
+        if host.replicator is not None:
+            # The new epoch's start names exactly what was restored, before anything of
+            # it is written (see the module doc).
+            host.replicator.start_epoch(p, claimed[p], report.ends.get(p))
         for (tenant, oid), obj in sorted(state.items()):
             if not obj.rows and obj.alarm is None:
                 continue

@@ -536,16 +536,18 @@ class Host:
             self.alarms.load(e for e in entries if self.partition_of(e.object_id) in ps)
         return got
 
-    async def release(self, partitions: Iterable[int]) -> None:
+    async def release(self, partitions: Iterable[int], *, lost: bool = False) -> None:
         """Stop serving partitions and give up their claims: new events for their
         objects are refused (NOT_OWNER) at once; running and queued ones finish and
         their commits complete; then their activations are dropped, their alarms
-        unloaded, and the claims released."""
-        ps = {p for p in partitions if p in self._serving}
+        unloaded, and the claims released. `lost`: the claims are gone already (a
+        cluster node's lease lapsed): drop the activations of every given partition,
+        served or not (their caches may be stale once the partition is claimed again)."""
+        ps = set(partitions) if lost else {p for p in partitions if p in self._serving}
         if not ps:
             return
         for p in ps:
-            del self._serving[p]
+            self._serving.pop(p, None)
         self.alarms.unload(lambda e: self.partition_of(e.object_id) in ps)
         for slot in self.supervisor.slots():
             if self.partition_of(slot.object_id.raw) in ps:

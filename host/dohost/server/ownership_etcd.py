@@ -18,8 +18,9 @@ the result, read by the committer threads and the replicator's output gate
   later than when etcd renewed it). `valid()` is false from that moment on: the
   committer refuses batches, the replica output gate refuses to acknowledge, and the
   node answers nothing more (server/cluster.py gates every response on it) — all before
-  etcd can have expired the lease and let another node claim. A lease once lost is lost
-  for good: the node stops and must be restarted (it rejoins as a new member).
+  etcd can have expired the lease and let another node claim. A lost lease stays lost:
+  the node drops everything it served and rejoins with a new lease (`rejoined`), and
+  claims afresh, with new epochs.
 """
 
 from __future__ import annotations
@@ -67,6 +68,15 @@ class EtcdOwnership:
 
     def _lost_for_good(self) -> bool:
         return self._deadline == float("-inf") and self._lost != "its etcd lease was never granted"
+
+    def rejoined(self, sent_at: float, ttl_s: float, margin_s: float) -> None:
+        """A new lease after a lost one: every claim of the old one is gone (their keys
+        died with it); valid again until the new deadline."""
+        with self._mutex:
+            self._held.clear()
+            self._adopted.clear()
+            self._released.clear()
+            self._deadline = sent_at + ttl_s - margin_s
 
     def deadline(self) -> float:
         return self._deadline
