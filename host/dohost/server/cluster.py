@@ -64,9 +64,8 @@ from dohost.server.forward import (
     Peers,
     Reply,
     encode_request,
-    splice,
 )
-from dohost.server.http_types import HttpRequest, HttpResponse, UpgradeResponse
+from dohost.server.http_types import HttpRequest, HttpResponse
 from dohost.server.node import CALL_HEADER, CALL_PATH, NodeContext, NodeRole
 from dohost.server.node import _error_of as error_of
 from dohost.server.ownership_etcd import EtcdOwnership
@@ -459,6 +458,7 @@ class ClusterContext(NodeContext):
         self.cluster = node
         self.host = host
         self.key = key
+        self.cluster_key = key
         self.name = node.config.node
         self.peers = Peers([], 0)
         self._peer_of: dict[str, int] = {}
@@ -579,44 +579,13 @@ class ClusterContext(NodeContext):
 
     async def forward_upgrade(self, req: HttpRequest, object_id: bytes) -> HttpResponse:
         """A WebSocket handshake for an object of another node: spliced through this
-        node once the owner accepts (no retry: the owner must be there now)."""
-        target = req.path + ("?" + req.query if req.query else "")
-        data = encode_request(
-            req.method,
-            target,
-            req.headers,
-            req.body,
-            0,
-            keep_connection=True,
-            cluster_key=self.key,
-        )
-        owner = self.owner(object_id)
-        if owner < 0:
+        node once the owner accepts (NodeContext's; no retry: the owner must be there)."""
+        if self.owner(object_id) < 0:
             raise DohostError(
                 Code.OWNER_UNAVAILABLE,
                 "no node holds this object's partition now (a failover in progress?); retry",
             )
-        self.forwarded += 1
-        try:
-            with trio.fail_after(self.role.forward_timeout_s):
-                reply, stream, early = await self.peers.open_upgrade(owner, data)
-        except (NotDelivered, OwnerLost, trio.TooSlowError) as e:
-            raise DohostError(
-                Code.OWNER_UNAVAILABLE,
-                f"the node that owns this object could not take the WebSocket ({e!r})",
-            ) from None
-        if stream is None:
-            return HttpResponse(reply.status, reply.headers, reply.body)
-        owner_stream = stream
-
-        async def on_upgrade(client: trio.abc.Stream, tail: bytes) -> None:
-            await splice(client, tail, owner_stream, early)
-
-        def on_abandon() -> None:
-            owner_stream.socket.close()
-
-        headers = [(k, v) for k, v in reply.headers if k not in ("date", "server")]
-        return UpgradeResponse(101, headers, on_upgrade=on_upgrade, on_abandon=on_abandon)
+        return await super().forward_upgrade(req, object_id)
 
     async def call(
         self, owner: int, meta: Mapping[str, object], data: bytes

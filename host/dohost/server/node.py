@@ -131,6 +131,7 @@ class NodeContext:
         # Refreshes the placement after a `not_owner` (a claim moved); static here.
         self.refresh: Callable[[], None] = lambda: None
         self.forwarded = 0  # requests this node sent on (metrics)
+        self.cluster_key: str | None = None  # proves a cluster node to its peers (cluster.py)
 
     @property
     def socket_path(self) -> Path:
@@ -200,7 +201,13 @@ class NodeContext:
         not), and the accepted connection is spliced through this node."""
         target = req.path + ("?" + req.query if req.query else "")
         data = encode_request(
-            req.method, target, req.headers, req.body, self.index, keep_connection=True
+            req.method,
+            target,
+            req.headers,
+            req.body,
+            self.index,
+            keep_connection=True,
+            cluster_key=self.cluster_key,
         )
         owner = self.owner(object_id)
         self.forwarded += 1

@@ -295,11 +295,20 @@ async def _serve_locked(
         print("dohost stopped", file=sys.stderr, flush=True)
 
 
+# What a fenced node still answers: it acknowledges nothing there, and an operator needs
+# them most when the node cannot reach etcd.
+UNGATED = frozenset({"/healthz", "/metrics", "/v1/cluster"})
+
+
 def _gated(node: ClusterContext, handler: Any) -> Any:
-    """A cluster node's public handler: every response passes the lease gate."""
+    """A cluster node's public handler: every response passes the lease gate (but the
+    health, metrics and cluster status reads)."""
 
     async def handle(req: HttpRequest) -> HttpResponse:
-        return node.gate(await handler(req))
+        resp: HttpResponse = await handler(req)
+        if req.path in UNGATED and req.method in ("GET", "HEAD"):
+            return resp
+        return node.gate(resp)
 
     return handle
 
