@@ -13,7 +13,7 @@ import trio
 
 from dohost import config_file
 from dohost.cli_replica import replica_options, s3_options
-from dohost.core.errors import DohostError
+from dohost.core.errors import Code, DohostError
 from dohost.replica import GATE_TIMEOUT_S
 
 if TYPE_CHECKING:
