@@ -11,8 +11,10 @@ Invariants:
 - A callback never lets a Python exception escape into wasmtime (a ctypes callback that
   raises prints the exception and returns 0, which wasmtime would read as "no trap").
   `make_callback` wraps each import so every exception becomes the `internal` status.
-- Memory bases are stable because the engine is built with `memory_may_move = False`
-  (runtime/engine.py); sizes only grow, so a cached size is refreshed only when a range
+- Memories may move when they grow (runtime/engine.py: no reservation beyond a
+  memory's size, so that an instance costs no memory mapping of its own): the base
+  address is read from wasmtime at every access (one C call), never cached across a
+  return to the guest. Sizes only grow, so a cached size is refreshed only when a range
   falls past it.
 - Export call buffers belong to one activation, which runs one event at a time.
 """
@@ -247,18 +249,16 @@ class FastExport:
 class FastMemory:
     """Bounds-checked reads and writes of a guest memory through its raw base address."""
 
-    __slots__ = ("_base", "_ctx", "_mem", "_mem_addr", "_size")
+    __slots__ = ("_ctx", "_mem", "_mem_addr", "_size")
 
     def __init__(self, store: wasmtime.Store, memory: wasmtime.Memory) -> None:
         self._ctx = _context_addr(store)
         self._mem = memory._memory
         self._mem_addr = addressof(self._mem)
-        self._base = 0
         self._size = 0
         self.refresh()
 
     def refresh(self) -> None:
-        self._base = _memory_data(self._ctx, self._mem_addr) or 0
         self._size = _memory_data_size(self._ctx, self._mem_addr)
 
     def size(self) -> int:
@@ -281,7 +281,7 @@ class FastMemory:
             self.refresh()
             if ptr + n > self._size:
                 return None
-        start = self._base + ptr
+        start = _memory_data(self._ctx, self._mem_addr) + ptr  # (the memory may have moved)
         return _ADDRESS_SPACE[start : start + n].tobytes()
 
     def write(self, ptr: int, data: bytes) -> bool:
@@ -291,6 +291,6 @@ class FastMemory:
             self.refresh()
             if ptr + n > self._size:
                 return False
-        start = self._base + ptr
+        start = _memory_data(self._ctx, self._mem_addr) + ptr  # (the memory may have moved)
         _ADDRESS_SPACE[start : start + n] = data
         return True

@@ -249,9 +249,7 @@ class Host:
             self._serving = self.ownership.held()
             self.system = SystemDb(self.data_dir)
             stack.callback(self.system.close)
-            page = 1 << 16  # the reservation is whole wasm pages, at least one
-            reserve = max(page, -(-self.limits.memory_bytes // page) * page)
-            settings = EngineSettings(memory_reservation=reserve)
+            settings = EngineSettings()
             self.engine = make_engine(settings)
             self.ticker = EpochTicker(self.engine)
             stack.callback(self.ticker.stop)
