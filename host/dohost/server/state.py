@@ -131,13 +131,14 @@ class ServerState:
 
 def _load_usage(host: Host, usage: UsageBook, node: NodeContext | None) -> None:
     owns = None if node is None else node.owns
+    kv: dict[str, dict[str, tuple[int, int]]] = {}  # tenant -> class -> (objects, bytes)
     for row in host.system.classes():
         tenant_usage = usage.get(row.tenant)
         if row.storage == Backend.KV:
             # Two numbers per class, not one entry per object (quota_storage.py).
-            tenant_usage.load_class(
-                row.name, *host.storage.kv_class_usage(row.tenant, row.name, owns)
-            )
+            if row.tenant not in kv:
+                kv[row.tenant] = host.storage.kv_usage(row.tenant, owns)
+            tenant_usage.load_class(row.name, *kv[row.tenant].get(row.name, (0, 0)))
             continue
         after: bytes | None = None
         while True:

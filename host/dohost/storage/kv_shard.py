@@ -98,8 +98,10 @@ _UPSERT_OBJECT = (
 )
 _DELETE_OBJECT = "DELETE FROM objects WHERE object_id=?"
 _OBJECT_ROW = "SELECT object_id, class, name, bytes, created_ms FROM objects WHERE object_id=?"
-_CLASS_USAGE = "SELECT count(*), coalesce(sum(bytes), 0) FROM objects WHERE class=?"
-_CLASS_SIZES = "SELECT object_id, bytes FROM objects WHERE class=?"
+# One sequential pass over the registry (NOT INDEXED: through objects_by_class every row
+# would cost a lookup of its bytes in the table, ~5x slower at 10^5 objects).
+_CLASS_USAGE = "SELECT class, count(*), sum(bytes) FROM objects NOT INDEXED GROUP BY class"
+_CLASS_SIZES = "SELECT class, object_id, bytes FROM objects NOT INDEXED"
 _OBJECTS_OF_CLASS = (
     "SELECT object_id, class, name, bytes, created_ms FROM objects"
     " WHERE class=? AND object_id>? ORDER BY object_id LIMIT ?"
@@ -401,23 +403,21 @@ class KvShard:
         finally:
             conn.close()
 
-    def class_usage(
-        self, class_name: str, owns: Callable[[bytes], bool] | None = None
-    ) -> tuple[int, int]:
-        """(objects, bytes) of the registry rows of `class_name` (those `owns` accepts):
-        one aggregate query, not one Python object per stored object."""
+    def class_usage(self, owns: Callable[[bytes], bool] | None = None) -> dict[str, list[int]]:
+        """class -> [objects, bytes] of the registry rows (those `owns` accepts): one
+        aggregate query, not one Python object per stored object."""
         if self._closed:
             raise self._closed_error()
         try:
             if owns is None:
-                n, size = self._reader().execute(_CLASS_USAGE, (class_name,)).fetchone()
-                return int(n), int(size)
-            n = size = 0
-            for oid, b in self._reader().execute(_CLASS_SIZES, (class_name,)):
+                return {c: [int(n), int(b)] for c, n, b in self._reader().execute(_CLASS_USAGE)}
+            out: dict[str, list[int]] = {}
+            for c, oid, b in self._reader().execute(_CLASS_SIZES):
                 if owns(oid):
-                    n += 1
-                    size += b
-            return n, size
+                    u = out.setdefault(c, [0, 0])
+                    u[0] += 1
+                    u[1] += b
+            return out
         except apsw.Error as e:
             raise self._read_error(e) from e
 

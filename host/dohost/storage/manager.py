@@ -315,26 +315,26 @@ class StorageManager:
             return ObjectPage(found[:limit], found[limit - 1].object_id)
         return ObjectPage(found, None)
 
-    def kv_class_usage(
-        self, tenant: str, class_name: str, owns: Callable[[bytes], bool] | None = None
-    ) -> tuple[int, int]:
-        """(objects, bytes) a kv-backed class has stored (the objects `owns` accepts),
-        from its shards' registry rows: SQLite counts, the host makes no object per row
-        (restart time stays near flat in the number of stored objects)."""
+    def kv_usage(
+        self, tenant: str, owns: Callable[[bytes], bool] | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """class -> (objects, bytes) the tenant's kv-backed classes have stored (the
+        objects `owns` accepts), from its shards' registry rows: SQLite counts, the host
+        makes no object per row (restart time stays near flat in stored objects)."""
         self._check_open()
-        check_name("class", class_name)
         with self._lock:
             count = self._shard_count(tenant, create=False)
-        objects = size = 0
+        out: dict[str, list[int]] = {}
         for i in range(count or 0):
             if (tenant, i) not in self._shards and not os.path.exists(
                 os.path.join(self.kv_dir(tenant), f"shard-{i}.db")
             ):
                 continue
-            n, b = self._shard_at(tenant, i).class_usage(class_name, owns)
-            objects += n
-            size += b
-        return objects, size
+            for cls, (n, b) in self._shard_at(tenant, i).class_usage(owns).items():
+                u = out.setdefault(cls, [0, 0])
+                u[0] += n
+                u[1] += b
+        return {cls: (n, b) for cls, (n, b) in out.items()}
 
     def kv_object_size(self, tenant: str, class_name: str, object_id: bytes) -> int | None:
         """The committed size of a kv-backed object of `class_name` (None: it has stored
