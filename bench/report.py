@@ -275,7 +275,8 @@ def profile_lines(key: str, prof: dict[str, Any]) -> list[str]:
 
 
 def plot(path: Path, rows: list[Row], store: list[StorePoint],
-         resident: list[ResidentPoint]) -> bool:  # fmt: skip
+         resident: list[ResidentPoint], targets: list[TargetRow] | None = None) -> bool:  # fmt: skip
+    targets = targets or []
     try:
         import matplotlib
 
@@ -284,9 +285,9 @@ def plot(path: Path, rows: list[Row], store: list[StorePoint],
     except ImportError:
         print("matplotlib is missing (pip install -e '.[dev]'): no plot")
         return False
-    panels = [p for p in ("side", "store", "restart", "resident") if
+    panels = [p for p in ("side", "targets", "store", "restart", "resident") if
               (p == "side" and rows) or (p in ("store", "restart") and store) or
-              (p == "resident" and resident)]  # fmt: skip
+              (p == "resident" and resident) or (p == "targets" and targets)]  # fmt: skip
     if not panels:
         return False
     ncols = 2 if len(panels) > 1 else 1
@@ -312,6 +313,21 @@ def plot(path: Path, rows: list[Row], store: list[StorePoint],
             ax.set_xlabel("dohost advantage over workerd (×, log)")
             ax.set_title("dohost vs workerd per workload")
             ax.legend(fontsize=7)
+        elif panel == "targets":
+            # how far each absolute row is from its target: > 1 met (log scale)
+            labels = [t.name for t in targets]
+            margin = [(t.target / t.value if t.at_most else t.value / t.target)
+                      if t.value == t.value and t.value > 0 else float("nan")
+                      for t in targets]  # fmt: skip
+            y = list(range(len(targets)))
+            ax.barh(y, margin, color=["tab:green" if t.meets_target else "tab:red"
+                                      for t in targets])  # fmt: skip
+            ax.axvline(1.0, color="black", lw=0.8)
+            ax.set_xscale("log")
+            ax.set_yticks(y, labels, fontsize=7)
+            ax.invert_yaxis()
+            ax.set_xlabel("target / value (× better than the target; ≥ 1 met, log)")
+            ax.set_title("issue 19: rows with absolute targets")
         elif panel == "store":
             ns = [p.n for p in store]
             ax.plot(ns, [p.us_per_object for p in store], "o-", label="time per object (µs)")

@@ -9,7 +9,7 @@ store     for n in 10^3, 10^4, 10^5 (10^6 with --full): a fresh `dohost serve`, 
           then (one object touched: what the stored ones cost in memory). Checked: no failed
           creation, and a sample of 200 counters read back as 1 after the restart.
           A point stops at its time cap (a slow disk): it then reports the n created.
-resident  for n in 10^3, 10^4, 3·10^4: n counter objects created and kept resident (idle
+resident  for n in 10^3, 10^4, 4·10^4: n counter objects created and kept resident (idle
           timeout 3600 s, resident cap raised to n; 16 client connections, time cap as
           above); RSS growth per object against n increments of one object; then wrk c=1 reading random residents' counters
           (GET /, a cached read, no storage write): p50/p99.
