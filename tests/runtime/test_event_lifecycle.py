@@ -239,3 +239,28 @@ def test_log_lines_reach_the_log_when_the_event_ends(
     rec = next(r for r in caplog.records if "hello from the guest" in r.getMessage())
     assert rec.levelno == logging.WARNING
     assert rec.__dict__["object"] == OID.hex()
+
+
+def test_an_activation_looks_up_only_the_exports_its_events_need(
+    compiled: CompiledClass, storage: ObjectStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each export lookup costs ~10 us of a new activation (issue 19: activations are
+    most of creating an object): the optional handlers (alarm, WebSocket events) are
+    looked up at their first event, once."""
+    from dohost.runtime import crossing
+
+    looked_up: list[str] = []
+    by_name = crossing.export_by_name
+
+    def counting(store: Any, instance: Any, name: str) -> Any:
+        looked_up.append(name)
+        return by_name(store, instance, name)
+
+    monkeypatch.setattr(crossing, "export_by_name", counting)
+    act = activation(compiled, storage)
+    committed(fetch(act, "POST", "/put", "key=a", b"1"))
+    for name in ("dohost_alarm", "dohost_ws_close", "dohost_ws_error"):
+        assert name not in looked_up
+    committed(act.run_event("alarm", AlarmRun(NOW_MS).info()))
+    committed(act.run_event("alarm", AlarmRun(NOW_MS).info()))
+    assert looked_up.count("dohost_alarm") == 1  # at the first alarm, once

@@ -47,6 +47,9 @@ guest_log = logging.getLogger("dohost.guest")
 
 # Handlers that may be missing: an event of that kind is then ignored.
 _OPTIONAL_HANDLERS = ("ws_close", "ws_error")
+# Handlers looked up at their kind's first event, not at instantiation: each lookup
+# costs ~10 us (crossing.export_by_name), and most activations only serve fetches.
+_LAZY_HANDLERS = frozenset(("alarm", "ws_close", "ws_error"))
 
 
 def _wall_ms() -> float:
@@ -142,13 +145,14 @@ class Activation:
             fetch = ex["dohost_fetch"]
             assert isinstance(fetch, wasmtime.Func)
             self._init = self._opt_export(store, ex, "dohost_init", 0, 1, fast)
-            # kind -> the handler of that event kind (None: not exported)
+            # kind -> the handler of that event kind (None: not exported); the others
+            # are looked up when first needed (_handler)
+            self._ex = ex
             self._handlers: dict[str, Any] = {
                 "fetch": crossing.make_export(store, fetch, 1, 1, fast=fast),
-                "alarm": self._opt_export(store, ex, "dohost_alarm", 1, 1, fast),
+                # (looked up now: ws_accept asks, inside an event, whether it exists)
+                "ws_message": self._opt_export(store, ex, "dohost_ws_message", 1, 1, fast),
             }
-            for kind in ("ws_message", "ws_close", "ws_error"):
-                self._handlers[kind] = self._opt_export(store, ex, f"dohost_{kind}", 1, 1, fast)
             self.has_ws_message = self._handlers["ws_message"] is not None
             initialize = self._opt_export(store, ex, "_initialize", 0, 0, fast)
             if initialize is not None:
@@ -187,6 +191,20 @@ class Activation:
             return None
         return crossing.make_export(store, f, nparams, nresults, fast=fast)
 
+    def _handler(self, kind: str) -> Any:
+        """The export handling events of `kind`, or None (looked up once)."""
+        try:
+            return self._handlers[kind]
+        except KeyError:
+            pass
+        handler = None
+        if kind in _LAZY_HANDLERS:
+            handler = self._opt_export(
+                self.store, self._ex, f"dohost_{kind}", 1, 1, self.compiled.fast
+            )
+        self._handlers[kind] = handler
+        return handler
+
     # ----------------------------------------------------------------- events
 
     def run_event(
@@ -218,7 +236,7 @@ class Activation:
                 self._call_guest(ev, self._init, None, "dohost_init")
                 ev.in_init = False
                 self.needs_init = False
-            handler = self._handlers.get(kind)
+            handler = self._handler(kind)
             if handler is not None:
                 self._call_guest(ev, handler, len(data), f"dohost_{kind}")
             elif kind not in _OPTIONAL_HANDLERS:
