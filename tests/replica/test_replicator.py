@@ -365,3 +365,53 @@ def test_an_epoch_started_at_its_restore_leaves_out_a_segment_landing_before_its
     assert restored(tmp_path / "restored", ["acme"]) == {
         ("acme", oid(1)): ({b"k": b"1", b"j": b"1"}, None)
     }
+
+
+class AnswerLost:
+    """A real file store whose next writes land but answer as failures (the connection
+    dropped after the request reached the store): fault injection, as storage/faultvfs.py."""
+
+    def __init__(self, inner: FileReplicaStore, lose: int) -> None:
+        self.inner = inner
+        self.description = inner.description
+        self.lose = lose
+        self.lost: list[str] = []
+
+    def put_new(self, key: str, data: bytes) -> None:
+        self.inner.put_new(key, data)
+        if self.lose > 0 and not key.startswith("FORMAT"):
+            self.lose -= 1
+            self.lost.append(key)
+            raise DohostError(Code.REPLICA_UNAVAILABLE, f"writing {key!r}: connection reset")
+
+    def get(self, key: str) -> bytes:
+        return self.inner.get(key)
+
+    def list(self, prefix: str) -> list[str]:
+        return self.inner.list(prefix)
+
+    def delete(self, key: str) -> None:
+        self.inner.delete(key)
+
+    def close(self) -> None:
+        self.inner.close()
+
+
+def test_a_write_whose_answer_was_lost_is_not_another_writer(
+    tmp_path: Path, file_store: FileReplicaStore
+) -> None:
+    """The start record and the first segment land but their answers are lost: the
+    retries find our own bytes there and go on; the partition is not fenced."""
+    store = AnswerLost(file_store, lose=2)
+    w = make_world(tmp_path / "data", store, sleep=lambda s: None)  # type: ignore[arg-type]
+    try:
+        w.event("acme", 1, lambda o: o.put(b"k", b"1"))
+        w.event("acme", 1, lambda o: o.put(b"k", b"2"))
+        assert w.replicator.flush(30)
+        assert [k.rsplit("/", 1)[1] for k in store.lost] == ["start", f"s{1:020d}"]
+        assert w.metric("dohost_replica_fenced_partitions_total") == 0
+        assert w.metric("dohost_replica_upload_failures_total") == 2
+    finally:
+        w.close()
+    restore_kv(file_store, tmp_path / "restored", now_ms=w.clock.ms)
+    assert restored(tmp_path / "restored", ["acme"]) == live(w.truth)

@@ -253,6 +253,8 @@ class Replicator:
         self._fenced: set[int] = set()  # partitions that ship nothing more
         self._format_checked = False
         self._mismatches: dict[str, int] = {}
+        # (partition, epoch) -> the start record of a try whose answer may have been lost
+        self._start_tried: dict[tuple[int, int], bytes] = {}
         self.sync = sync
         self._claim_holds = claim_holds
         self._gate_timeout_s = gate_timeout_s
@@ -619,30 +621,38 @@ class Replicator:
         """The first seq to write for (partition, epoch), after its start record."""
         keys = [k for k in map(parse_log_key, self.store.list(partition_prefix(partition))) if k]
         listing = PartitionListing.of(partition, keys)
+        tried = self._start_tried.get((partition, epoch))
+        key = start_key(partition, epoch)
         if epoch in listing.start_epochs:
             # Epochs are per claim: a start of ours that this process did not write is
             # another writer's (or a claim reused, which the ownership backend forbids).
-            raise DohostError(
-                Code.FENCED, f"partition {partition}: epoch {epoch} was started by another writer"
-            )
-        starts = {
-            e: decode_start(
-                self.store.get(start_key(partition, e)), partition, e, start_key(partition, e)
-            )
-            for e in listing.start_epochs
-        }
-        if starts and max(starts) > epoch:
-            raise DohostError(
-                Code.FENCED,
-                f"partition {partition}: epoch {max(starts)} has started in the replica "
-                f"store; this writer's epoch {epoch} is older",
-            )
-        end = plan_restore(listing, follow_chain(listing, starts)).end
-        record = encode_start(StartRecord(partition, epoch, end, self._clock()))
-        if not self._put_new(start_key(partition, epoch), record):
-            raise DohostError(
-                Code.FENCED, f"partition {partition}: another writer started epoch {epoch}"
-            )
+            # It is ours if it holds the bytes of our earlier try whose answer was lost.
+            if tried is None or self.store.get(key) != tried:
+                raise DohostError(
+                    Code.FENCED,
+                    f"partition {partition}: epoch {epoch} was started by another writer",
+                )
+            end = decode_start(tried, partition, epoch, key).base
+        else:
+            starts = {
+                e: decode_start(
+                    self.store.get(start_key(partition, e)), partition, e, start_key(partition, e)
+                )
+                for e in listing.start_epochs
+            }
+            if starts and max(starts) > epoch:
+                raise DohostError(
+                    Code.FENCED,
+                    f"partition {partition}: epoch {max(starts)} has started in the replica "
+                    f"store; this writer's epoch {epoch} is older",
+                )
+            end = plan_restore(listing, follow_chain(listing, starts)).end
+            record = encode_start(StartRecord(partition, epoch, end, self._clock()))
+            self._start_tried[(partition, epoch)] = record
+            if not self._put_new(key, record):
+                raise DohostError(
+                    Code.FENCED, f"partition {partition}: another writer started epoch {epoch}"
+                )
         if partition in self._dirty:
             # The replica may lack changes the local copy holds: the epoch starts from a
             # snapshot of the local state as the host found it (before serving).
@@ -660,6 +670,7 @@ class Replicator:
             with self._cv:
                 self._resync.pop(partition, None)
                 self._dirty.discard(partition)
+        self._start_tried.pop((partition, epoch), None)
         return 1
 
     # -------------------------------------------------------------- maintenance
