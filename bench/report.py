@@ -81,22 +81,20 @@ def issue_table(rows: list[Row], targets: list[TargetRow]) -> str:
                 f"| {'✓' if r.meets_target else '✗'} |"
             )
         else:
-            sign = "≤" if r.at_most else "≥"
-            out.append(
-                f"| {r.name} | {_value(r.value, r.unit)} | – | – | | {sign} {r.target:,g} {r.unit} "
-                f"| {'✓' if r.meets_target else '✗'} |"
-            )
+            out.append(f"| {r.name} | {_value(r.value, r.unit)} | – | – | | {_goal(r)} |")
     return "\n".join(out)
+
+
+def _goal(t: TargetRow) -> str:
+    """The target and whether it is met: two cells."""
+    sign = "≤" if t.at_most else "≥"
+    return f"{sign} {t.target:,g} {t.unit} | {'✓' if t.meets_target else '✗'}"
 
 
 def target_table(targets: list[TargetRow]) -> str:
     out = ["| measure | dohost | target | met | note | check |", "|---|--:|--:|:-:|---|---|"]
     for t in targets:
-        sign = "≤" if t.at_most else "≥"
-        out.append(
-            f"| {t.name} | {_value(t.value, t.unit)} | {sign} {t.target:,g} {t.unit} "
-            f"| {'✓' if t.meets_target else '✗'} | {t.note} | {t.check} |"
-        )
+        out.append(f"| {t.name} | {_value(t.value, t.unit)} | {_goal(t)} | {t.note} | {t.check} |")
     return "\n".join(out)
 
 
