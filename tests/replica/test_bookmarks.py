@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from dohost import Code, DohostError, Host
+from dohost.replica.file_store import FileReplicaStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "conformance"))
 import test_restore_object as restore_tests
@@ -118,3 +119,36 @@ async def test_without_a_replica_the_imports_say_so(tmp_path: Path) -> None:
         ]:
             text = await g.text(method, path, b"b1-")
             assert text.startswith("-9 not_supported bookmarks need a replica"), text
+
+
+async def test_a_restore_that_fails_fails_that_event_and_is_dropped(
+    tmp_path: Path, file_store: FileReplicaStore
+) -> None:
+    """A damaged replica (a segment's bytes changed on the store's disk): the next event
+    fails with `replica_corrupt` naming the segment; the request is dropped, so the
+    event after runs on the object's current state."""
+    clock = Clock()
+    async with Host(
+        tmp_path / "data", durability="os", replica=file_store, wall_clock_ms=clock
+    ) as host:
+        g = await deploy(host, "c")
+        assert await g.put("k", b"v1") == "0"
+        clock.step()
+        bookmark = await g.text("GET", "/bookmark_current")
+        clock.step()
+        assert await g.put("k", b"v2") == "0"
+        assert host.replicator is not None and host.replicator.flush(60)
+        segments = [k for k in file_store.list("") if "/s" in k]
+        first = tmp_path / "replica" / sorted(segments)[0]
+        damaged = bytearray(first.read_bytes())
+        damaged[-1] ^= 0xFF
+        first.chmod(0o644)
+        first.write_bytes(bytes(damaged))
+        clock.step()
+        assert await g.text("POST", "/bookmark_restore", bookmark.encode()) == "0"
+        with pytest.raises(DohostError) as e:
+            await g.get("k")
+        assert e.value.code is Code.REPLICA_CORRUPT
+        assert "restoring the object to its bookmark failed" in e.value.message
+        assert host.supervisor.pending_restores == {}
+        assert await value(g) == "v2"

@@ -321,10 +321,13 @@ class Supervisor:
         try:
             if cls is None or cls.superseded:  # the version current when the event starts
                 cls = self._classes.get(tenant, class_name)
+            # A guest's bookmark restore waits for this event; if it fails, this event
+            # fails with its error (an ordinary outcome: alarms retry, calls answer).
+            restore_failed: EventOutcome | None = None
             if self.pending_restores and slot.key in self.pending_restores:
                 yielded = True
-                await self._restore_bookmark(slot, cls)
-            if slot.activation is None:
+                restore_failed = await self._restore_bookmark(slot, cls)
+            if slot.activation is None and restore_failed is None:
                 if self.resident + self.creating >= self.max_resident:
                     # An object call does not wait: its caller holds a slot, and a chain of
                     # waiting callers could hold every activation (it may overshoot).
@@ -332,14 +335,15 @@ class Supervisor:
                 creating = True
                 self.creating += 1
             # (A new version's activation replaces the old one: the count does not grow.)
-            result = None
+            result = restore_failed
             now = trio.current_time()
             probation = (
                 slot.activation is None
                 and self._class_heavy_until.get((tenant, class_name), 0.0) > now
             )
             if (
-                self.inline_ticks
+                result is None
+                and self.inline_ticks
                 and cls.compiled is not None
                 and slot.heavy_until <= now
                 and slot.calls_until <= now
@@ -609,10 +613,11 @@ class Supervisor:
             slot.activation = None
             self.resident -= 1
 
-    async def _restore_bookmark(self, slot: ObjectSlot, cls: ClassRuntime) -> None:
+    async def _restore_bookmark(self, slot: ObjectSlot, cls: ClassRuntime) -> EventOutcome | None:
         """(Slot lock held, before the next event.) Apply a guest's restore request: the
         object's storage becomes its state at the bookmark. A store failure keeps the
-        request for the next event; any other failure drops it. Either fails this event."""
+        request for the next event; any other failure drops it. Either is returned as
+        the failed outcome of this event (None: restored)."""
         at_ms = self.pending_restores[slot.key]
         read = self.read_state
         assert read is not None
@@ -623,10 +628,13 @@ class Supervisor:
         except DohostError as e:
             if e.code is not Code.REPLICA_UNAVAILABLE:
                 del self.pending_restores[slot.key]
-            raise DohostError(
-                e.code, f"restoring the object to its bookmark failed: {e.message}"
-            ) from None
+            return EventOutcome(
+                error=DohostError(
+                    e.code, f"restoring the object to its bookmark failed: {e.message}"
+                )
+            )
         del self.pending_restores[slot.key]
+        return None
 
     async def replace_state(
         self, slot: ObjectSlot, backend: str, state: ObjectState | None, *, require_empty: bool
