@@ -12,10 +12,11 @@ import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from dohost import Code, DohostError, Host
+from dohost import Code, DohostError, Host, Request
 from dohost.replica.store import ReplicaStore
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "conformance"))
@@ -247,3 +248,36 @@ def test_serve_without_a_replica_says_so(tmp_path: Path) -> None:
             assert (r.status_code, r.headers["x-dohost-error"]) == (409, "no_replica")
     finally:
         assert server.stop() == 0
+
+
+async def test_counter_sample_at_three_past_times_and_a_fork(
+    world: tuple[Host, Guest, Clock], wasm: Any
+) -> None:
+    """The issue's "must show": the counter sample's state at three past times restored
+    exactly as acknowledged then, and a fork answering with an old state under its new
+    name while the original keeps its own."""
+    host, _, clock = world
+    await host.deploy("acme", "counter", wasm("counter"))
+
+    async def call(obj: str, method: str, path: str) -> str:
+        r = await host.fetch("acme", "counter", obj, Request(method, path, "", [], b""))
+        assert r.status == 200, r.text
+        return r.text
+
+    acked: dict[int, str] = {}  # a time -> the count acknowledged by then
+    for _ in range(3):
+        for _ in range(2):
+            count = await call("room", "POST", "/incr")
+        acked[clock.step()] = count
+        clock.step()
+    current = await call("room", "POST", "/incr")
+    clock.step()
+    for at, count in acked.items():
+        await host.restore_object("acme", "counter", "room", at)
+        assert await call("room", "GET", "/") == count
+    first = min(acked)
+    done = await host.restore_object("acme", "counter", "room-then", first, source="room")
+    assert done.name == "room-then"
+    assert await call("room-then", "GET", "/") == acked[first] == "2"
+    assert await call("room", "GET", "/") == acked[max(acked)] == "6"
+    assert current == "7"
