@@ -98,18 +98,29 @@ def rebuild_partition(
         ).objects
         if only is not None:
             state = {only: state[only]} if only in state else {}
-    for epoch, seq in plan.segments:
-        key = segment_key(partition, epoch, seq)
-        segment = decode_segment(store.get(key), partition, epoch, seq, key)
-        report.segments += 1
-        for change in segment.changes:
-            if at_ms is not None and change.committed_ms > at_ms:
-                return state, report
-            if only is not None and (change.tenant, change.object_id) != only:
-                continue
-            apply_change(state, change)
-            report.changes += 1
-            report.last_committed_ms = max(report.last_committed_ms, change.committed_ms)
+    keys_in_order = [segment_key(partition, epoch, seq) for epoch, seq in plan.segments]
+    # One object (restore-object, bookmarks) reads one partition: its segments are
+    # fetched on a few threads ahead of the replay (a whole restore already reads its
+    # partitions in parallel), in order; what an early stop leaves is cancelled.
+    pool = ThreadPoolExecutor(READ_THREADS) if only is not None and keys_in_order else None
+    fetched = (
+        pool.map(store.get, keys_in_order) if pool is not None else map(store.get, keys_in_order)
+    )
+    try:
+        for (epoch, seq), key, data in zip(plan.segments, keys_in_order, fetched, strict=True):
+            segment = decode_segment(data, partition, epoch, seq, key)
+            report.segments += 1
+            for change in segment.changes:
+                if at_ms is not None and change.committed_ms > at_ms:
+                    return state, report
+                if only is not None and (change.tenant, change.object_id) != only:
+                    continue
+                apply_change(state, change)
+                report.changes += 1
+                report.last_committed_ms = max(report.last_committed_ms, change.committed_ms)
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
     return state, report
 
 
