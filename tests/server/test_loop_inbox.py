@@ -59,3 +59,24 @@ def test_after_resolving_runs_each_key_once_at_the_end_of_the_outer_block() -> N
         assert ran == []
     assert ran == ["a", "c"]
     assert not after_resolving("k", lambda: None)  # the block is over
+
+
+async def test_a_failing_call_does_not_strand_the_others(caplog: pytest.LogCaptureFixture) -> None:
+    inbox = loop_inbox.current_inbox()
+    ran: list[int] = []
+    done = trio.Event()
+
+    def fail() -> None:
+        raise RuntimeError("boom")
+
+    def post_all() -> None:
+        with resolving_together():
+            inbox.post(ran.append, 1)
+            inbox.post(fail)
+            inbox.post(ran.append, 2)
+            inbox.post(done.set)
+
+    await trio.to_thread.run_sync(post_all)
+    await done.wait()
+    assert ran == [1, 2]
+    assert "a call handed to the event loop failed" in caplog.text

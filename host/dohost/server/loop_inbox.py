@@ -12,6 +12,7 @@ a batch of N completions costs one wake-up.
 from __future__ import annotations
 
 import contextlib
+import logging
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -20,6 +21,7 @@ import trio
 
 from dohost.storage.api import after_resolving
 
+_log = logging.getLogger(__name__)
 _INBOX: trio.lowlevel.RunVar[LoopInbox] = trio.lowlevel.RunVar("dohost_loop_inbox")
 
 
@@ -53,7 +55,10 @@ class LoopInbox:
             calls, self._calls = self._calls, []
             self._scheduled = False
         for fn, args in calls:
-            fn(*args)
+            try:
+                fn(*args)
+            except Exception:  # (a bug) must not strand the waiters posted after it
+                _log.exception("a call handed to the event loop failed")
 
 
 def current_inbox() -> LoopInbox:
