@@ -60,6 +60,7 @@ VALID_WAT = [
     "log_flood",
     "cbor_bombs",
     "fd_write_iovecs",
+    "ws_flood",
 ]
 # Fixtures that satisfy the ABI but pass a host limit on the module's shape, or use a
 # proposal the host does not serve (abi/README.md, "Module limits", "Proposals served"):
