@@ -27,6 +27,7 @@ import sys
 import tarfile
 import zlib
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -223,15 +224,21 @@ def test_package_contents_npm_and_cargo(tmp_path: Path) -> None:
     assert meta["packages"][0]["license"] == "Apache-2.0"
 
 
-def test_zig_sdk_is_a_zig_package(tmp_path: Path) -> None:
-    """The package's manifest names every SDK file and a valid fingerprint, its tarball
-    holds exactly those, and an app compiled against the unpacked tarball alone (no file
-    of the repository) serves. No build runner: see the slow test below for that."""
+def zig_packer() -> Any:
+    """tools/pack_zig_sdk.py, imported."""
     sys.path.insert(0, str(ROOT / "tools"))
     try:
         import pack_zig_sdk
     finally:
         sys.path.remove(str(ROOT / "tools"))
+    return pack_zig_sdk
+
+
+def test_zig_sdk_is_a_zig_package(tmp_path: Path) -> None:
+    """The package's manifest names every SDK file and a valid fingerprint, its tarball
+    holds exactly those, and an app compiled against the unpacked tarball alone (no file
+    of the repository) serves. No build runner: see the slow test below for that."""
+    pack_zig_sdk = zig_packer()
     name, version, paths = pack_zig_sdk.manifest()
     assert (name, version) == ("dohost", "0.1.0")
     sdk_files = {p.name for p in (SDK / "zig").glob("*.zig")} | {"build.zig.zon", "README.md"}
@@ -295,11 +302,7 @@ def test_zig_package_through_zig_fetch_and_zig_build(tmp_path: Path) -> None:
     """A consumer as a Zig user makes one: `zig fetch --save=dohost <tarball>` (offline:
     a local file), then `zig build`. Slow: Zig 0.17 compiles its build system from
     source at first use (minutes of CPU; guest-sdk/zig/README.md)."""
-    sys.path.insert(0, str(ROOT / "tools"))
-    try:
-        import pack_zig_sdk
-    finally:
-        sys.path.remove(str(ROOT / "tools"))
+    pack_zig_sdk = zig_packer()
     tarball = pack_zig_sdk.pack(tmp_path / "dist")
     app = tmp_path / "app"
     app.mkdir()
