@@ -267,7 +267,35 @@ def class_rm(class_name: str, yes: bool, url: str, token: str | None) -> None:
     click.echo(f"deleted class {class_name} and {n} object{'s' if n != 1 else ''}")
 
 
+@click.group("cluster")
+def cluster_group() -> None:
+    """Inspect a cluster of `serve --cluster` nodes."""
+
+
+@cluster_group.command("status")
+@url_option
+@admin_token_option
+@click.option("--json", "as_json", is_flag=True, help="The node's view as JSON.")
+def cluster_status(url: str, token: str | None, as_json: bool) -> None:
+    """Show a cluster node's members and partitions."""
+    st = run(url, token, lambda c: c.cluster_status(), admin=True)
+    if as_json:
+        click.echo(json.dumps(st, indent=2))
+        return
+    title = (
+        f"cluster {st['cluster']} seen from node {st['node']}: {st['partitions']} partitions, "
+        f"{st['unclaimed']} unclaimed; this node serves {st.get('serving', 0)}, its lease "
+        f"holds {st['lease_valid_s']:.1f} s more"
+    )
+    rows = [
+        [m["name"], m["advertise"], m.get("location") or "-", str(m["partitions"])]
+        for m in st["members"]
+    ]
+    _table(title, ["NODE", "ADVERTISE", "LOCATION", "PARTITIONS"], rows)
+
+
 def register(group: click.Group, tenant_group: click.Group) -> None:
+    group.add_command(cluster_group)
     group.add_command(token)
     group.add_command(object_id)
     group.add_command(class_group)

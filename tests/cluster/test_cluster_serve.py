@@ -43,6 +43,16 @@ def test_any_node_serves_any_object_and_a_leave_hands_over(
         assert st is not None and st["node"] == "a" and st["partitions"] == 16
         assert {m["name"] for m in st["members"]} == {"a", "b"}
         assert sum(m["partitions"] for m in st["members"]) == 16
+        # `dohost cluster status` shows the same view.
+        r = subprocess.run(
+            [sys.executable, "-m", "dohost.cli", "cluster", "status", "--url", a.url,
+             "--token", a.admin_token],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+        assert r.returncode == 0, r.stderr
+        words = " ".join(r.stdout.split())  # (the table wraps to the terminal's width)
+        assert "seen from node a: 16 partitions, 0 unclaimed" in words, r.stdout
+        assert all(f" {n} │ http://127.0.0.1:" in words for n in ("a", "b")), r.stdout
 
         # Graceful leave: b drains and releases; a claims b's partitions, restores them
         # from the replica store, and serves them with every acknowledged count.

@@ -65,6 +65,9 @@ class AsyncClient:
     async def metrics(self) -> str:
         return await self.send(calls.metrics())
 
+    async def cluster_status(self) -> dict[str, Any]:
+        return await self.send(calls.cluster_status())
+
     async def create_tenant(
         self, name: str, quotas: dict[str, Any] | None = None
     ) -> tuple[Tenant, str]:

@@ -124,6 +124,11 @@ def metrics() -> Call[str]:
     return Call("GET", "/metrics", lambda r: r.body.decode())
 
 
+def cluster_status() -> Call[dict[str, Any]]:
+    """A cluster node's view (`serve --cluster`; docs/cluster.md)."""
+    return Call("GET", "/v1/cluster", lambda r: dict(r.json()))
+
+
 # ------------------------------------------------------------------ tenants (admin)
 
 

@@ -65,6 +65,9 @@ class Client:
     def metrics(self) -> str:
         return self.send(calls.metrics())
 
+    def cluster_status(self) -> dict[str, Any]:
+        return self.send(calls.cluster_status())
+
     def create_tenant(self, name: str, quotas: dict[str, Any] | None = None) -> tuple[Tenant, str]:
         return self.send(calls.create_tenant(name, quotas))
 
