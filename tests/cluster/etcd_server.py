@@ -12,12 +12,19 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+
+# One port picker for every loopback service the tests start (tests/replica's SeaweedFS
+# fixture owns it); the cluster tests import it from here.
+_REPLICA_HELPERS = str(Path(__file__).resolve().parents[1] / "replica")
+if _REPLICA_HELPERS not in sys.path:
+    sys.path.insert(0, _REPLICA_HELPERS)
+from seaweedfs_server import free_ports  # noqa: E402
 
 READY_TIMEOUT_S = 60.0  # a second or two in practice; the bound is for a loaded machine
 STOP_TIMEOUT_S = 20.0
@@ -31,19 +38,6 @@ def etcd_binary() -> str:
             "does, as root)"
         )
     return found
-
-
-def free_ports(n: int) -> list[int]:
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
 
 
 @dataclass
